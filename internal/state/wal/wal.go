@@ -1,0 +1,505 @@
+// Package wal owns the worker's write-ahead log: numbered segment files of
+// length-prefixed, CRC-checked records, appended with group commit (one fsync
+// serves every request waiting at that moment), rotated by the checkpointer
+// and replayed at start.
+//
+// Segment layout (little endian):
+//
+//	header  magic "DPLWALSG" | version u32 | reserved u32 | sequence u64
+//	record* payloadLen u32 | crc32c(payload) u32 | payload
+//
+// Only the newest segment is ever written, so after a crash only its tail can
+// be torn; replay truncates it there and reports it.
+package wal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Version is the segment format version this package writes and reads.
+const Version uint32 = 1
+
+const (
+	segmentMagic      = "DPLWALSG"
+	segmentHeaderSize = 24
+	recordHeaderSize  = 8
+	segmentSuffix     = ".wal"
+	// MaxRecordBytes bounds one record, so that a corrupted length field is
+	// recognised as damage instead of causing an enormous allocation.
+	MaxRecordBytes = 256 << 20
+	// maxBatchBytes bounds how much one group commit writes before its fsync,
+	// keeping the latency of the requests in it predictable.
+	maxBatchBytes = 8 << 20
+	queueLength   = 4096
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("write-ahead log is closed")
+
+// Options configures a Log.
+type Options struct {
+	// OnSync, if set, observes every group commit: how long the fsync took,
+	// how many records and bytes it made durable.
+	OnSync func(fsync time.Duration, records, bytes int)
+}
+
+// Log appends records to the newest segment of a directory.
+type Log struct {
+	dir  string
+	opts Options
+
+	// sendMu lets Close wait for requests being enqueued; it is never held
+	// while a request waits for its fsync.
+	sendMu  sync.RWMutex
+	closed  bool
+	queue   chan *request
+	stopped chan struct{}
+
+	// fileMu serialises the writer with Rotate, so a segment is sealed only
+	// between group commits.
+	fileMu sync.Mutex
+	file   *os.File
+	cur    *segment
+	failed error
+
+	// mu guards segments and their pending counts; applied waits on it.
+	mu       sync.Mutex
+	applied  *sync.Cond
+	segments map[uint64]*segment
+}
+
+// segment tracks one file: its size and the records written to it that were
+// acknowledged but not yet reported applied.
+type segment struct {
+	seq     uint64
+	bytes   int64
+	pending int64
+}
+
+type request struct {
+	payload []byte
+	result  chan error
+	// state moves from waiting to committed (by the writer) or abandoned (by
+	// a caller whose context ended first); whoever loses the race knows the
+	// other side's outcome.
+	state atomic.Int32
+	seg   *segment
+}
+
+const (
+	waiting int32 = iota
+	committed
+	abandoned
+)
+
+// SegmentName is the file name of segment seq.
+func SegmentName(seq uint64) string {
+	return fmt.Sprintf("%020d%s", seq, segmentSuffix)
+}
+
+// Segments lists the segment numbers present in dir, oldest first.
+func Segments(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing write-ahead log segments in %s: %w", dir, err)
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, segmentSuffix) {
+			continue
+		}
+		seq, err := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 10, 64)
+		if err != nil {
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	return seqs, nil
+}
+
+// Open starts a new segment in dir, numbered after every existing segment
+// and at least minSeq, and starts the group-commit writer. Existing segments
+// are kept (they are removed by RemoveBefore once a checkpoint covers them).
+func Open(dir string, minSeq uint64, opts Options) (*Log, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating write-ahead log directory %s: %w", dir, err)
+	}
+	existing, err := Segments(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{
+		dir:      dir,
+		opts:     opts,
+		queue:    make(chan *request, queueLength),
+		stopped:  make(chan struct{}),
+		segments: make(map[uint64]*segment),
+	}
+	l.applied = sync.NewCond(&l.mu)
+	next := max(minSeq, 1)
+	for _, seq := range existing {
+		size := int64(0)
+		if info, err := os.Stat(filepath.Join(dir, SegmentName(seq))); err == nil {
+			size = info.Size()
+		}
+		l.segments[seq] = &segment{seq: seq, bytes: size}
+		next = max(next, seq+1)
+	}
+	if err := l.startSegment(next); err != nil {
+		return nil, err
+	}
+	go l.write()
+	return l, nil
+}
+
+// startSegment creates segment seq durably and makes it current. The caller
+// holds fileMu or is the only user of l.
+func (l *Log) startSegment(seq uint64) error {
+	path := filepath.Join(l.dir, SegmentName(seq))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return fmt.Errorf("creating write-ahead log segment %s: %w", path, err)
+	}
+	var h [segmentHeaderSize]byte
+	copy(h[0:8], segmentMagic)
+	binary.LittleEndian.PutUint32(h[8:12], Version)
+	binary.LittleEndian.PutUint64(h[16:24], seq)
+	if _, err := f.Write(h[:]); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("writing header of segment %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("syncing segment %s: %w", path, err)
+	}
+	if err := syncDir(l.dir); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if l.file != nil {
+		if err := l.file.Close(); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("closing segment %d: %w", l.cur.seq, err)
+		}
+	}
+	seg := &segment{seq: seq, bytes: segmentHeaderSize}
+	l.mu.Lock()
+	l.segments[seq] = seg
+	l.mu.Unlock()
+	l.file, l.cur = f, seg
+	return nil
+}
+
+// Append makes payload durable and returns once it is on stable storage,
+// with done, which the caller must call once the record was applied: a
+// checkpoint waits for it before dropping the segment. When Append returns
+// an error the record must be treated as not accepted (it may still be
+// replayed after a crash, which idempotent application makes harmless).
+func (l *Log) Append(ctx context.Context, payload []byte) (done func(), err error) {
+	if len(payload) == 0 {
+		return nil, errors.New("appending to the write-ahead log: empty record")
+	}
+	if len(payload) > MaxRecordBytes {
+		return nil, fmt.Errorf("appending to the write-ahead log: record of %d bytes exceeds the %d-byte limit", len(payload), MaxRecordBytes)
+	}
+	req := &request{payload: payload, result: make(chan error, 1)}
+	if err := l.enqueue(ctx, req); err != nil {
+		return nil, err
+	}
+	select {
+	case err := <-req.result:
+		return l.outcome(req, err)
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(waiting, abandoned) {
+			return nil, fmt.Errorf("waiting for the write-ahead log to sync: %w", ctx.Err())
+		}
+		return l.outcome(req, <-req.result)
+	}
+}
+
+func (l *Log) enqueue(ctx context.Context, req *request) error {
+	l.sendMu.RLock()
+	defer l.sendMu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	select {
+	case l.queue <- req:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for room in the write-ahead log queue: %w", ctx.Err())
+	}
+}
+
+func (l *Log) outcome(req *request, err error) (func(), error) {
+	if err != nil {
+		return nil, err
+	}
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) {
+			l.release(req.seg, 1)
+		}
+	}, nil
+}
+
+func (l *Log) release(seg *segment, n int64) {
+	l.mu.Lock()
+	seg.pending -= n
+	if seg.pending == 0 {
+		l.applied.Broadcast()
+	}
+	l.mu.Unlock()
+}
+
+// write is the group-commit loop: it takes every request queued at the
+// moment, writes them in one go, fsyncs once and answers them all.
+func (l *Log) write() {
+	defer close(l.stopped)
+	var batch []*request
+	var buf []byte
+	for {
+		req, ok := <-l.queue
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], req)
+		size := len(req.payload)
+	drain:
+		for size < maxBatchBytes {
+			select {
+			case r, ok := <-l.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				size += len(r.payload)
+			default:
+				break drain
+			}
+		}
+		buf = l.commit(batch, buf[:0])
+		clear(batch)
+	}
+}
+
+func (l *Log) commit(batch []*request, buf []byte) []byte {
+	for _, r := range batch {
+		var h [recordHeaderSize]byte
+		binary.LittleEndian.PutUint32(h[0:4], uint32(len(r.payload)))
+		binary.LittleEndian.PutUint32(h[4:8], crc32.Checksum(r.payload, castagnoli))
+		buf = append(buf, h[:]...)
+		buf = append(buf, r.payload...)
+	}
+
+	l.fileMu.Lock()
+	err := l.failed
+	seg := l.cur
+	if err == nil {
+		// Counted before the fsync and under fileMu, so a rotation that
+		// follows this commit waits for these records to be applied.
+		l.mu.Lock()
+		seg.pending += int64(len(batch))
+		l.mu.Unlock()
+		err = l.writeAndSync(buf, len(batch))
+		if err != nil {
+			// After a failed write or fsync the kernel may have dropped
+			// pages that never reached the disk; writing on could
+			// acknowledge records that are gone, so the log stops.
+			l.failed = err
+			l.release(seg, int64(len(batch)))
+		} else {
+			l.mu.Lock()
+			seg.bytes += int64(len(buf))
+			l.mu.Unlock()
+		}
+	}
+	l.fileMu.Unlock()
+
+	for _, r := range batch {
+		r.seg = seg
+		if err != nil {
+			r.result <- err
+			continue
+		}
+		if r.state.CompareAndSwap(waiting, committed) {
+			r.result <- nil
+		} else {
+			// The caller gave up and will never apply it.
+			l.release(seg, 1)
+		}
+	}
+	return buf
+}
+
+func (l *Log) writeAndSync(buf []byte, records int) error {
+	if _, err := l.file.Write(buf); err != nil {
+		return fmt.Errorf("writing to write-ahead log segment %d: %w", l.cur.seq, err)
+	}
+	start := time.Now()
+	if err := l.file.Sync(); err != nil {
+		return fmt.Errorf("syncing write-ahead log segment %d: %w", l.cur.seq, err)
+	}
+	if l.opts.OnSync != nil {
+		l.opts.OnSync(time.Since(start), records, len(buf))
+	}
+	return nil
+}
+
+// Err reports the write or fsync failure that stopped the log, if any.
+func (l *Log) Err() error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	return l.failed
+}
+
+// Rotate seals the current segment and starts the next one, returning its
+// number: every record acknowledged from now on lands in it or later.
+func (l *Log) Rotate() (uint64, error) {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	if l.failed != nil {
+		return 0, fmt.Errorf("rotating the write-ahead log: %w", l.failed)
+	}
+	if l.file == nil {
+		return 0, ErrClosed
+	}
+	next := l.cur.seq + 1
+	if err := l.startSegment(next); err != nil {
+		return 0, fmt.Errorf("rotating the write-ahead log: %w", err)
+	}
+	return next, nil
+}
+
+// WaitApplied returns once every record acknowledged in segments older than
+// seq was reported applied, or when ctx ends.
+func (l *Log) WaitApplied(ctx context.Context, seq uint64) error {
+	stop := context.AfterFunc(ctx, func() {
+		l.mu.Lock()
+		l.applied.Broadcast()
+		l.mu.Unlock()
+	})
+	defer stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		busy := false
+		for s, seg := range l.segments {
+			if s < seq && seg.pending > 0 {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("waiting for write-ahead log records to be applied: %w", err)
+		}
+		l.applied.Wait()
+	}
+}
+
+// RemoveBefore deletes every segment older than seq.
+func (l *Log) RemoveBefore(seq uint64) error {
+	l.mu.Lock()
+	var old []uint64
+	for s := range l.segments {
+		if s < seq {
+			old = append(old, s)
+		}
+	}
+	l.mu.Unlock()
+	slices.Sort(old)
+	var errs []error
+	for _, s := range old {
+		path := filepath.Join(l.dir, SegmentName(s))
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing write-ahead log segment %s: %w", path, err))
+			continue
+		}
+		l.mu.Lock()
+		delete(l.segments, s)
+		l.mu.Unlock()
+	}
+	if len(old) > 0 {
+		if err := syncDir(l.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stats is the log's current size on disk.
+type Stats struct {
+	Segments int
+	Bytes    int64
+}
+
+// Stats reports how many segments the log holds and their total size.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := Stats{Segments: len(l.segments)}
+	for _, seg := range l.segments {
+		s.Bytes += seg.bytes
+	}
+	return s
+}
+
+// Close stops accepting records, commits those already queued and closes the
+// current segment. Records still to be applied keep their segments on disk.
+func (l *Log) Close() error {
+	l.sendMu.Lock()
+	if l.closed {
+		l.sendMu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.queue)
+	l.sendMu.Unlock()
+	<-l.stopped
+
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	if l.file == nil {
+		return nil
+	}
+	err := l.file.Close()
+	l.file = nil
+	if err != nil {
+		return fmt.Errorf("closing write-ahead log segment %d: %w", l.cur.seq, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening directory %s to sync it: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}
