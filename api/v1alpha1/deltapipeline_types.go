@@ -1,0 +1,512 @@
+package v1alpha1
+
+import (
+	otelv1beta1 "github.com/open-telemetry/opentelemetry-operator/apis/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultGatewayImage is the collector the rendered gateway configuration is
+// validated against; another version may reject or reinterpret its keys.
+const DefaultGatewayImage = "otel/opentelemetry-collector-contrib:0.161.0"
+
+// DeltaPipelineSpec is the desired pipeline: how streams are routed, the two
+// tiers, and where cumulative series go.
+type DeltaPipelineSpec struct {
+	// Routing decides which worker owns a stream.
+	// +kubebuilder:default={}
+	// +optional
+	Routing RoutingSpec `json:"routing,omitempty"`
+
+	// Gateway is tier 1: collectors that receive OTLP and route each stream to its worker.
+	// +kubebuilder:default={}
+	// +optional
+	Gateway GatewaySpec `json:"gateway,omitempty"`
+
+	// Worker is tier 2: the converters that hold per-stream state.
+	// +kubebuilder:default={}
+	// +optional
+	Worker WorkerSpec `json:"worker,omitempty"`
+
+	// Exporters are the destinations of the cumulative series; at least one is required.
+	Exporters ExportersSpec `json:"exporters"`
+
+	// ServiceAccount configures the workers' ServiceAccount, for example the
+	// IRSA annotation eks.amazonaws.com/role-arn used to sign requests to AMP.
+	// +optional
+	ServiceAccount ServiceAccountSpec `json:"serviceAccount,omitempty"`
+}
+
+// RoutingKey is what the gateway hashes to pick a worker.
+// +kubebuilder:validation:Enum=streamID;attributes;resource;service
+type RoutingKey string
+
+const (
+	// RoutingKeyStreamID hashes the whole stream identity; spreads load best.
+	RoutingKeyStreamID RoutingKey = "streamID"
+	// RoutingKeyAttributes hashes the listed attributes.
+	RoutingKeyAttributes RoutingKey = "attributes"
+	// RoutingKeyResource hashes the resource attributes only.
+	RoutingKeyResource RoutingKey = "resource"
+	// RoutingKeyService hashes service.name only.
+	RoutingKeyService RoutingKey = "service"
+)
+
+// Resolver is how gateways discover the workers.
+// +kubebuilder:validation:Enum=k8s;dns
+type Resolver string
+
+const (
+	// ResolverK8s watches the endpoints of the worker headless Service and
+	// uses pod host names, so ring members keep their names across restarts.
+	ResolverK8s Resolver = "k8s"
+	// ResolverDNS polls the A records of the worker headless Service.
+	ResolverDNS Resolver = "dns"
+)
+
+// RoutingSpec decides which worker owns a stream.
+// +kubebuilder:validation:XValidation:rule="self.key != 'attributes' || (has(self.attributes) && size(self.attributes) > 0)",message="spec.routing.attributes must list at least one attribute when spec.routing.key is attributes",fieldPath=".attributes"
+// +kubebuilder:validation:XValidation:rule="self.key == 'attributes' || !has(self.attributes) || size(self.attributes) == 0",message="spec.routing.attributes is only allowed when spec.routing.key is attributes",fieldPath=".attributes"
+type RoutingSpec struct {
+	// Key is streamID, attributes, resource or service. resource and service
+	// put every stream of clients sharing a resource (all Claude Code users do)
+	// on one worker; the RoutingBalanced condition warns about it.
+	// +kubebuilder:default=streamID
+	// +optional
+	Key RoutingKey `json:"key,omitempty"`
+
+	// Attributes are hashed, in order, when key is attributes; for example
+	// [session.id] keeps every stream of one Claude Code session on one worker.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	Attributes []string `json:"attributes,omitempty"`
+
+	// Resolver is k8s (default) or dns.
+	// +kubebuilder:default=k8s
+	// +optional
+	Resolver Resolver `json:"resolver,omitempty"`
+}
+
+// Scheduling places a tier's pods.
+type Scheduling struct {
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// TopologySpreadConstraints default to spreading pods across nodes
+	// (topologyKey kubernetes.io/hostname, whenUnsatisfiable ScheduleAnyway).
+	// +optional
+	// +listType=atomic
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+}
+
+// GatewaySpec configures tier 1.
+type GatewaySpec struct {
+	// Replicas of the gateway Deployment; ignored while autoscaling is set.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Image of the OpenTelemetry Collector (contrib or a distribution with the
+	// otlp receiver, memory_limiter processor, load_balancing exporter and
+	// health_check extension).
+	// +kubebuilder:default="otel/opentelemetry-collector-contrib:0.161.0"
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	Scheduling `json:",inline"`
+
+	// Service exposes the gateway to clients.
+	// +optional
+	Service GatewayServiceSpec `json:"service,omitempty"`
+
+	// Autoscaling, when set, adds a HorizontalPodAutoscaler on CPU utilization.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+
+	// Config is extra collector configuration in OpenTelemetryCollector syntax:
+	// its receivers feed the metrics pipeline next to the built-in otlp
+	// receiver, and the processors listed in service.pipelines.metrics.processors
+	// run, in that order, after memory_limiter and before the routing exporter.
+	// Exporters are not allowed: every stream must reach its worker.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Type=object
+	// +optional
+	Config *otelv1beta1.Config `json:"config,omitempty"`
+}
+
+// GatewayServiceSpec configures the gateway Service.
+type GatewayServiceSpec struct {
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+	// Annotations, for example for a cloud load balancer.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// AutoscalingSpec configures the gateway HorizontalPodAutoscaler.
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",message="spec.gateway.autoscaling.minReplicas must not be greater than maxReplicas",fieldPath=".minReplicas"
+type AutoscalingSpec struct {
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+	// +kubebuilder:validation:Minimum=1
+	MaxReplicas int32 `json:"maxReplicas"`
+	// TargetCPUUtilizationPercentage is the average CPU use, in percent of requests, kept by scaling.
+	// +kubebuilder:default=70
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+}
+
+// WorkerSpec configures tier 2.
+type WorkerSpec struct {
+	// Replicas of the worker StatefulSet.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Image of the worker; defaults to the worker image of the operator's own
+	// version (manager flag --worker-image).
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	Scheduling `json:",inline"`
+
+	// Persistence keeps per-stream state on a volume so a restarted worker
+	// continues its series instead of resetting them.
+	// +kubebuilder:default={}
+	// +optional
+	Persistence PersistenceSpec `json:"persistence,omitempty"`
+
+	// Conversion tunes the delta-to-cumulative engine.
+	// +kubebuilder:default={}
+	// +optional
+	Conversion ConversionSpec `json:"conversion,omitempty"`
+}
+
+// PersistenceSpec is the worker's state volume.
+type PersistenceSpec struct {
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// +kubebuilder:default="1Gi"
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+	// StorageClassName; empty uses the cluster's default class.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// Writers is how overlapping points of one stream are treated.
+// +kubebuilder:validation:Enum=shared;single
+type Writers string
+
+// ConversionSpec tunes the delta-to-cumulative engine.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxStale) || !has(self.interval) || duration(self.maxStale) >= duration(self.interval)",message="spec.worker.conversion.maxStale must not be shorter than spec.worker.conversion.interval",fieldPath=".maxStale"
+type ConversionSpec struct {
+	// MaxStreams bounds the streams one worker holds; points of further new
+	// streams are refused and counted.
+	// +kubebuilder:default=1000000
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxStreams *int32 `json:"maxStreams,omitempty"`
+	// MaxStale is how long a stream may go without a point before it is forgotten.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.worker.conversion.maxStale must be a positive duration"
+	// +optional
+	MaxStale *metav1.Duration `json:"maxStale,omitempty"`
+	// Interval is how often cumulative values are emitted.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="spec.worker.conversion.interval must be a positive duration"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Writers is shared (overlapping points of a stream all count) or single
+	// (one writer per stream; an overlapping point is dropped and counted).
+	// +kubebuilder:default=shared
+	// +optional
+	Writers Writers `json:"writers,omitempty"`
+}
+
+// ExportersSpec lists the destinations.
+// +kubebuilder:validation:XValidation:rule="has(self.prometheusRemoteWrite) || has(self.otlp) || has(self.prometheus)",message="spec.exporters must set at least one of prometheusRemoteWrite, otlp, prometheus"
+type ExportersSpec struct {
+	// +optional
+	PrometheusRemoteWrite *RemoteWriteSpec `json:"prometheusRemoteWrite,omitempty"`
+	// +optional
+	OTLP *OTLPExporterSpec `json:"otlp,omitempty"`
+	// +optional
+	Prometheus *PrometheusSpec `json:"prometheus,omitempty"`
+}
+
+// RemoteWriteSpec sends Prometheus remote write requests.
+// +kubebuilder:validation:XValidation:rule="(has(self.sigv4) ? 1 : 0) + (has(self.basicAuth) ? 1 : 0) + (has(self.bearerTokenSecretRef) ? 1 : 0) <= 1",message="spec.exporters.prometheusRemoteWrite: sigv4, basicAuth and bearerTokenSecretRef are mutually exclusive"
+type RemoteWriteSpec struct {
+	// Endpoint is the remote write URL.
+	// +kubebuilder:validation:Pattern=`^https?://[^/]+`
+	// +kubebuilder:validation:MaxLength=2048
+	Endpoint string `json:"endpoint"`
+	// SigV4 signs requests for Amazon Managed Service for Prometheus with the
+	// workers' AWS identity (IRSA or EKS Pod Identity).
+	// +optional
+	SigV4 *SigV4Spec `json:"sigv4,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	Headers []HeaderSpec `json:"headers,omitempty"`
+	// +optional
+	BasicAuth *BasicAuthSpec `json:"basicAuth,omitempty"`
+	// BearerTokenSecretRef holds a token sent as "Authorization: Bearer <token>".
+	// +optional
+	BearerTokenSecretRef *SecretKeyRef `json:"bearerTokenSecretRef,omitempty"`
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+	// ExternalLabels are added to every series.
+	// +optional
+	ExternalLabels map[string]string `json:"externalLabels,omitempty"`
+}
+
+// SigV4Spec configures AWS Signature Version 4 signing (service "aps").
+type SigV4Spec struct {
+	// Region of the AMP workspace, for example us-east-1.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	Region string `json:"region"`
+	// RoleARN, if set, is assumed before signing.
+	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+`
+	// +optional
+	RoleARN string `json:"roleARN,omitempty"`
+}
+
+// BasicAuthSpec is HTTP basic authentication with a password from a Secret.
+type BasicAuthSpec struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Username string `json:"username"`
+	// PasswordSecretRef names the Secret key holding the password.
+	PasswordSecretRef SecretKeyRef `json:"passwordSecretRef"`
+}
+
+// HeaderSpec is one request header, with a literal value or a value from a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="exactly one of value and valueFrom must be set on a header"
+type HeaderSpec struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Name string `json:"name"`
+	// Value is a literal; use valueFrom for anything secret.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Value *string `json:"value,omitempty"`
+	// +optional
+	ValueFrom *SecretValueSource `json:"valueFrom,omitempty"`
+}
+
+// SecretValueSource reads a value from a Secret.
+type SecretValueSource struct {
+	SecretKeyRef SecretKeyRef `json:"secretKeyRef"`
+}
+
+// SecretKeyRef names one key of a Secret in the pipeline's namespace.
+type SecretKeyRef struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// ConfigMapKeyRef names one key of a ConfigMap in the pipeline's namespace.
+type ConfigMapKeyRef struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// FileSource reads a file's content from a Secret or a ConfigMap key.
+// +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="exactly one of secretKeyRef and configMapKeyRef must be set"
+type FileSource struct {
+	// +optional
+	SecretKeyRef *SecretKeyRef `json:"secretKeyRef,omitempty"`
+	// +optional
+	ConfigMapKeyRef *ConfigMapKeyRef `json:"configMapKeyRef,omitempty"`
+}
+
+// TLSSpec configures the workers' TLS client.
+// +kubebuilder:validation:XValidation:rule="has(self.cert) == has(self.key)",message="cert and key must be set together"
+type TLSSpec struct {
+	// CA verifies the server.
+	// +optional
+	CA *FileSource `json:"ca,omitempty"`
+	// Cert is the client certificate.
+	// +optional
+	Cert *FileSource `json:"cert,omitempty"`
+	// Key is the client key; it must come from a Secret.
+	// +optional
+	Key *SecretKeyRef `json:"key,omitempty"`
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// OTLPExporterSpec sends cumulative metrics over OTLP/gRPC.
+// +kubebuilder:validation:XValidation:rule="!(has(self.insecure) && self.insecure && has(self.tls))",message="spec.exporters.otlp: insecure and tls are mutually exclusive"
+type OTLPExporterSpec struct {
+	// Endpoint is host:port of the OTLP/gRPC server.
+	// +kubebuilder:validation:Pattern=`^[^/]+:[0-9]{1,5}$`
+	// +kubebuilder:validation:MaxLength=512
+	Endpoint string `json:"endpoint"`
+	// Insecure sends without TLS.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	Headers []HeaderSpec `json:"headers,omitempty"`
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+	// +kubebuilder:validation:Enum=gzip;none
+	// +kubebuilder:default=gzip
+	// +optional
+	Compression string `json:"compression,omitempty"`
+}
+
+// PrometheusSpec serves the cumulative series on each worker for scraping.
+// +kubebuilder:validation:XValidation:rule="!(self.port in [4317, 4318, 8888])",message="spec.exporters.prometheus.port must not be 4317, 4318 or 8888, which the worker already uses",fieldPath=".port"
+type PrometheusSpec struct {
+	// +kubebuilder:default=9464
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+}
+
+// ServiceAccountSpec configures the workers' ServiceAccount.
+type ServiceAccountSpec struct {
+	// Annotations, for example eks.amazonaws.com/role-arn for IRSA.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Condition types reported in status.conditions.
+const (
+	// ConditionReady is True when both tiers are available and every reference resolves.
+	ConditionReady = "Ready"
+	// ConditionGatewayAvailable is True when the gateway Deployment has every desired replica ready.
+	ConditionGatewayAvailable = "GatewayAvailable"
+	// ConditionWorkersAvailable is True when the worker StatefulSet has every desired replica ready.
+	ConditionWorkersAvailable = "WorkersAvailable"
+	// ConditionReferencesResolved is True when every referenced Secret and ConfigMap key exists.
+	ConditionReferencesResolved = "ReferencesResolved"
+	// ConditionRoutingBalanced is False when the routing key cannot spread streams over workers.
+	ConditionRoutingBalanced = "RoutingBalanced"
+	// ConditionConfigValid is False when spec.gateway.config cannot be merged into the gateway configuration.
+	ConditionConfigValid = "ConfigValid"
+)
+
+// Condition reasons.
+const (
+	ReasonAvailable            = "Available"
+	ReasonProgressing          = "Progressing"
+	ReasonResolved             = "Resolved"
+	ReasonSecretNotFound       = "SecretNotFound"
+	ReasonSecretKeyNotFound    = "SecretKeyNotFound"
+	ReasonConfigMapNotFound    = "ConfigMapNotFound"
+	ReasonConfigMapKeyNotFound = "ConfigMapKeyNotFound"
+	ReasonHotSpotRouting       = "HotSpotRouting"
+	ReasonSpreadRouting        = "SpreadRouting"
+	ReasonValid                = "Valid"
+	ReasonInvalidGatewayConfig = "InvalidGatewayConfig"
+	ReasonNotReady             = "NotReady"
+)
+
+// TierStatus reports one tier's replicas.
+type TierStatus struct {
+	// Replicas desired.
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas observed ready.
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// Summary is "ready/desired", shown by kubectl get.
+	Summary string `json:"summary,omitempty"`
+}
+
+// Endpoints are where in-cluster clients send OTLP.
+type Endpoints struct {
+	// GRPC is host:port of the gateway's OTLP/gRPC receiver.
+	GRPC string `json:"grpc,omitempty"`
+	// HTTP is the base URL of the gateway's OTLP/HTTP receiver.
+	HTTP string `json:"http,omitempty"`
+}
+
+// DeltaPipelineStatus is the observed state.
+type DeltaPipelineStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +optional
+	Gateway TierStatus `json:"gateway,omitempty"`
+	// +optional
+	Workers TierStatus `json:"workers,omitempty"`
+	// +optional
+	Endpoints Endpoints `json:"endpoints,omitempty"`
+}
+
+// DeltaPipeline converts delta OpenTelemetry metrics to cumulative series
+// with a routing gateway tier and a stateful worker tier.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dpl,categories=telemetry
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.status.gateway.summary`
+// +kubebuilder:printcolumn:name="Workers",type=string,JSONPath=`.status.workers.summary`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 40",message="metadata.name must be at most 40 characters: the worker pods' names and labels are derived from it"
+type DeltaPipeline struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DeltaPipelineSpec   `json:"spec,omitempty"`
+	Status DeltaPipelineStatus `json:"status,omitempty"`
+}
+
+// DeltaPipelineList is a list of DeltaPipelines.
+//
+// +kubebuilder:object:root=true
+type DeltaPipelineList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DeltaPipeline `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DeltaPipeline{}, &DeltaPipelineList{})
+}
