@@ -1,0 +1,154 @@
+package receive
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/gzip" // senders compress with gzip by default
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+const transportGRPC = "grpc"
+
+// rawMessage carries undecoded request bytes through gRPC so that a
+// malformed payload is answered with InvalidArgument by this package rather
+// than with the Internal code gRPC uses for codec failures.
+type rawMessage []byte
+
+// rawCodec passes rawMessage through untouched and leaves every other type
+// to the registered protobuf codec.
+type rawCodec struct{ proto encoding.CodecV2 }
+
+func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(*rawMessage); ok {
+		return mem.BufferSlice{mem.SliceBuffer(*m)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if m, ok := v.(*rawMessage); ok {
+		*m = data.Materialize()
+		return nil
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+type grpcServer struct {
+	srv      *grpc.Server
+	listener net.Listener
+	opts     Options
+	adm      *admission
+}
+
+func listenGRPC(opts Options, adm *admission) (*grpcServer, error) {
+	ln, err := net.Listen("tcp", opts.GRPCEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("listening for OTLP/gRPC on %s: %w", opts.GRPCEndpoint, err)
+	}
+	g := &grpcServer{listener: ln, opts: opts, adm: adm}
+	g.srv = grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
+		grpc.ForceServerCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")}),
+	)
+	g.srv.RegisterService(&metricsServiceDesc, g)
+	return g, nil
+}
+
+// metricsServiceDesc is the OTLP MetricsService with its one method, Export.
+var metricsServiceDesc = grpc.ServiceDesc{
+	ServiceName: "opentelemetry.proto.collector.metrics.v1.MetricsService",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Export",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var in rawMessage
+			if err := dec(&in); err != nil {
+				return nil, err
+			}
+			return srv.(*grpcServer).export(ctx, in)
+		},
+	}},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
+}
+
+func (g *grpcServer) refuse(reason string, err error) error {
+	g.opts.Metrics.RequestsRefused.WithLabelValues(transportGRPC, reason).Inc()
+	return err
+}
+
+func (g *grpcServer) export(ctx context.Context, body rawMessage) (*rawMessage, error) {
+	req := pmetricotlp.NewExportRequest()
+	if err := req.UnmarshalProto(body); err != nil {
+		return nil, g.refuse("malformed", status.Errorf(codes.InvalidArgument,
+			"decoding OTLP ExportMetricsServiceRequest: %v", err))
+	}
+	if !g.adm.tryAcquire() {
+		return nil, g.refuse("overloaded", unavailableStatus(&UnavailableError{
+			Reason: "overloaded", RetryAfter: DefaultRetryAfter, Err: errOverloaded}))
+	}
+	defer g.adm.release()
+
+	md := req.Metrics()
+	g.opts.Metrics.ReceivedPoints.WithLabelValues(transportGRPC).Add(float64(md.DataPointCount()))
+	outcome, err := g.opts.Consumer.Consume(ctx, md)
+	if err != nil {
+		u := unavailableFrom(err)
+		g.opts.Logger.WarnContext(ctx, "refusing OTLP/gRPC request", "reason", u.Reason, "error", err)
+		return nil, g.refuse(u.Reason, unavailableStatus(u))
+	}
+	resp := pmetricotlp.NewExportResponse()
+	if outcome.RejectedPoints > 0 {
+		resp.PartialSuccess().SetRejectedDataPoints(outcome.RejectedPoints)
+		resp.PartialSuccess().SetErrorMessage(outcome.Message)
+	}
+	out, err := resp.MarshalProto()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encoding OTLP ExportMetricsServiceResponse: %v", err)
+	}
+	m := rawMessage(out)
+	return &m, nil
+}
+
+// unavailableStatus is UNAVAILABLE with RetryInfo: the code the OTLP
+// specification lists as retryable, with the delay the sender should wait.
+func unavailableStatus(u *UnavailableError) error {
+	st := status.New(codes.Unavailable, u.Error())
+	if detailed, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(u.RetryAfter)}); err == nil {
+		st = detailed
+	}
+	return st.Err()
+}
+
+func (g *grpcServer) serve() error {
+	if err := g.srv.Serve(g.listener); err != nil {
+		return fmt.Errorf("serving OTLP/gRPC: %w", err)
+	}
+	return nil
+}
+
+func (g *grpcServer) shutdown(ctx context.Context) error {
+	stopped := make(chan struct{})
+	go func() {
+		g.srv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		return nil
+	case <-ctx.Done():
+		g.srv.Stop()
+		return fmt.Errorf("stopping OTLP/gRPC gracefully: %w", ctx.Err())
+	}
+}

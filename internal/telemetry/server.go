@@ -1,0 +1,76 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves /metrics (self-metrics), /healthz and /readyz.
+type Server struct {
+	srv      *http.Server
+	listener net.Listener
+}
+
+// Listen binds endpoint (host:port) and prepares the handlers; Serve starts them.
+func Listen(endpoint string, metrics *Metrics, readiness *Readiness, logger *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("listening for telemetry on %s: %w", endpoint, err)
+	}
+	return &Server{
+		listener: ln,
+		srv: &http.Server{
+			Handler:           Handler(metrics, readiness),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+	}, nil
+}
+
+// Handler routes the telemetry endpoints.
+func Handler(metrics *Metrics, readiness *Readiness) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		ready, reason := readiness.State()
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "not ready: "+reason+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
+
+// Serve blocks until Shutdown.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving telemetry: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight scrapes.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("stopping telemetry server: %w", err)
+	}
+	return nil
+}
