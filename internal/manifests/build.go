@@ -1,0 +1,71 @@
+package manifests
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+)
+
+// Gateway is every object of the gateway tier. Optional objects are nil when
+// their feature is off, which tells the controller to delete them.
+type Gateway struct {
+	ConfigMap      *corev1.ConfigMap
+	Deployment     *appsv1.Deployment
+	Service        *corev1.Service
+	PDB            *policyv1.PodDisruptionBudget
+	ServiceAccount *corev1.ServiceAccount
+	Role           *rbacv1.Role
+	RoleBinding    *rbacv1.RoleBinding
+	HPA            *autoscalingv2.HorizontalPodAutoscaler
+}
+
+// Worker is every object of the worker tier.
+type Worker struct {
+	ConfigMap      *corev1.ConfigMap
+	StatefulSet    *appsv1.StatefulSet
+	Service        *corev1.Service
+	PDB            *policyv1.PodDisruptionBudget
+	ServiceAccount *corev1.ServiceAccount
+}
+
+// BuildGateway builds the gateway tier; it fails only on an invalid
+// spec.gateway.config.
+func BuildGateway(p *v1alpha1.DeltaPipeline, opts Options) (Gateway, error) {
+	cm, err := GatewayConfigMap(p)
+	if err != nil {
+		return Gateway{}, err
+	}
+	g := Gateway{
+		ConfigMap:      cm,
+		Deployment:     GatewayDeployment(p, opts, ContentHash([]byte(cm.Data[GatewayConfigFile]))),
+		Service:        GatewayService(p),
+		PDB:            GatewayPodDisruptionBudget(p),
+		ServiceAccount: GatewayServiceAccount(p),
+		HPA:            GatewayHorizontalPodAutoscaler(p),
+	}
+	if UsesKubernetesResolver(p) {
+		g.Role = GatewayResolverRole(p)
+		g.RoleBinding = GatewayResolverRoleBinding(p)
+	}
+	return g, nil
+}
+
+// BuildWorker builds the worker tier; it fails when the worker configuration
+// would be invalid.
+func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options) (Worker, error) {
+	cm, err := WorkerConfigMap(p)
+	if err != nil {
+		return Worker{}, err
+	}
+	return Worker{
+		ConfigMap:      cm,
+		StatefulSet:    WorkerStatefulSet(p, opts, ContentHash([]byte(cm.Data[WorkerConfigKey]))),
+		Service:        WorkerHeadlessService(p),
+		PDB:            WorkerPodDisruptionBudget(p),
+		ServiceAccount: WorkerServiceAccount(p),
+	}, nil
+}

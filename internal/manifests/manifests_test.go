@@ -1,0 +1,400 @@
+package manifests
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
+	return map[string]*v1alpha1.DeltaPipeline{
+		"default":      newPipeline(),
+		"attributes":   newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id")),
+		"dns-resolver": newPipeline(withResolver(v1alpha1.ResolverDNS), withPersistence(false)),
+		"amp-sigv4":    newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id"), withExporters(ampExporters())),
+		"otlp-secrets": newPipeline(withExporters(otlpWithSecretsExporters())),
+		"extra-processors": newPipeline(withGatewayConfig(t, `{
+			"receivers": {"prometheus/self": {"config": {"scrape_configs": [{"job_name": "gateway", "static_configs": [{"targets": ["127.0.0.1:8888"]}]}]}}},
+			"processors": {
+				"filter/drop-debug": {"metrics": {"metric": ["name == \"debug.calls\""]}},
+				"resource/cluster": {"attributes": [{"key": "k8s.cluster.name", "value": "prod", "action": "upsert"}]}
+			},
+			"exporters": {},
+			"service": {"pipelines": {"metrics": {"receivers": ["prometheus/self"], "processors": ["resource/cluster", "filter/drop-debug"], "exporters": []}}}
+		}`)),
+	}
+}
+
+func TestGoldenConfigs(t *testing.T) {
+	for name, p := range goldenCases(t) {
+		t.Run(name, func(t *testing.T) {
+			gateway, err := GatewayCollectorConfigYAML(p)
+			if err != nil {
+				t.Fatalf("gateway config: %v", err)
+			}
+			compareGolden(t, filepath.Join("testdata", name+".gateway.yaml"), gateway)
+
+			worker, err := WorkerConfigYAML(p)
+			if err != nil {
+				t.Fatalf("worker config: %v", err)
+			}
+			compareGolden(t, filepath.Join("testdata", name+".worker.yaml"), worker)
+			// The worker must accept what the operator writes.
+			if _, err := workerconfig.Parse(worker); err != nil {
+				t.Fatalf("the worker refuses the rendered configuration: %v", err)
+			}
+		})
+	}
+}
+
+func compareGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/manifests -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the rendered output (run go test ./internal/manifests -update after checking the change):\n--- got\n%s", path, got)
+	}
+}
+
+func gatewayConfigMap(t *testing.T, p *v1alpha1.DeltaPipeline) map[string]any {
+	t.Helper()
+	data, err := GatewayCollectorConfigYAML(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func dig(m map[string]any, keys ...string) any {
+	var cur any = m
+	for _, k := range keys {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[k]
+	}
+	return cur
+}
+
+func TestRoutingExporterRetriesPerWorkerOnly(t *testing.T) {
+	cfg := gatewayConfigMap(t, newPipeline())
+	lb := dig(cfg, "exporters", "load_balancing").(map[string]any)
+	if dig(lb, "retry_on_failure", "enabled") != false {
+		t.Errorf("top-level retry_on_failure must be disabled, got %v", lb["retry_on_failure"])
+	}
+	if _, ok := lb["sending_queue"]; ok {
+		t.Error("top-level sending_queue must not be set")
+	}
+	otlp := dig(lb, "protocol", "otlp").(map[string]any)
+	if dig(otlp, "retry_on_failure", "enabled") != true || dig(otlp, "sending_queue", "enabled") != true {
+		t.Errorf("per-worker queue and retry must be enabled: %v", otlp)
+	}
+	if got := dig(otlp, "retry_on_failure", "max_elapsed_time"); got != "180s" {
+		t.Errorf("max_elapsed_time = %v, want at least 120s to outlast a worker restart", got)
+	}
+	if dig(otlp, "tls", "insecure") != true {
+		t.Error("workers listen without TLS inside the cluster")
+	}
+}
+
+func TestResolverPointsAtTheWorkerHeadlessService(t *testing.T) {
+	k8s := dig(gatewayConfigMap(t, newPipeline()), "exporters", "load_balancing", "resolver", "k8s").(map[string]any)
+	if k8s["service"] != "claude-worker.telemetry" || k8s["return_hostnames"] != true {
+		t.Errorf("k8s resolver = %v", k8s)
+	}
+	dns := dig(gatewayConfigMap(t, newPipeline(withResolver(v1alpha1.ResolverDNS))), "exporters", "load_balancing", "resolver", "dns").(map[string]any)
+	if dns["hostname"] != "claude-worker.telemetry.svc" || dns["port"] != "4317" {
+		t.Errorf("dns resolver = %v (port must be a string)", dns)
+	}
+}
+
+func TestRoutingAttributesOnlyWithAttributesKey(t *testing.T) {
+	lb := dig(gatewayConfigMap(t, newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id"))), "exporters", "load_balancing").(map[string]any)
+	if lb["routing_key"] != "attributes" || len(lb["routing_attributes"].([]any)) != 1 {
+		t.Errorf("attributes routing = %v", lb)
+	}
+	lb = dig(gatewayConfigMap(t, newPipeline()), "exporters", "load_balancing").(map[string]any)
+	if _, ok := lb["routing_attributes"]; ok || lb["routing_key"] != "streamID" {
+		t.Errorf("streamID routing = %v", lb)
+	}
+}
+
+func TestUserComponentsRunBeforeTheRoutingExporter(t *testing.T) {
+	p := goldenCases(t)["extra-processors"]
+	pipeline := dig(gatewayConfigMap(t, p), "service", "pipelines", "metrics").(map[string]any)
+	want := []any{"memory_limiter", "resource/cluster", "filter/drop-debug"}
+	if !slices.Equal(pipeline["processors"].([]any), want) {
+		t.Errorf("processors = %v, want %v", pipeline["processors"], want)
+	}
+	if !slices.Equal(pipeline["receivers"].([]any), []any{"otlp", "prometheus/self"}) {
+		t.Errorf("receivers = %v", pipeline["receivers"])
+	}
+	if !slices.Equal(pipeline["exporters"].([]any), []any{"load_balancing"}) {
+		t.Errorf("exporters = %v", pipeline["exporters"])
+	}
+}
+
+func TestInvalidUserGatewayConfigNamesTheField(t *testing.T) {
+	cases := map[string]struct{ config, field string }{
+		"exporter":         {`{"receivers": {}, "exporters": {"debug": {}}, "service": {"pipelines": {}}}`, "spec.gateway.config.exporters"},
+		"reserved":         {`{"receivers": {}, "exporters": {}, "processors": {"memory_limiter": {}}, "service": {"pipelines": {}}}`, "spec.gateway.config.processors.memory_limiter"},
+		"undefined listed": {`{"receivers": {}, "exporters": {}, "processors": {"batch": {}}, "service": {"pipelines": {"metrics": {"receivers": [], "exporters": [], "processors": ["batch", "nope"]}}}}`, `"nope"`},
+		"other pipeline":   {`{"receivers": {}, "exporters": {}, "service": {"pipelines": {"traces": {"receivers": [], "exporters": []}}}}`, "spec.gateway.config.service.pipelines.traces"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := BuildGateway(newPipeline(withGatewayConfig(t, c.config)), DefaultOptions())
+			if err == nil || !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("error = %v, want one naming %s", err, c.field)
+			}
+		})
+	}
+}
+
+func TestInvalidWorkerConfigIsAnError(t *testing.T) {
+	p := newPipeline(func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Exporters.PrometheusRemoteWrite.ExternalLabels = map[string]string{"bad-label": "x"}
+	})
+	_, err := BuildWorker(p, DefaultOptions())
+	if err == nil || !strings.Contains(err.Error(), "externalLabels") {
+		t.Fatalf("error = %v, want one naming externalLabels", err)
+	}
+}
+
+func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
+	p := newPipeline(withAutoscaling(2, 5))
+	g, err := BuildGateway(p, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := BuildWorker(p, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects := []metav1.Object{g.ConfigMap, g.Deployment, g.Service, g.PDB, g.ServiceAccount, g.Role, g.RoleBinding, g.HPA,
+		w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount}
+	for _, o := range objects {
+		refs := o.GetOwnerReferences()
+		if len(refs) != 1 || refs[0].UID != p.UID || !ptr.Deref(refs[0].Controller, false) || refs[0].Kind != "DeltaPipeline" {
+			t.Errorf("%s: owner references %v", o.GetName(), refs)
+		}
+		if o.GetNamespace() != p.Namespace || o.GetLabels()[naming.LabelManagedBy] != naming.ManagedBy {
+			t.Errorf("%s: namespace %q labels %v", o.GetName(), o.GetNamespace(), o.GetLabels())
+		}
+	}
+}
+
+func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
+	base, _ := BuildWorker(newPipeline(), DefaultOptions())
+	same, _ := BuildWorker(newPipeline(), DefaultOptions())
+	changed, _ := BuildWorker(newPipeline(withPersistence(false)), DefaultOptions())
+	hash := func(w Worker) string { return w.StatefulSet.Spec.Template.Annotations[naming.ConfigHashAnnotation] }
+	if hash(base) == "" || hash(base) != hash(same) {
+		t.Errorf("equal pipelines give hashes %q and %q", hash(base), hash(same))
+	}
+	if hash(base) == hash(changed) {
+		t.Error("a worker configuration change kept the pod template hash")
+	}
+
+	gBase, _ := BuildGateway(newPipeline(), DefaultOptions())
+	gChanged, _ := BuildGateway(newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id")), DefaultOptions())
+	gHash := func(g Gateway) string { return g.Deployment.Spec.Template.Annotations[naming.ConfigHashAnnotation] }
+	if gHash(gBase) == gHash(gChanged) {
+		t.Error("a gateway configuration change kept the pod template hash")
+	}
+}
+
+func TestWorkerStatefulSetShape(t *testing.T) {
+	w, err := BuildWorker(newPipeline(withWorkerReplicas(5), withExporters(otlpWithSecretsExporters())), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := w.StatefulSet.Spec
+	if *s.Replicas != 5 || s.ServiceName != "claude-worker" || s.PodManagementPolicy != "Parallel" {
+		t.Errorf("replicas %d serviceName %q policy %q", *s.Replicas, s.ServiceName, s.PodManagementPolicy)
+	}
+	if *s.Template.Spec.TerminationGracePeriodSeconds != 60 {
+		t.Errorf("terminationGracePeriodSeconds = %d", *s.Template.Spec.TerminationGracePeriodSeconds)
+	}
+	c := s.Template.Spec.Containers[0]
+	if !slices.Contains(c.Args, "--config=/etc/deltapipeline/worker.yaml") {
+		t.Errorf("args %v", c.Args)
+	}
+	if c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe.HTTPGet.Port.IntValue() != workerconfig.DefaultTelemetryPort {
+		t.Errorf("probes %v %v", c.ReadinessProbe.HTTPGet, c.LivenessProbe.HTTPGet)
+	}
+	if !hasPort(c.Ports, 9464) {
+		t.Errorf("prometheus port missing: %v", c.Ports)
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	for _, dir := range []string{"/etc/deltapipeline/secrets/otlp-auth", "/etc/deltapipeline/secrets/otlp-client", "/etc/deltapipeline/configmaps/otlp-ca", "/var/lib/deltapipeline"} {
+		if mounts[dir] == "" {
+			t.Errorf("nothing mounted at %s: %v", dir, mounts)
+		}
+	}
+	if len(s.VolumeClaimTemplates) != 1 || s.VolumeClaimTemplates[0].Name != "state" {
+		t.Errorf("volume claim templates %v", s.VolumeClaimTemplates)
+	}
+	if sc := c.SecurityContext; !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || sc.Capabilities.Drop[0] != "ALL" {
+		t.Errorf("container security context %+v", sc)
+	}
+	if !*s.Template.Spec.SecurityContext.RunAsNonRoot {
+		t.Error("pods must run as non-root")
+	}
+}
+
+func TestWorkerConfigMapNeverHoldsSecretValues(t *testing.T) {
+	w, err := BuildWorker(newPipeline(withExporters(otlpWithSecretsExporters())), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := workerconfig.Parse([]byte(w.ConfigMap.Data[WorkerConfigKey]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Exporters.OTLP.Headers[1]
+	if h.Value != "" || h.ValueFile != "/etc/deltapipeline/secrets/otlp-auth/header" {
+		t.Errorf("secret header %+v must be a file reference", h)
+	}
+	if cfg.Exporters.OTLP.TLS.KeyFile != "/etc/deltapipeline/secrets/otlp-client/tls.key" || cfg.Exporters.OTLP.TLS.CAFile != "/etc/deltapipeline/configmaps/otlp-ca/ca.crt" {
+		t.Errorf("tls %+v", cfg.Exporters.OTLP.TLS)
+	}
+}
+
+func TestPersistenceOffRemovesTheVolume(t *testing.T) {
+	w, _ := BuildWorker(newPipeline(withPersistence(false)), DefaultOptions())
+	if len(w.StatefulSet.Spec.VolumeClaimTemplates) != 0 {
+		t.Error("persistence off must not request a volume")
+	}
+	cfg, _ := WorkerConfig(newPipeline(withPersistence(false)))
+	if cfg.State.Directory != "" {
+		t.Errorf("state directory %q without a volume", cfg.State.Directory)
+	}
+}
+
+func TestOptionalGatewayObjects(t *testing.T) {
+	g, _ := BuildGateway(newPipeline(), DefaultOptions())
+	if g.HPA != nil || g.Deployment.Spec.Replicas == nil || *g.Deployment.Spec.Replicas != 2 {
+		t.Error("without autoscaling: no HPA and a fixed replica count")
+	}
+	g, _ = BuildGateway(newPipeline(withAutoscaling(2, 6)), DefaultOptions())
+	if g.HPA == nil || g.HPA.Spec.MaxReplicas != 6 || g.Deployment.Spec.Replicas != nil {
+		t.Error("with autoscaling: an HPA owns the replica count")
+	}
+	if _, ok := g.Deployment.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; !ok {
+		t.Error("autoscaling on CPU needs a CPU request")
+	}
+	g, _ = BuildGateway(newPipeline(withResolver(v1alpha1.ResolverDNS)), DefaultOptions())
+	if g.Role != nil || g.RoleBinding != nil {
+		t.Error("the dns resolver needs no API access")
+	}
+}
+
+func TestGatewayResolverRoleReadsOnlyEndpoints(t *testing.T) {
+	r := GatewayResolverRole(newPipeline())
+	for _, rule := range r.Rules {
+		if !slices.Equal(rule.Verbs, []string{"get", "list", "watch"}) {
+			t.Errorf("verbs %v", rule.Verbs)
+		}
+		if !slices.Equal(rule.Resources, []string{"endpointslices"}) && !slices.Equal(rule.Resources, []string{"endpoints"}) {
+			t.Errorf("resources %v", rule.Resources)
+		}
+	}
+}
+
+func TestImages(t *testing.T) {
+	p := newPipeline()
+	p.Spec.Gateway.Image = ""
+	opts := Options{WorkerImage: "registry.local/worker:1", GatewayImage: "registry.local/otelcol:2"}
+	g, _ := BuildGateway(p, opts)
+	w, _ := BuildWorker(p, opts)
+	if got := g.Deployment.Spec.Template.Spec.Containers[0].Image; got != "registry.local/otelcol:2" {
+		t.Errorf("gateway image %q", got)
+	}
+	if got := w.StatefulSet.Spec.Template.Spec.Containers[0].Image; got != "registry.local/worker:1" {
+		t.Errorf("worker image %q", got)
+	}
+	if !strings.HasPrefix(DefaultWorkerImage(), "ghcr.io/deltapipeline/deltapipeline-worker:") {
+		t.Errorf("default worker image %q", DefaultWorkerImage())
+	}
+}
+
+func TestWorkerServiceAccountCarriesIRSAAnnotation(t *testing.T) {
+	sa := WorkerServiceAccount(newPipeline(withServiceAccountAnnotation("eks.amazonaws.com/role-arn", "arn:aws:iam::123456789012:role/amp")))
+	if sa.Annotations["eks.amazonaws.com/role-arn"] == "" {
+		t.Errorf("annotations %v", sa.Annotations)
+	}
+}
+
+func TestRoutingSpreadsLoad(t *testing.T) {
+	for key, spreads := range map[v1alpha1.RoutingKey]bool{
+		v1alpha1.RoutingKeyStreamID: true, v1alpha1.RoutingKeyAttributes: true,
+		v1alpha1.RoutingKeyResource: false, v1alpha1.RoutingKeyService: false,
+	} {
+		if got := RoutingSpreadsLoad(v1alpha1.RoutingSpec{Key: key}); got != spreads {
+			t.Errorf("%s: RoutingSpreadsLoad = %v", key, got)
+		}
+	}
+}
+
+func TestEndpoints(t *testing.T) {
+	e := GatewayEndpoints(newPipeline())
+	if e.GRPC != "claude-gateway.telemetry.svc:4317" || e.HTTP != "http://claude-gateway.telemetry.svc:4318" {
+		t.Errorf("endpoints %+v", e)
+	}
+}
+
+func TestReferences(t *testing.T) {
+	p := newPipeline(withExporters(otlpWithSecretsExporters()))
+	if got := ReferencedSecretNames(p); !slices.Equal(got, []string{"otlp-auth", "otlp-client"}) {
+		t.Errorf("secrets %v", got)
+	}
+	if got := ReferencedConfigMapNames(p); !slices.Equal(got, []string{"otlp-ca"}) {
+		t.Errorf("configmaps %v", got)
+	}
+	for _, r := range References(p) {
+		if !strings.HasPrefix(r.Field, "spec.exporters.otlp.") {
+			t.Errorf("field %q", r.Field)
+		}
+	}
+}
+
+func hasPort(ports []corev1.ContainerPort, port int32) bool {
+	for _, p := range ports {
+		if p.ContainerPort == port {
+			return true
+		}
+	}
+	return false
+}
