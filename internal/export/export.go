@@ -1,0 +1,22 @@
+// Package export owns the contract every destination of converted metrics
+// implements; its subpackages implement Prometheus remote write (remotewrite),
+// OTLP/gRPC (otlpexport) and a Prometheus scrape endpoint (promexport), and
+// promseries holds the OTLP to Prometheus naming they share.
+package export
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/pdata/pmetric"
+)
+
+// Exporter sends cumulative metrics to one destination.
+type Exporter interface {
+	// Name is the stable exporter label of the self-metrics.
+	Name() string
+	// Export hands md over. It must not block on the network for longer than
+	// the exporter's own timeout and must not retain md after returning.
+	Export(ctx context.Context, md pmetric.Metrics) error
+	// Shutdown flushes what is queued, giving up when ctx ends.
+	Shutdown(ctx context.Context) error
+}
