@@ -96,6 +96,15 @@ func replaySegment(path string, seq uint64, last bool, fn func(uint64, []byte) e
 			// checkpoint removes it.
 			return records, size, d, nil
 		}
+		if at == 0 {
+			// Not even a header survived: the file holds nothing, so it
+			// goes, rather than staying as an empty file reported at every
+			// start.
+			if err := os.Remove(path); err != nil {
+				return records, 0, d, fmt.Errorf("removing damaged segment %s: %w", path, err)
+			}
+			return records, 0, d, syncDir(filepath.Dir(path))
+		}
 		if err := f.Truncate(at); err != nil {
 			return records, at, d, fmt.Errorf("truncating damaged segment %s at byte %d: %w", path, at, err)
 		}
