@@ -24,7 +24,7 @@ func (c *fakeClock) Now() time.Time { return c.now }
 
 type engineOption func(*Config)
 
-func withMaxStreams(n int) engineOption        { return func(c *Config) { c.MaxStreams = n } }
+func withMaxStreams(n int) engineOption         { return func(c *Config) { c.MaxStreams = n } }
 func withMaxStale(d time.Duration) engineOption { return func(c *Config) { c.MaxStale = d } }
 func withSingleWriter() engineOption {
 	return func(c *Config) { c.Writers = workerconfig.WritersSingle }
