@@ -61,6 +61,10 @@ type Receivers struct {
 type OTLPReceiver struct {
 	GRPC GRPCServer `json:"grpc"`
 	HTTP HTTPServer `json:"http"`
+	// MaxConcurrentRequests bounds requests processed at once over both
+	// transports; beyond it requests are refused as retryable (gRPC
+	// UNAVAILABLE, HTTP 503 with Retry-After) instead of queueing in memory.
+	MaxConcurrentRequests int `json:"maxConcurrentRequests"`
 }
 
 // GRPCServer configures the OTLP/gRPC listener.
@@ -189,7 +193,10 @@ type OTLPExporter struct {
 	// Compression is "gzip" (default) or "none".
 	Compression string   `json:"compression,omitempty"`
 	Timeout     Duration `json:"timeout"`
-	Retry       Retry    `json:"retry"`
+	// QueueSize bounds the number of export requests waiting to be sent;
+	// beyond it the oldest waiting request is dropped and counted.
+	QueueSize int   `json:"queueSize"`
+	Retry     Retry `json:"retry"`
 }
 
 // PrometheusExporter serves the converted series for scraping at /metrics.
@@ -221,6 +228,7 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Receivers.OTLP.GRPC.MaxRecvMsgSizeMiB, 16)
 	setString(&c.Receivers.OTLP.HTTP.Endpoint, ":"+strconv.Itoa(DefaultOTLPHTTPPort))
 	setInt(&c.Receivers.OTLP.HTTP.MaxRequestBodyMiB, 16)
+	setInt(&c.Receivers.OTLP.MaxConcurrentRequests, 64)
 
 	setInt(&c.Conversion.MaxStreams, 1_000_000)
 	setDuration(&c.Conversion.MaxStale, 10*time.Minute)
@@ -241,6 +249,7 @@ func (c *Config) ApplyDefaults() {
 			o.Compression = "gzip"
 		}
 		setDuration(&o.Timeout, 30*time.Second)
+		setInt(&o.QueueSize, 1000)
 		o.Retry.applyDefaults()
 	}
 	if p := c.Exporters.Prometheus; p != nil {
@@ -269,6 +278,7 @@ func (c *Config) Validate() error {
 	checkPositive(add, "receivers.otlp.grpc.maxRecvMsgSizeMiB", c.Receivers.OTLP.GRPC.MaxRecvMsgSizeMiB)
 	checkListen(add, "receivers.otlp.http.endpoint", c.Receivers.OTLP.HTTP.Endpoint)
 	checkPositive(add, "receivers.otlp.http.maxRequestBodyMiB", c.Receivers.OTLP.HTTP.MaxRequestBodyMiB)
+	checkPositive(add, "receivers.otlp.maxConcurrentRequests", c.Receivers.OTLP.MaxConcurrentRequests)
 
 	checkPositive(add, "conversion.maxStreams", c.Conversion.MaxStreams)
 	checkPositiveDuration(add, "conversion.maxStale", c.Conversion.MaxStale)
@@ -339,6 +349,7 @@ func (c *Config) Validate() error {
 		checkHeaders(add, p+".headers", o.Headers)
 		checkTLS(add, p+".tls", o.TLS)
 		checkPositiveDuration(add, p+".timeout", o.Timeout)
+		checkPositive(add, p+".queueSize", o.QueueSize)
 		checkRetry(add, p+".retry", o.Retry)
 	}
 	if pe := e.Prometheus; pe != nil {

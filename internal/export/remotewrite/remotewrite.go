@@ -22,6 +22,7 @@ import (
 
 	"github.com/deltapipeline/deltapipeline/internal/export/httpauth"
 	"github.com/deltapipeline/deltapipeline/internal/export/promseries"
+	"github.com/deltapipeline/deltapipeline/internal/export/sendqueue"
 	"github.com/deltapipeline/deltapipeline/internal/telemetry"
 	"github.com/deltapipeline/deltapipeline/internal/version"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
@@ -72,10 +73,7 @@ type Exporter struct {
 	buildMu sync.Mutex
 	builder *builder
 
-	mu      sync.Mutex
-	queue   []*batch
-	closed  bool
-	wake    chan struct{}
+	queue   *sendqueue.Queue[*batch]
 	stopped chan struct{}
 	// sendCtx ends in-flight sends when shutdown runs out of time.
 	sendCtx    context.Context
@@ -147,7 +145,7 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 		metrics:    opts.Metrics,
 		logger:     opts.Logger.With("exporter", Name),
 		builder:    newBuilder(promseries.NewTranslator(cfg.ExternalLabels)),
-		wake:       make(chan struct{}, 1),
+		queue:      sendqueue.New[*batch](cfg.QueueSize),
 		stopped:    make(chan struct{}),
 		sendCtx:    sendCtx,
 		cancelSend: cancel,
@@ -189,60 +187,32 @@ func countSamples(series []TimeSeries) int {
 	return n
 }
 
-var errClosed = errors.New("remote write exporter is shut down")
-
 // enqueue appends b; a full queue drops its oldest request, because the
 // newest cumulative values supersede older ones of the same series.
 func (e *Exporter) enqueue(b *batch) error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	oldest, displaced, err := e.queue.Push(b)
+	if err != nil {
 		e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(b.samples))
-		return errClosed
+		return fmt.Errorf("remote write exporter: %w", err)
 	}
-	if len(e.queue) >= e.cfg.QueueSize {
-		oldest := e.queue[0]
-		e.queue[0] = nil
-		e.queue = e.queue[1:]
+	if displaced {
 		e.metrics.DroppedPoints.WithLabelValues(Name, DropQueueFull).Add(float64(oldest.samples))
 		e.logger.Warn("remote write queue full; dropped the oldest request",
 			"samples", oldest.samples, "queueSize", e.cfg.QueueSize)
 	}
-	e.queue = append(e.queue, b)
-	e.metrics.QueueLength.WithLabelValues(Name).Set(float64(len(e.queue)))
-	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
 	return nil
-}
-
-func (e *Exporter) next() (*batch, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.queue) == 0 {
-		return nil, e.closed
-	}
-	b := e.queue[0]
-	e.queue[0] = nil
-	e.queue = e.queue[1:]
-	e.metrics.QueueLength.WithLabelValues(Name).Set(float64(len(e.queue)))
-	return b, false
 }
 
 // run is the single sender: requests leave in the order they were queued.
 func (e *Exporter) run() {
 	defer close(e.stopped)
 	for {
-		b, done := e.next()
-		if done {
+		b, ok := e.queue.Pop()
+		if !ok {
 			return
 		}
-		if b == nil {
-			<-e.wake
-			continue
-		}
+		e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
 		e.send(b)
 	}
 }
@@ -309,8 +279,6 @@ func dropReason(status int, cause, shutdown error) string {
 		return DropServerError
 	case status >= 400:
 		return DropClientError
-	case status == 0 && errors.Is(cause, errAttemptsExhausted):
-		return DropNetworkError
 	case status == 0:
 		return DropNetworkError
 	}
@@ -320,28 +288,19 @@ func dropReason(status int, cause, shutdown error) string {
 // Shutdown stops accepting requests, sends what is queued and returns when
 // the queue is empty or ctx ends; what could not be sent is counted.
 func (e *Exporter) Shutdown(ctx context.Context) error {
-	e.mu.Lock()
-	e.closed = true
-	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	e.queue.Close()
 	select {
 	case <-e.stopped:
 		e.cancelSend()
 		return nil
 	case <-ctx.Done():
 	}
-	e.cancelSend()
-	<-e.stopped
-	e.mu.Lock()
 	lost := 0
-	for _, b := range e.queue {
+	for _, b := range e.queue.Drain() {
 		lost += b.samples
 	}
-	e.queue = nil
-	e.mu.Unlock()
 	e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(lost))
-	return fmt.Errorf("flushing remote write queue: %w (%d samples not sent)", ctx.Err(), lost)
+	e.cancelSend()
+	<-e.stopped
+	return fmt.Errorf("flushing remote write queue: %w (%d queued samples not sent)", ctx.Err(), lost)
 }

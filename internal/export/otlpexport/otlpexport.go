@@ -1,0 +1,259 @@
+// Package otlpexport owns the OTLP/gRPC exporter: it sends cumulative
+// metrics to any OTLP backend from a bounded queue through one sender,
+// retrying the status codes the OTLP specification calls retryable and
+// honouring the server's RetryInfo.
+package otlpexport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/encoding/gzip" // registers the gzip compressor
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/deltapipeline/deltapipeline/internal/export/httpauth"
+	"github.com/deltapipeline/deltapipeline/internal/export/sendqueue"
+	"github.com/deltapipeline/deltapipeline/internal/telemetry"
+	"github.com/deltapipeline/deltapipeline/internal/version"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
+)
+
+// Name is the exporter label of this exporter's self-metrics.
+const Name = "otlp"
+
+// Reasons points are dropped.
+const (
+	DropQueueFull        = "queue_full"
+	DropNotRetryable     = "not_retryable"
+	DropRetriesExhausted = "retries_exhausted"
+	DropPartialSuccess   = "rejected_by_backend"
+	DropShutdown         = "shutdown"
+)
+
+// Options build an Exporter.
+type Options struct {
+	Config  workerconfig.OTLPExporter
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
+}
+
+// Exporter is the OTLP/gRPC exporter.
+type Exporter struct {
+	cfg        workerconfig.OTLPExporter
+	conn       *grpc.ClientConn
+	client     pmetricotlp.GRPCClient
+	metrics    *telemetry.Metrics
+	logger     *slog.Logger
+	queue      *sendqueue.Queue[pmetric.Metrics]
+	stopped    chan struct{}
+	sendCtx    context.Context
+	cancelSend context.CancelFunc
+}
+
+// New connects lazily (gRPC dials on first use) and starts the sender.
+func New(ctx context.Context, opts Options) (*Exporter, error) {
+	cfg := opts.Config
+	if err := httpauth.CheckHeaders(cfg.Headers); err != nil {
+		return nil, fmt.Errorf("OTLP exporter: %w", err)
+	}
+	var creds credentials.TransportCredentials
+	if cfg.Insecure {
+		creds = insecure.NewCredentials()
+	} else {
+		tlsCfg, err := httpauth.TLSConfig(cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP exporter: %w", err)
+		}
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithUserAgent("deltapipeline-worker/" + version.Version),
+	}
+	if cfg.Compression == "gzip" {
+		dialOpts = append(dialOpts, grpc.WithDefaultCallOptions(grpc.UseCompressor("gzip")))
+	}
+	conn, err := grpc.NewClient(cfg.Endpoint, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP exporter: endpoint %q: %w", cfg.Endpoint, err)
+	}
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e := &Exporter{
+		cfg:        cfg,
+		conn:       conn,
+		client:     pmetricotlp.NewGRPCClient(conn),
+		metrics:    opts.Metrics,
+		logger:     opts.Logger.With("exporter", Name),
+		queue:      sendqueue.New[pmetric.Metrics](cfg.QueueSize),
+		stopped:    make(chan struct{}),
+		sendCtx:    sendCtx,
+		cancelSend: cancel,
+	}
+	e.metrics.QueueCapacity.WithLabelValues(Name).Set(float64(cfg.QueueSize))
+	e.metrics.QueueLength.WithLabelValues(Name).Set(0)
+	go e.run()
+	return e, nil
+}
+
+// Name implements export.Exporter.
+func (e *Exporter) Name() string { return Name }
+
+// Export queues a copy of md; it never waits for the network.
+func (e *Exporter) Export(_ context.Context, md pmetric.Metrics) error {
+	if md.DataPointCount() == 0 {
+		return nil
+	}
+	own := pmetric.NewMetrics()
+	md.CopyTo(own)
+	oldest, displaced, err := e.queue.Push(own)
+	if err != nil {
+		e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(own.DataPointCount()))
+		return fmt.Errorf("OTLP exporter: %w", err)
+	}
+	if displaced {
+		e.metrics.DroppedPoints.WithLabelValues(Name, DropQueueFull).Add(float64(oldest.DataPointCount()))
+		e.logger.Warn("OTLP export queue full; dropped the oldest request", "points", oldest.DataPointCount())
+	}
+	e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
+	return nil
+}
+
+func (e *Exporter) run() {
+	defer close(e.stopped)
+	for {
+		md, ok := e.queue.Pop()
+		if !ok {
+			return
+		}
+		e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
+		e.send(md)
+	}
+}
+
+func (e *Exporter) callContext(parent context.Context) (context.Context, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(parent, e.cfg.Timeout.Duration)
+	for _, h := range e.cfg.Headers {
+		v, err := httpauth.HeaderValue(h)
+		if err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		ctx = metadata.AppendToOutgoingContext(ctx, h.Name, v)
+	}
+	return ctx, cancel, nil
+}
+
+func (e *Exporter) send(md pmetric.Metrics) {
+	points := md.DataPointCount()
+	req := pmetricotlp.NewExportRequestFromMetrics(md)
+	start := time.Now()
+	delay := e.cfg.Retry.InitialInterval.Duration
+	var err error
+	for attempt := 1; ; attempt++ {
+		var resp pmetricotlp.ExportResponse
+		resp, err = e.attempt(req)
+		if err == nil {
+			e.metrics.ExportLatency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
+			e.metrics.ExportRequests.WithLabelValues(Name, "success").Inc()
+			rejected := int(resp.PartialSuccess().RejectedDataPoints())
+			if rejected > 0 {
+				e.metrics.DroppedPoints.WithLabelValues(Name, DropPartialSuccess).Add(float64(rejected))
+				e.logger.Warn("OTLP backend rejected points", "rejected", rejected, "message", resp.PartialSuccess().ErrorMessage())
+			}
+			e.metrics.ExportedSeries.WithLabelValues(Name).Add(float64(points - rejected))
+			return
+		}
+		retryable, serverDelay := retryPolicy(err)
+		if !retryable || attempt >= e.cfg.Retry.MaxAttempts || e.sendCtx.Err() != nil {
+			reason := DropRetriesExhausted
+			switch {
+			case e.sendCtx.Err() != nil:
+				reason = DropShutdown
+			case !retryable:
+				reason = DropNotRetryable
+			}
+			e.metrics.ExportLatency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
+			e.metrics.ExportRequests.WithLabelValues(Name, "failure").Inc()
+			e.metrics.DroppedPoints.WithLabelValues(Name, reason).Add(float64(points))
+			e.logger.Error("dropping OTLP export request", "points", points, "attempts", attempt, "reason", reason, "error", err)
+			return
+		}
+		e.metrics.ExportRetries.WithLabelValues(Name).Inc()
+		wait := max(jitter(delay), serverDelay)
+		delay = min(delay*2, e.cfg.Retry.MaxInterval.Duration)
+		select {
+		case <-time.After(wait):
+		case <-e.sendCtx.Done():
+		}
+	}
+}
+
+func (e *Exporter) attempt(req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	ctx, cancel, err := e.callContext(e.sendCtx)
+	if err != nil {
+		return pmetricotlp.ExportResponse{}, status.Error(codes.InvalidArgument, err.Error())
+	}
+	defer cancel()
+	return e.client.Export(ctx, req)
+}
+
+// jitter spreads retries of many workers over [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// retryPolicy applies the OTLP/gRPC rules: these codes are retryable, and
+// RESOURCE_EXHAUSTED only when the server says when to come back.
+func retryPolicy(err error) (retryable bool, delay time.Duration) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return true, 0
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	switch st.Code() {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss:
+		return true, delay
+	case codes.ResourceExhausted:
+		return delay > 0, delay
+	}
+	return false, 0
+}
+
+// Shutdown sends what is queued, then closes the connection; what ctx does
+// not leave time for is counted as dropped.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	e.queue.Close()
+	var err error
+	select {
+	case <-e.stopped:
+	case <-ctx.Done():
+		lost := 0
+		for _, md := range e.queue.Drain() {
+			lost += md.DataPointCount()
+		}
+		e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(lost))
+		err = fmt.Errorf("flushing OTLP export queue: %w (%d queued points not sent)", ctx.Err(), lost)
+	}
+	e.cancelSend()
+	<-e.stopped
+	return errors.Join(err, e.conn.Close())
+}
