@@ -16,6 +16,7 @@ type metrics struct {
 	checkpointFailures    prometheus.Counter
 	restoreFailures       prometheus.Counter
 	restoredStreams       prometheus.Gauge
+	skippedStreams        prometheus.Counter
 	walFsync              prometheus.Histogram
 	walAppendedRecords    prometheus.Counter
 	walAppendedBytes      prometheus.Counter
@@ -56,6 +57,10 @@ func newMetrics(reg prometheus.Registerer, walStats func() wal.Stats) (*metrics,
 			Namespace: ns, Subsystem: sub, Name: "checkpoint_restored_streams",
 			Help: "Streams restored from the checkpoint at start.",
 		}),
+		skippedStreams: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "checkpoint_skipped_streams_total",
+			Help: "Intact streams of the checkpoint that the converter declined at start (for example beyond a lowered stream limit).",
+		}),
 		walFsync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "wal_fsync_duration_seconds",
 			Help:    "Latency of one write-ahead log fsync (one group commit).",
@@ -93,7 +98,7 @@ func newMetrics(reg prometheus.Registerer, walStats func() wal.Stats) (*metrics,
 
 	for _, c := range []prometheus.Collector{
 		m.checkpointDuration, m.checkpointBytes, m.checkpointStreams, m.checkpointLastSuccess,
-		m.checkpointFailures, m.restoreFailures, m.restoredStreams, m.walFsync, m.walAppendedRecords,
+		m.checkpointFailures, m.restoreFailures, m.restoredStreams, m.skippedStreams, m.walFsync, m.walAppendedRecords,
 		m.walAppendedBytes, m.walReplayedRecords, m.walDamage, m.walUndecodable, walBytes, walSegments,
 	} {
 		if err := reg.Register(c); err != nil {

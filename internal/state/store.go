@@ -56,6 +56,13 @@ const (
 // (which then starts without the checkpoint, since it was set aside).
 var ErrDiscardSink = errors.New("checkpoint refused after part of it was restored; restore again into an empty engine")
 
+// ErrSkipStream, wrapped in an error returned by StreamSink.RestoreStream,
+// drops that one stream and keeps restoring the others. A sink uses it for a
+// record that is intact but that it cannot hold now (for example when the
+// stream limit was lowered since the checkpoint); any other error means the
+// checkpoint itself is bad.
+var ErrSkipStream = errors.New("stream not restored")
+
 // Options configures a Store.
 type Options struct {
 	// Directory holds the checkpoint and the write-ahead log.
@@ -163,6 +170,9 @@ func (s *Store) Healthy() error {
 type RestoreReport struct {
 	// Streams is how many stream records the checkpoint restored.
 	Streams int
+	// Skipped is how many intact stream records the sink declined with
+	// ErrSkipStream.
+	Skipped int
 	// CheckpointCreated is when the restored checkpoint was taken; zero when
 	// there was none.
 	CheckpointCreated time.Time
@@ -231,6 +241,14 @@ func (s *Store) restoreCheckpoint(sink StreamSink, report *RestoreReport) (uint6
 		restored := 0
 		_, _, err = checkpoint.Read(s.ckpt, func(record []byte) error {
 			if err := sink.RestoreStream(record); err != nil {
+				if errors.Is(err, ErrSkipStream) {
+					if report.Skipped == 0 {
+						s.log.Warn("a stream of the checkpoint is not restored", "error", err)
+					}
+					report.Skipped++
+					s.metrics.skippedStreams.Inc()
+					return nil
+				}
 				return recordRefusal{err}
 			}
 			restored++
@@ -245,7 +263,7 @@ func (s *Store) restoreCheckpoint(sink StreamSink, report *RestoreReport) (uint6
 		report.CheckpointCreated = meta.Created
 		s.metrics.restoredStreams.Set(float64(report.Streams))
 		s.log.Info("restored streams from checkpoint", "file", s.ckpt, "streams", report.Streams,
-			"created", meta.Created, "replayFromSegment", meta.WALSegment)
+			"skipped", report.Skipped, "created", meta.Created, "replayFromSegment", meta.WALSegment)
 		return meta.WALSegment, nil
 	}
 

@@ -622,3 +622,37 @@ func TestEmptyDirectoryIsRefused(t *testing.T) {
 		t.Errorf("Open without a directory = %v", err)
 	}
 }
+
+func TestSinkCanDeclineSingleStreamsWithoutRefusingTheCheckpoint(t *testing.T) {
+	f := newFixture(t)
+	s, engine, _ := f.open(t)
+	ingest(t, s, engine, deltaRequest(1, 1, "a", "b", "c"))
+	if err := s.Close(context.Background(), engine); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(Options{Directory: f.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close(context.Background(), nil)
+	limited := newCounters()
+	limited.refuse = func(key string) error {
+		if strings.HasSuffix(key, "/b") {
+			return fmt.Errorf("stream limit reached: %w", ErrSkipStream)
+		}
+		return nil
+	}
+	report, err := s2.Restore(context.Background(), limited, limited.apply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.Streams != 2 || report.Skipped != 1 || report.Damaged != nil {
+		t.Errorf("report = %+v, want 2 restored, 1 skipped, no damage", report)
+	}
+	if got := testutil.ToFloat64(s2.metrics.skippedStreams); got != 1 {
+		t.Errorf("skipped streams metric = %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, CheckpointFile)); err != nil {
+		t.Errorf("checkpoint was set aside: %v", err)
+	}
+}
