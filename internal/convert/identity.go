@@ -70,6 +70,8 @@ func (e *encoder) appendMap(b []byte, m pcommon.Map, depth int) []byte {
 		kvs = append(kvs, keyedValue{key: k, value: v})
 	}
 	sortByKey(kvs)
+	collected := len(kvs)
+	kvs = firstOfEachKey(kvs)
 	if depth == 0 {
 		e.sorted = kvs
 	}
@@ -80,19 +82,30 @@ func (e *encoder) appendMap(b []byte, m pcommon.Map, depth int) []byte {
 	}
 	if depth == 0 {
 		// Drop references to md so the pooled encoder does not retain it.
-		clear(e.sorted)
+		clear(e.sorted[:collected])
 	}
 	return b
 }
 
-// sortByKey is an insertion sort: attribute sets are small, and unlike
-// sort.Slice it never allocates.
+// sortByKey sorts attributes by key, keeping repeated keys in input order.
 func sortByKey(kvs []keyedValue) {
-	for i := 1; i < len(kvs); i++ {
-		for j := i; j > 0 && kvs[j].key < kvs[j-1].key; j-- {
-			kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
+	slices.SortStableFunc(kvs, compareKeys)
+}
+
+func compareKeys(a, b keyedValue) int { return strings.Compare(a.key, b.key) }
+
+// firstOfEachKey drops repeated keys from sorted attributes, keeping the
+// first occurrence as pcommon.Map.Get does. OTLP forbids repeated keys, but
+// a request may still carry them.
+func firstOfEachKey(kvs []keyedValue) []keyedValue {
+	out := kvs[:0]
+	for i := range kvs {
+		if len(out) > 0 && out[len(out)-1].key == kvs[i].key {
+			continue
 		}
+		out = append(out, kvs[i])
 	}
+	return out
 }
 
 func (e *encoder) appendValue(b []byte, v pcommon.Value, depth int) []byte {
@@ -201,6 +214,6 @@ func sortedAttributes(m pcommon.Map) []keyedValue {
 	for k, v := range m.All() {
 		kvs = append(kvs, keyedValue{key: k, value: v})
 	}
-	slices.SortFunc(kvs, func(a, b keyedValue) int { return strings.Compare(a.key, b.key) })
-	return kvs
+	sortByKey(kvs)
+	return firstOfEachKey(kvs)
 }
