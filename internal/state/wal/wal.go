@@ -74,7 +74,9 @@ type Log struct {
 	fileMu sync.Mutex
 	file   *os.File
 	cur    *segment
-	failed error
+	// broken is the write or fsync failure that made the current segment
+	// unusable; the next commit or rotation moves to a fresh segment.
+	broken error
 
 	// mu guards segments and their pending counts; applied waits on it.
 	mu       sync.Mutex
@@ -179,26 +181,29 @@ func (l *Log) startSegment(seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("creating write-ahead log segment %s: %w", path, err)
 	}
+	// A segment that could not be started is removed, so that a retry can
+	// create it again.
+	discard := func(err error) error {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return err
+	}
 	var h [segmentHeaderSize]byte
 	copy(h[0:8], segmentMagic)
 	binary.LittleEndian.PutUint32(h[8:12], Version)
 	binary.LittleEndian.PutUint64(h[16:24], seq)
 	if _, err := f.Write(h[:]); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("writing header of segment %s: %w", path, err)
+		return discard(fmt.Errorf("writing header of segment %s: %w", path, err))
 	}
 	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("syncing segment %s: %w", path, err)
+		return discard(fmt.Errorf("syncing segment %s: %w", path, err))
 	}
 	if err := syncDir(l.dir); err != nil {
-		_ = f.Close()
-		return err
+		return discard(err)
 	}
 	if l.file != nil {
 		if err := l.file.Close(); err != nil {
-			_ = f.Close()
-			return fmt.Errorf("closing segment %d: %w", l.cur.seq, err)
+			return discard(fmt.Errorf("closing segment %d: %w", l.cur.seq, err))
 		}
 	}
 	seg := &segment{seq: seq, bytes: segmentHeaderSize}
@@ -312,7 +317,7 @@ func (l *Log) commit(batch []*request, buf []byte) []byte {
 	}
 
 	l.fileMu.Lock()
-	err := l.failed
+	err := l.recover()
 	seg := l.cur
 	if err == nil {
 		// Counted before the fsync and under fileMu, so a rotation that
@@ -322,10 +327,7 @@ func (l *Log) commit(batch []*request, buf []byte) []byte {
 		l.mu.Unlock()
 		err = l.writeAndSync(buf, len(batch))
 		if err != nil {
-			// After a failed write or fsync the kernel may have dropped
-			// pages that never reached the disk; writing on could
-			// acknowledge records that are gone, so the log stops.
-			l.failed = err
+			l.abandon(seg, err)
 			l.release(seg, int64(len(batch)))
 		} else {
 			l.mu.Lock()
@@ -365,11 +367,46 @@ func (l *Log) writeAndSync(buf []byte, records int) error {
 	return nil
 }
 
-// Err reports the write or fsync failure that stopped the log, if any.
+// abandon stops writing to seg after a failed write or fsync. After a
+// failed fsync the kernel may have dropped the pages it could not write, so
+// nothing more is trusted to that file: it is cut back to its last durable
+// record (everything before was fsynced successfully and acknowledged) and
+// the next commit starts a fresh segment. The failed batch itself was never
+// acknowledged, so its senders still hold it and retry. The caller holds
+// fileMu.
+func (l *Log) abandon(seg *segment, cause error) {
+	l.broken = cause
+	// Best effort: if the cut fails too, replay reports the leftover as
+	// damage inside this segment and skips it.
+	_ = l.file.Truncate(seg.bytes)
+	_ = l.file.Close()
+	l.file = nil
+}
+
+// recover moves to a fresh segment after a failure, so that a full volume
+// that gets space again, or a transient I/O error, does not need a restart.
+// The caller holds fileMu.
+func (l *Log) recover() error {
+	if l.broken == nil {
+		if l.file == nil {
+			return ErrClosed
+		}
+		return nil
+	}
+	if err := l.startSegment(l.cur.seq + 1); err != nil {
+		return fmt.Errorf("write-ahead log unavailable since %v; starting a new segment failed: %w", l.broken, err)
+	}
+	l.broken = nil
+	return nil
+}
+
+// Err reports the write or fsync failure that the log has not recovered from
+// yet: it recovers at the next request or rotation that can start a new
+// segment.
 func (l *Log) Err() error {
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
-	return l.failed
+	return l.broken
 }
 
 // Rotate seals the current segment and starts the next one, returning its
@@ -377,8 +414,12 @@ func (l *Log) Err() error {
 func (l *Log) Rotate() (uint64, error) {
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
-	if l.failed != nil {
-		return 0, fmt.Errorf("rotating the write-ahead log: %w", l.failed)
+	if l.broken != nil {
+		// Recovering is a rotation already.
+		if err := l.recover(); err != nil {
+			return 0, fmt.Errorf("rotating the write-ahead log: %w", err)
+		}
+		return l.cur.seq, nil
 	}
 	if l.file == nil {
 		return 0, ErrClosed
@@ -481,6 +522,7 @@ func (l *Log) Close() error {
 
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
+	l.broken = nil // nothing is written any more, so nothing to recover
 	if l.file == nil {
 		return nil
 	}

@@ -559,3 +559,44 @@ func FuzzReplay(f *testing.F) {
 		}
 	})
 }
+
+func TestFailedWriteIsRefusedAndTheLogContinuesInANewSegment(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	mustAppend(t, l, "before")()
+
+	// Make the next write fail the way a full or failing volume does.
+	l.fileMu.Lock()
+	_ = l.file.Close()
+	l.fileMu.Unlock()
+	if _, err := l.Append(context.Background(), []byte("refused")); err == nil {
+		t.Fatal("a record whose write failed was acknowledged")
+	}
+	if l.Err() == nil {
+		t.Error("Err does not report the failure")
+	}
+
+	mustAppend(t, l, "after")()
+	if err := l.Err(); err != nil {
+		t.Errorf("Err after recovery = %v", err)
+	}
+	next, err := l.Rotate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := l.WaitApplied(wait, next); err != nil {
+		t.Fatalf("the refused record is still waited for: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, stats := replayAll(t, dir, 0)
+	if payloads(got) != "[before after]" || len(stats.Damage) != 0 {
+		t.Errorf("replayed %v with damage %+v, want [before after] and none", payloads(got), stats.Damage)
+	}
+	if got[1].seq == got[0].seq {
+		t.Errorf("the record after the failure went to the broken segment %d", got[0].seq)
+	}
+}
