@@ -1,0 +1,430 @@
+// Package worker owns the wiring of the worker process: it builds the
+// conversion engine, the OTLP receivers, the exporters and the telemetry
+// endpoint from a workerconfig.Config, runs the ingest path and the emit
+// loop, and shuts everything down in the order that loses nothing:
+// stop receiving, emit every running total, flush the exporters.
+//
+// Durable state plugs in through Hooks: a Journal on the ingest path, a
+// Restore hook that runs before the worker reports ready, and a Checkpoint
+// hook run periodically and once at shutdown.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/deltapipeline/deltapipeline/internal/convert"
+	"github.com/deltapipeline/deltapipeline/internal/export"
+	"github.com/deltapipeline/deltapipeline/internal/export/otlpexport"
+	"github.com/deltapipeline/deltapipeline/internal/export/promexport"
+	"github.com/deltapipeline/deltapipeline/internal/export/remotewrite"
+	"github.com/deltapipeline/deltapipeline/internal/receive"
+	"github.com/deltapipeline/deltapipeline/internal/state"
+	"github.com/deltapipeline/deltapipeline/internal/telemetry"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
+)
+
+// Journal durably records an accepted request before it is acknowledged.
+// nil when state.directory is empty.
+type Journal interface {
+	// Record returns once md is durable; the caller must call done() after
+	// md was applied to the engine.
+	Record(ctx context.Context, md pmetric.Metrics) (done func(), err error)
+}
+
+// Hooks connect durable state to the worker. Every field is optional.
+type Hooks struct {
+	// Journal is called on the ingest path before the engine sees a request.
+	Journal Journal
+	// Restore runs after the listeners are bound and before the worker
+	// reports ready; requests meanwhile are refused as retryable. It may
+	// replace the engine by calling fresh (for example when a damaged
+	// checkpoint left a partial state) and returns the engine to use.
+	Restore func(ctx context.Context, engine *convert.Engine, fresh func() (*convert.Engine, error)) (*convert.Engine, error)
+	// RestoreStatus explains readiness while Restore runs.
+	RestoreStatus func() string
+	// Checkpoint runs every state.checkpointInterval.
+	Checkpoint func(ctx context.Context, engine *convert.Engine) error
+	// Close runs once at shutdown, after the receivers stopped and the final
+	// emit, so that a final checkpoint holds every acknowledged request.
+	Close func(ctx context.Context, engine *convert.Engine) error
+}
+
+// Options are what the configuration file does not say.
+type Options struct {
+	Logger *slog.Logger
+	Hooks  Hooks
+	// Clock drives emits and staleness; time.Now when nil.
+	Clock func() time.Time
+	// ShutdownTimeout bounds the whole shutdown, flush included.
+	ShutdownTimeout time.Duration
+	// RemoteWrite adjusts the remote write exporter's options (tests inject
+	// a signing clock and static credentials here).
+	RemoteWrite func(*remotewrite.Options)
+}
+
+// Worker is one running worker process.
+type Worker struct {
+	cfg       workerconfig.Config
+	opts      Options
+	logger    *slog.Logger
+	metrics   *telemetry.Metrics
+	readiness *telemetry.Readiness
+
+	engineMu sync.RWMutex
+	engine   *convert.Engine
+
+	receivers *receive.Servers
+	telemetry *telemetry.Server
+	pull      *promexport.Exporter
+	exporters []export.Exporter
+}
+
+// DefaultShutdownTimeout leaves a few seconds of a Kubernetes pod's default
+// 30 second grace period for the process to exit.
+const DefaultShutdownTimeout = 25 * time.Second
+
+// New builds the worker and binds every listener, so that a taken port or a
+// missing credential fails here rather than after the worker said ready.
+func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	w := &Worker{
+		cfg:       cfg,
+		opts:      opts,
+		logger:    opts.Logger,
+		readiness: telemetry.NewReadiness("starting"),
+	}
+	w.metrics = telemetry.NewMetrics(w.streams)
+	if w.engine, err = w.newEngine(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			w.closeOnError()
+		}
+	}()
+	if err := w.openState(); err != nil {
+		return nil, err
+	}
+	if err := w.buildExporters(ctx); err != nil {
+		return nil, err
+	}
+	otlp := cfg.Receivers.OTLP
+	if w.receivers, err = receive.Listen(receive.Options{
+		GRPCEndpoint:   otlp.GRPC.Endpoint,
+		HTTPEndpoint:   otlp.HTTP.Endpoint,
+		MaxRecvMsgSize: otlp.GRPC.MaxRecvMsgSizeMiB << 20,
+		MaxRequestBody: int64(otlp.HTTP.MaxRequestBodyMiB) << 20,
+		MaxInFlight:    otlp.MaxConcurrentRequests,
+		Consumer:       receive.ConsumerFunc(w.consume),
+		Metrics:        w.metrics,
+		Logger:         w.logger,
+	}); err != nil {
+		return nil, err
+	}
+	if w.telemetry, err = telemetry.Listen(cfg.Telemetry.Endpoint, w.metrics, w.readiness, w.logger); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Worker) newEngine() (*convert.Engine, error) {
+	return convert.NewEngine(convert.Config{
+		MaxStreams: w.cfg.Conversion.MaxStreams,
+		MaxStale:   w.cfg.Conversion.MaxStale.Duration,
+		Writers:    w.cfg.Conversion.Writers,
+		Clock:      w.opts.Clock,
+	})
+}
+
+// openState plugs in the durable state store when state.directory is set
+// and the caller did not bring its own hooks.
+func (w *Worker) openState() error {
+	dir := w.cfg.State.Directory
+	if dir == "" || w.opts.Hooks.Journal != nil || w.opts.Hooks.Restore != nil {
+		return nil
+	}
+	store, err := state.Open(state.Options{Directory: dir, Registerer: w.metrics.Registry, Logger: w.logger})
+	if err != nil {
+		return err
+	}
+	w.opts.Hooks = DurableHooks(store, dir, w.logger)
+	return nil
+}
+
+func (w *Worker) buildExporters(ctx context.Context) error {
+	e := w.cfg.Exporters
+	if e.PrometheusRemoteWrite != nil {
+		o := remotewrite.Options{Config: *e.PrometheusRemoteWrite, Metrics: w.metrics, Logger: w.logger}
+		if w.opts.RemoteWrite != nil {
+			w.opts.RemoteWrite(&o)
+		}
+		rw, err := remotewrite.New(ctx, o)
+		if err != nil {
+			return err
+		}
+		w.exporters = append(w.exporters, rw)
+	}
+	if e.OTLP != nil {
+		o, err := otlpexport.New(ctx, otlpexport.Options{Config: *e.OTLP, Metrics: w.metrics, Logger: w.logger})
+		if err != nil {
+			return err
+		}
+		w.exporters = append(w.exporters, o)
+	}
+	if e.Prometheus != nil {
+		p, err := promexport.Listen(promexport.Options{
+			Endpoint: e.Prometheus.Endpoint,
+			MaxStale: w.cfg.Conversion.MaxStale.Duration,
+			Metrics:  w.metrics,
+			Logger:   w.logger,
+			Now:      w.opts.Clock,
+		})
+		if err != nil {
+			return err
+		}
+		w.pull = p
+		w.exporters = append(w.exporters, p)
+	}
+	return nil
+}
+
+// closeOnError releases what New had built when a later step failed.
+func (w *Worker) closeOnError() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if w.receivers != nil {
+		_ = w.receivers.Shutdown(ctx)
+	}
+	if w.telemetry != nil {
+		_ = w.telemetry.Shutdown(ctx)
+	}
+	for _, e := range w.exporters {
+		_ = e.Shutdown(ctx)
+	}
+	if w.opts.Hooks.Close != nil {
+		_ = w.opts.Hooks.Close(ctx, nil)
+	}
+}
+
+func (w *Worker) streams() int {
+	if e := w.currentEngine(); e != nil {
+		return e.Streams()
+	}
+	return 0
+}
+
+func (w *Worker) currentEngine() *convert.Engine {
+	w.engineMu.RLock()
+	defer w.engineMu.RUnlock()
+	return w.engine
+}
+
+// Addresses of the bound listeners, useful with port 0.
+func (w *Worker) GRPCAddr() net.Addr      { return w.receivers.GRPCAddr() }
+func (w *Worker) HTTPAddr() net.Addr      { return w.receivers.HTTPAddr() }
+func (w *Worker) TelemetryAddr() net.Addr { return w.telemetry.Addr() }
+
+// PrometheusAddr is the scrape endpoint's address, nil when not configured.
+func (w *Worker) PrometheusAddr() net.Addr {
+	if w.pull == nil {
+		return nil
+	}
+	return w.pull.Addr()
+}
+
+// Metrics exposes the self-metrics registry.
+func (w *Worker) Metrics() *telemetry.Metrics { return w.metrics }
+
+// Run serves until ctx ends, then shuts down gracefully. It returns the
+// first error that stopped the worker early, or what went wrong during
+// shutdown.
+func (w *Worker) Run(ctx context.Context) error {
+	serveErrs := make(chan error, 3)
+	go func() { serveErrs <- w.telemetry.Serve() }()
+	go func() { serveErrs <- w.receivers.Serve() }()
+	if w.pull != nil {
+		go func() { serveErrs <- w.pull.Serve() }()
+	}
+
+	if err := w.restore(ctx); err != nil {
+		return errors.Join(err, w.shutdown(false))
+	}
+	w.readiness.Ready()
+	w.logger.Info("worker ready",
+		"otlpGRPC", w.GRPCAddr().String(), "otlpHTTP", w.HTTPAddr().String(), "telemetry", w.TelemetryAddr().String())
+
+	var loops sync.WaitGroup
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	loops.Go(func() { w.emitLoop(loopCtx) })
+	if w.opts.Hooks.Checkpoint != nil {
+		loops.Go(func() { w.checkpointLoop(loopCtx) })
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		w.logger.Info("shutting down", "cause", context.Cause(ctx))
+	case err := <-serveErrs:
+		runErr = err
+		w.logger.Error("a listener failed; shutting down", "error", err)
+	}
+	stopLoops()
+	loops.Wait()
+	return errors.Join(runErr, w.shutdown(true))
+}
+
+func (w *Worker) restore(ctx context.Context) error {
+	h := w.opts.Hooks
+	if h.Restore == nil {
+		return nil
+	}
+	reason := "restoring state"
+	if h.RestoreStatus != nil {
+		reason = h.RestoreStatus()
+	}
+	w.readiness.NotReady(reason)
+	engine, err := h.Restore(ctx, w.currentEngine(), w.newEngine)
+	if err != nil {
+		return fmt.Errorf("restoring worker state: %w", err)
+	}
+	w.engineMu.Lock()
+	w.engine = engine
+	w.engineMu.Unlock()
+	return nil
+}
+
+// consume is the ingest path: journal, apply, forward passthrough, answer.
+func (w *Worker) consume(ctx context.Context, md pmetric.Metrics) (receive.Outcome, error) {
+	if ready, reason := w.readiness.State(); !ready {
+		return receive.Outcome{}, receive.Unavailable("not_ready", receive.DefaultRetryAfter, errors.New(reason))
+	}
+	var done func()
+	if j := w.opts.Hooks.Journal; j != nil {
+		var err error
+		if done, err = j.Record(ctx, md); err != nil {
+			return receive.Outcome{}, receive.Unavailable("journal", receive.DefaultRetryAfter,
+				fmt.Errorf("recording the request durably: %w", err))
+		}
+	}
+	res := w.currentEngine().Apply(md)
+	if done != nil {
+		done()
+	}
+	w.countApply(res)
+	if res.Passthrough > 0 {
+		w.exportAll(ctx, md)
+	}
+	return receive.Outcome{RejectedPoints: int64(res.RejectedTotal()), Message: res.Message()}, nil
+}
+
+func (w *Worker) countApply(res convert.Result) {
+	w.metrics.AppliedPoints.Add(float64(res.Applied))
+	w.metrics.DuplicatePoints.Add(float64(res.Duplicates))
+	w.metrics.PassthroughPoints.Add(float64(res.Passthrough))
+	for reason, n := range res.Rejected {
+		if n > 0 {
+			w.metrics.RejectedPoints.WithLabelValues(convert.Reason(reason).String()).Add(float64(n))
+		}
+	}
+}
+
+// exportAll hands md to every exporter; exporters queue or copy what they
+// need, so md may be reused afterwards.
+func (w *Worker) exportAll(ctx context.Context, md pmetric.Metrics) {
+	for _, e := range w.exporters {
+		if err := e.Export(ctx, md); err != nil {
+			w.logger.Error("exporter refused data", "exporter", e.Name(), "error", err)
+		}
+	}
+}
+
+func (w *Worker) emitLoop(ctx context.Context) {
+	ticker := time.NewTicker(w.cfg.Conversion.Interval.Duration)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			w.emit(ctx, false)
+		}
+	}
+}
+
+// emit sends the cumulative values of updated streams, or of every live
+// stream when all is set (at shutdown, so the last totals are not lost).
+func (w *Worker) emit(ctx context.Context, all bool) {
+	out := pmetric.NewMetrics()
+	engine := w.currentEngine()
+	var res convert.EmitResult
+	if all {
+		res = engine.EmitAll(w.opts.Clock(), out)
+	} else {
+		res = engine.Emit(w.opts.Clock(), out)
+	}
+	w.metrics.EmittedPoints.Add(float64(res.Points))
+	w.metrics.ExpiredStreams.Add(float64(res.Expired))
+	if res.Points > 0 {
+		w.exportAll(ctx, out)
+	}
+}
+
+func (w *Worker) checkpointLoop(ctx context.Context) {
+	ticker := time.NewTicker(w.cfg.State.CheckpointInterval.Duration)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := w.opts.Hooks.Checkpoint(ctx, w.currentEngine()); err != nil {
+				w.logger.Error("writing checkpoint", "error", err)
+			}
+		}
+	}
+}
+
+// shutdown stops receiving, emits every running total, checkpoints and
+// flushes the exporters, all within ShutdownTimeout.
+func (w *Worker) shutdown(ready bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.opts.ShutdownTimeout)
+	defer cancel()
+	w.readiness.NotReady("shutting down")
+	var errs []error
+	if err := w.receivers.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if ready {
+		w.emit(ctx, true)
+	}
+	if w.opts.Hooks.Close != nil {
+		if err := w.opts.Hooks.Close(ctx, w.currentEngine()); err != nil {
+			errs = append(errs, fmt.Errorf("closing worker state: %w", err))
+		}
+	}
+	for _, e := range w.exporters {
+		if err := e.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutting down exporter %s: %w", e.Name(), err))
+		}
+	}
+	if err := w.telemetry.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
