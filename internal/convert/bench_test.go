@@ -124,9 +124,11 @@ func benchmarkApply(b *testing.B, kind pmetric.MetricType) {
 	b.ReportMetric(1e9/perPoint, "points/s")
 }
 
-func BenchmarkApplySum(b *testing.B)          { benchmarkApply(b, pmetric.MetricTypeSum) }
-func BenchmarkApplyHistogram(b *testing.B)    { benchmarkApply(b, pmetric.MetricTypeHistogram) }
-func BenchmarkApplyExpHistogram(b *testing.B) { benchmarkApply(b, pmetric.MetricTypeExponentialHistogram) }
+func BenchmarkApplySum(b *testing.B)       { benchmarkApply(b, pmetric.MetricTypeSum) }
+func BenchmarkApplyHistogram(b *testing.B) { benchmarkApply(b, pmetric.MetricTypeHistogram) }
+func BenchmarkApplyExpHistogram(b *testing.B) {
+	benchmarkApply(b, pmetric.MetricTypeExponentialHistogram)
+}
 
 // BenchmarkApplyNewStreams measures the cost of creating streams.
 func BenchmarkApplyNewStreams(b *testing.B) {
