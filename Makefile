@@ -21,6 +21,32 @@ ENVTEST_ETCD_VERSION ?= 3.6.16
 ENVTEST_ASSETS_DIR ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)-linux-amd64
 export KUBEBUILDER_ASSETS ?= $(ENVTEST_ASSETS_DIR)
 
+MODULE := github.com/deltapipeline/deltapipeline
+VERSION_LDFLAGS := -X $(MODULE)/internal/version.Version=$(VERSION)
+CHART_DIR ?= charts/deltapipeline-operator
+
+# kubectl for the cluster targets (install, deploy, ...) is the user's own;
+# the tests and build-installer use the pinned one from `make envtest`.
+KUBECTL ?= kubectl
+PINNED_KUBECTL ?= $(ENVTEST_ASSETS_DIR)/kubectl
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+HELM ?= $(LOCALBIN)/helm
+
+# The chart's optional ServiceMonitor is dry-run against the real
+# prometheus-operator CRD, taken from the module proxy.
+PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
+SERVICEMONITOR_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
+
+# CI runs every test every time; locally the Go test cache is welcome.
+GO_TEST_FLAGS ?=
+ifeq ($(CI),true)
+GO_TEST_FLAGS += -count=1
+endif
+
+# `make test` runs each of these in order. Append a check with
+# `TEST_TARGETS += my-check` next to the target that defines it.
+TEST_TARGETS := verify-generated go-test chart-test
+
 .DEFAULT_GOAL := help
 
 ##@ General
@@ -31,10 +57,153 @@ help: ## Show this help.
 
 ##@ Development
 
+.PHONY: manifests
+manifests: controller-gen ## Generate CRDs and the manager ClusterRole from the API and RBAC markers; copy both into the Helm chart.
+	$(CONTROLLER_GEN) rbac:roleName=deltapipeline-manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	mkdir -p $(CHART_DIR)/crds $(CHART_DIR)/files
+	rm -f $(CHART_DIR)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART_DIR)/crds/
+	hack/tools/chart-rbac-rules.sh config/rbac/role.yaml > $(CHART_DIR)/files/manager-rbac-rules.yaml
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods for the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: fmt
+fmt: ## Run go fmt on the module.
+	$(GO) fmt ./...
+
+.PHONY: vet
+vet: ## Run go vet on the module.
+	$(GO) vet ./...
+
+.PHONY: verify-generated
+verify-generated: ## Fail when `make generate manifests` would change CRDs, the chart's CRDs/RBAC or zz_generated files.
+	hack/tools/verify-generated.sh $(MAKE) generate manifests
+
 ##@ Test
+
+.PHONY: test
+test: $(TEST_TARGETS) ## Run every check CI runs: generated files, Go unit and envtest suites, Helm chart checks, and the checks others append to TEST_TARGETS.
+
+.PHONY: go-test
+go-test: envtest ## Run the module's Go tests (unit and envtest suites) except the chart and end-to-end suites.
+	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e')
+
+.PHONY: chart-test
+chart-test: envtest helm build ## Lint and render the Helm chart, dry-run it and dist/install.yaml against envtest, run the manager as the chart deploys it.
+	$(MAKE) helm-lint build-installer
+	HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" MANAGER_BINARY="$(LOCALBIN)/manager" INSTALLER_YAML="$(CURDIR)/dist/install.yaml" \
+		SERVICEMONITOR_CRD="$$(hack/tools/module-file.sh $(SERVICEMONITOR_CRD_SOURCE))" \
+		$(GO) test $(GO_TEST_FLAGS) ./test/chart/...
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint the Helm chart with default and non-default values.
+	$(HELM) lint --strict $(CHART_DIR)
+	$(HELM) lint --strict $(CHART_DIR) -f test/chart/testdata/values-custom.yaml
 
 ##@ Build
 
+.PHONY: build
+build: build-manager build-worker ## Build bin/manager and bin/worker with the version stamped in.
+
+.PHONY: build-manager
+build-manager: ## Build bin/manager.
+	$(GO) build -ldflags "$(VERSION_LDFLAGS)" -o $(LOCALBIN)/manager ./cmd/manager
+
+.PHONY: build-worker
+build-worker: ## Build bin/worker.
+	$(GO) build -ldflags "$(VERSION_LDFLAGS)" -o $(LOCALBIN)/worker ./cmd/worker
+
+.PHONY: docker-build
+docker-build: ## Build the manager and worker images (MANAGER_IMG, WORKER_IMG).
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(MANAGER_IMG) -f Dockerfile .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(WORKER_IMG) -f Dockerfile.worker .
+
+.PHONY: docker-push
+docker-push: ## Push the manager and worker images.
+	$(CONTAINER_TOOL) push $(MANAGER_IMG)
+	$(CONTAINER_TOOL) push $(WORKER_IMG)
+
+# The overlay lives in bin/ so that setting the image never edits config/.
+INSTALLER_OVERLAY := $(LOCALBIN)/installer-overlay
+
+.PHONY: installer-overlay
+installer-overlay:
+	hack/tools/installer-overlay.sh $(INSTALLER_OVERLAY) $(MANAGER_IMG)
+
+.PHONY: build-installer
+build-installer: manifests envtest installer-overlay ## Render dist/install.yaml: CRDs, RBAC and the manager Deployment running MANAGER_IMG.
+	mkdir -p dist
+	$(PINNED_KUBECTL) kustomize $(INSTALLER_OVERLAY) > dist/install.yaml
+
 ##@ Deployment
 
+ignore-not-found ?= false
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of the current kubectl context.
+	$(KUBECTL) apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and every DeltaPipeline) from the cluster. ignore-not-found=true to tolerate missing ones.
+	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k config/crd
+
+.PHONY: deploy
+deploy: manifests installer-overlay ## Deploy CRDs, RBAC and the manager (MANAGER_IMG) to the cluster of the current kubectl context.
+	$(KUBECTL) apply --server-side -k $(INSTALLER_OVERLAY)
+
+.PHONY: undeploy
+undeploy: installer-overlay ## Remove what `make deploy` created. ignore-not-found=true to tolerate missing objects.
+	$(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -k $(INSTALLER_OVERLAY)
+
 ##@ Tools
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into ./bin.
+$(CONTROLLER_GEN): $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+	ln -sf controller-gen-$(CONTROLLER_TOOLS_VERSION) $@
+$(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION):
+	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: helm
+helm: $(HELM) ## Install helm into ./bin.
+$(HELM): $(LOCALBIN)/helm-$(HELM_VERSION)
+	ln -sf helm-$(HELM_VERSION) $@
+$(LOCALBIN)/helm-$(HELM_VERSION):
+	$(call go-install-tool,$@,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
+
+# The envtest control plane and kubectl, each built from its own module under
+# hack/envtest. A binary is rebuilt only when its module changes.
+ENVTEST_BUILD = mkdir -p $(dir $@) && cd hack/envtest/$(1) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w $(2)" -o $@ .
+K8S_VERSION_LDFLAGS := -X k8s.io/component-base/version.gitVersion=v$(ENVTEST_K8S_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(ENVTEST_K8S_VERSION))) \
+	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(ENVTEST_K8S_VERSION))) \
+	-X k8s.io/component-base/version.gitTreeState=clean
+
+.PHONY: envtest
+envtest: $(ENVTEST_ASSETS_DIR)/kube-apiserver $(ENVTEST_ASSETS_DIR)/etcd $(ENVTEST_ASSETS_DIR)/kubectl ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s/<version>-linux-amd64.
+
+$(ENVTEST_ASSETS_DIR)/kube-apiserver: hack/envtest/kube-apiserver/go.mod hack/envtest/kube-apiserver/main.go
+	hack/envtest/check-module-version.sh hack/envtest/kube-apiserver/go.mod k8s.io/kubernetes v$(ENVTEST_K8S_VERSION)
+	$(call ENVTEST_BUILD,kube-apiserver,$(K8S_VERSION_LDFLAGS))
+
+$(ENVTEST_ASSETS_DIR)/etcd: hack/envtest/etcd/go.mod hack/envtest/etcd/main.go
+	hack/envtest/check-module-version.sh hack/envtest/etcd/go.mod go.etcd.io/etcd/server/v3 v$(ENVTEST_ETCD_VERSION)
+	$(call ENVTEST_BUILD,etcd,)
+
+$(ENVTEST_ASSETS_DIR)/kubectl: hack/envtest/kubectl/go.mod hack/envtest/kubectl/main.go
+	hack/envtest/check-module-version.sh hack/envtest/kubectl/go.mod k8s.io/kubectl v0.$(patsubst 1.%,%,$(ENVTEST_K8S_VERSION))
+	$(call ENVTEST_BUILD,kubectl,$(K8S_VERSION_LDFLAGS))
+
+# go-install-tool installs $(2)@$(3) and names the binary $(1), so that a
+# version bump installs the new version instead of reusing the old binary.
+define go-install-tool
+@set -e; \
+tmpbin=$$(mktemp -d); \
+echo "installing $(2)@$(3)"; \
+GOWORK=off GOBIN=$$tmpbin $(GO) install $(2)@$(3); \
+mkdir -p $(LOCALBIN); \
+mv $$tmpbin/$$(basename $(2)) $(1); \
+rm -rf $$tmpbin
+endef
