@@ -373,13 +373,24 @@ func (c *Config) Validate() error {
 // Parse decodes a configuration file strictly (an unknown field is an
 // error), applies defaults and validates the result.
 func Parse(data []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		return Config{}, fmt.Errorf("decoding worker configuration: %w", err)
+	c, err := Decode(data)
+	if err != nil {
+		return Config{}, err
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("invalid worker configuration:\n%w", err)
+	}
+	return c, nil
+}
+
+// Decode decodes a configuration file strictly (an unknown field is an
+// error) without applying defaults or validating, so that a caller can apply
+// overrides (flags, environment) before ApplyDefaults and Validate.
+func Decode(data []byte) (Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return Config{}, fmt.Errorf("decoding worker configuration: %w", err)
 	}
 	return c, nil
 }
