@@ -1,0 +1,385 @@
+// Package controllers owns the DeltaPipeline reconciler: it turns each
+// pipeline into the objects built by internal/manifests, keeps them as built,
+// and reports what it sees in the pipeline's status and Events.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/manifests"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
+)
+
+// Field indexes mapping a Secret or ConfigMap name to the pipelines reading it.
+const (
+	secretRefIndex    = ".spec.referencedSecrets"
+	configMapRefIndex = ".spec.referencedConfigMaps"
+)
+
+// Event reasons besides the condition reasons.
+const (
+	eventReasonReconcileFailed = "ReconcileFailed"
+	eventActionReconcile       = "Reconcile"
+)
+
+// DeltaPipelineReconciler reconciles DeltaPipeline objects.
+type DeltaPipelineReconciler struct {
+	client.Client
+	// APIReader reads referenced Secrets and ConfigMaps directly, so the
+	// operator does not cache every Secret of the cluster.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Options   manifests.Options
+}
+
+// +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=endpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// The operator holds the endpoint permissions it grants to the gateway
+// resolver Role: Kubernetes refuses to let it grant more than it has.
+
+// Reconcile brings one pipeline's objects and status up to date.
+func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+
+	var p v1alpha1.DeltaPipeline
+	if err := r.Get(ctx, req.NamespacedName, &p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		// Owned objects go with the pipeline through garbage collection.
+		return ctrl.Result{}, nil
+	}
+
+	status := p.Status.DeepCopy()
+	status.ObservedGeneration = p.Generation
+	status.Endpoints = manifests.GatewayEndpoints(&p)
+	setCondition(status, &p, routingCondition(p.Spec.Routing))
+
+	var configErrs []string
+
+	gateway, err := manifests.BuildGateway(&p, r.Options)
+	if err != nil {
+		configErrs = append(configErrs, err.Error())
+	} else if err := r.ensureGateway(ctx, &p, gateway); err != nil {
+		return ctrl.Result{}, r.failed(ctx, &p, err)
+	}
+
+	refCondition, err := r.referencesCondition(ctx, &p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	setCondition(status, &p, refCondition)
+	if refCondition.Status == metav1.ConditionFalse {
+		// The worker tier keeps its current configuration: rolling workers
+		// onto a configuration whose files are missing would stop them. The
+		// Secret watch brings the pipeline back here once the reference exists.
+		r.Recorder.Eventf(&p, nil, corev1.EventTypeWarning, refCondition.Reason, eventActionReconcile, "%s", refCondition.Message)
+	} else if worker, err := manifests.BuildWorker(&p, r.Options); err != nil {
+		configErrs = append(configErrs, err.Error())
+	} else if err := r.ensureWorker(ctx, &p, worker); err != nil {
+		return ctrl.Result{}, r.failed(ctx, &p, err)
+	}
+
+	configCondition := metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "the gateway and worker configurations are valid"}
+	if len(configErrs) > 0 {
+		configCondition = metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonInvalidGatewayConfig, Message: strings.Join(configErrs, "; ")}
+		r.Recorder.Eventf(&p, nil, corev1.EventTypeWarning, configCondition.Reason, eventActionReconcile, "%s", configCondition.Message)
+	}
+	setCondition(status, &p, configCondition)
+
+	if err := r.observeTiers(ctx, &p, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	setCondition(status, &p, readyCondition(status))
+
+	if statusEqual(&p.Status, status) {
+		return ctrl.Result{}, nil
+	}
+	p.Status = *status
+	if err := r.Status().Update(ctx, &p); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("updating status of DeltaPipeline %s: %w", req.NamespacedName, err)
+	}
+	logger.V(1).Info("status updated", "ready", meta.IsStatusConditionTrue(status.Conditions, v1alpha1.ConditionReady))
+	return ctrl.Result{}, nil
+}
+
+func (r *DeltaPipelineReconciler) failed(ctx context.Context, p *v1alpha1.DeltaPipeline, err error) error {
+	r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, eventReasonReconcileFailed, eventActionReconcile, "%s", err.Error())
+	log.FromContext(ctx).Error(err, "reconcile failed")
+	return err
+}
+
+func (r *DeltaPipelineReconciler) ensureGateway(ctx context.Context, p *v1alpha1.DeltaPipeline, g manifests.Gateway) error {
+	for _, obj := range []client.Object{g.ServiceAccount, g.ConfigMap, g.Service, g.PDB} {
+		if err := r.ensureLogged(ctx, p, obj); err != nil {
+			return err
+		}
+	}
+	if g.Role != nil {
+		if err := r.ensureLogged(ctx, p, g.Role); err != nil {
+			return err
+		}
+		if err := r.ensureLogged(ctx, p, g.RoleBinding); err != nil {
+			return err
+		}
+	} else {
+		if err := r.remove(ctx, p, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: naming.GatewayResolverRoleBinding(p), Namespace: p.Namespace}}); err != nil {
+			return err
+		}
+		if err := r.remove(ctx, p, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: naming.GatewayResolverRole(p), Namespace: p.Namespace}}); err != nil {
+			return err
+		}
+	}
+	if err := r.ensureLogged(ctx, p, g.Deployment); err != nil {
+		return err
+	}
+	if g.HPA != nil {
+		return r.ensureLogged(ctx, p, g.HPA)
+	}
+	return r.remove(ctx, p, &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: naming.GatewayHorizontalPodAutoscaler(p), Namespace: p.Namespace}})
+}
+
+func (r *DeltaPipelineReconciler) ensureWorker(ctx context.Context, p *v1alpha1.DeltaPipeline, w manifests.Worker) error {
+	for _, obj := range []client.Object{w.ServiceAccount, w.ConfigMap, w.Service, w.PDB, w.StatefulSet} {
+		if err := r.ensureLogged(ctx, p, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *DeltaPipelineReconciler) ensureLogged(ctx context.Context, p *v1alpha1.DeltaPipeline, obj client.Object) error {
+	outcome, err := r.ensure(ctx, p, obj)
+	if err != nil {
+		return err
+	}
+	if outcome != outcomeUnchanged {
+		log.FromContext(ctx).Info("object "+string(outcome), "kind", kindOf(obj), "name", obj.GetName())
+	}
+	return nil
+}
+
+// referencesCondition checks every referenced Secret and ConfigMap key and
+// reports the first missing one, naming the object and the spec field.
+func (r *DeltaPipelineReconciler) referencesCondition(ctx context.Context, p *v1alpha1.DeltaPipeline) (metav1.Condition, error) {
+	for _, ref := range manifests.References(p) {
+		key := types.NamespacedName{Namespace: p.Namespace, Name: ref.Name}
+		var keys []string
+		var notFoundReason, keyReason string
+		switch ref.Kind {
+		case manifests.ReferenceSecret:
+			notFoundReason, keyReason = v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretKeyNotFound
+			var s corev1.Secret
+			if err := r.APIReader.Get(ctx, key, &s); err != nil {
+				if apierrors.IsNotFound(err) {
+					return missingReference(notFoundReason, fmt.Sprintf("Secret %q referenced by %s not found in namespace %s", ref.Name, ref.Field, p.Namespace)), nil
+				}
+				return metav1.Condition{}, fmt.Errorf("reading Secret %s referenced by %s: %w", key, ref.Field, err)
+			}
+			for k := range s.Data {
+				keys = append(keys, k)
+			}
+		case manifests.ReferenceConfigMap:
+			notFoundReason, keyReason = v1alpha1.ReasonConfigMapNotFound, v1alpha1.ReasonConfigMapKeyNotFound
+			var cm corev1.ConfigMap
+			if err := r.APIReader.Get(ctx, key, &cm); err != nil {
+				if apierrors.IsNotFound(err) {
+					return missingReference(notFoundReason, fmt.Sprintf("ConfigMap %q referenced by %s not found in namespace %s", ref.Name, ref.Field, p.Namespace)), nil
+				}
+				return metav1.Condition{}, fmt.Errorf("reading ConfigMap %s referenced by %s: %w", key, ref.Field, err)
+			}
+			for k := range cm.Data {
+				keys = append(keys, k)
+			}
+			for k := range cm.BinaryData {
+				keys = append(keys, k)
+			}
+		}
+		if !containsString(keys, ref.Key) {
+			return missingReference(keyReason, fmt.Sprintf("%s %q referenced by %s has no key %q", ref.Kind, ref.Name, ref.Field, ref.Key)), nil
+		}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionReferencesResolved, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonResolved, Message: "every referenced Secret and ConfigMap key exists"}, nil
+}
+
+func missingReference(reason, message string) metav1.Condition {
+	return metav1.Condition{Type: v1alpha1.ConditionReferencesResolved, Status: metav1.ConditionFalse, Reason: reason, Message: message}
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// observeTiers copies replica counts from the gateway Deployment and the
+// worker StatefulSet and sets the availability conditions.
+func (r *DeltaPipelineReconciler) observeTiers(ctx context.Context, p *v1alpha1.DeltaPipeline, status *v1alpha1.DeltaPipelineStatus) error {
+	var deploy appsv1.Deployment
+	err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: naming.GatewayDeployment(p)}, &deploy)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading the gateway Deployment: %w", err)
+	}
+	gatewayDesired := manifests.GatewayReplicas(p)
+	if err == nil && deploy.Spec.Replicas != nil {
+		gatewayDesired = *deploy.Spec.Replicas
+	}
+	status.Gateway = tierStatus(gatewayDesired, deploy.Status.ReadyReplicas)
+	setCondition(status, p, availability(v1alpha1.ConditionGatewayAvailable, "gateway", status.Gateway))
+
+	var sts appsv1.StatefulSet
+	err = r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: naming.WorkerStatefulSet(p)}, &sts)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading the worker StatefulSet: %w", err)
+	}
+	workersDesired := manifests.WorkerReplicas(p)
+	if err == nil && sts.Spec.Replicas != nil {
+		workersDesired = *sts.Spec.Replicas
+	}
+	status.Workers = tierStatus(workersDesired, sts.Status.ReadyReplicas)
+	setCondition(status, p, availability(v1alpha1.ConditionWorkersAvailable, "workers", status.Workers))
+	return nil
+}
+
+func tierStatus(desired, ready int32) v1alpha1.TierStatus {
+	return v1alpha1.TierStatus{Replicas: desired, ReadyReplicas: ready, Summary: fmt.Sprintf("%d/%d", ready, desired)}
+}
+
+// availability is True when every desired replica of a tier is ready.
+func availability(conditionType, tier string, s v1alpha1.TierStatus) metav1.Condition {
+	if s.Replicas > 0 && s.ReadyReplicas >= s.Replicas {
+		return metav1.Condition{Type: conditionType, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAvailable,
+			Message: fmt.Sprintf("%s: %d of %d replicas ready", tier, s.ReadyReplicas, s.Replicas)}
+	}
+	return metav1.Condition{Type: conditionType, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonProgressing,
+		Message: fmt.Sprintf("%s: %d of %d replicas ready", tier, s.ReadyReplicas, s.Replicas)}
+}
+
+// routingCondition warns about routing keys that put every stream on one worker.
+func routingCondition(r v1alpha1.RoutingSpec) metav1.Condition {
+	if manifests.RoutingSpreadsLoad(r) {
+		return metav1.Condition{Type: v1alpha1.ConditionRoutingBalanced, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSpreadRouting,
+			Message: fmt.Sprintf("routing key %s spreads streams over the workers", routingKeyOrDefault(r))}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionRoutingBalanced, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonHotSpotRouting,
+		Message: fmt.Sprintf("spec.routing.key %s hashes attributes that are identical for all clients of one program (Claude Code reports the same resource for every user), so every stream lands on one worker; use streamID or attributes [session.id]", r.Key)}
+}
+
+func routingKeyOrDefault(r v1alpha1.RoutingSpec) v1alpha1.RoutingKey {
+	if r.Key == "" {
+		return v1alpha1.RoutingKeyStreamID
+	}
+	return r.Key
+}
+
+// readyCondition is True when both tiers are available and nothing blocks
+// the configuration from being applied.
+func readyCondition(status *v1alpha1.DeltaPipelineStatus) metav1.Condition {
+	var blocking []string
+	for _, t := range []string{v1alpha1.ConditionReferencesResolved, v1alpha1.ConditionConfigValid, v1alpha1.ConditionGatewayAvailable, v1alpha1.ConditionWorkersAvailable} {
+		if !meta.IsStatusConditionTrue(status.Conditions, t) {
+			blocking = append(blocking, t)
+		}
+	}
+	if len(blocking) == 0 {
+		return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonAvailable, Message: "both tiers are available"}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonNotReady,
+		Message: "not true: " + strings.Join(blocking, ", ")}
+}
+
+func setCondition(status *v1alpha1.DeltaPipelineStatus, p *v1alpha1.DeltaPipeline, c metav1.Condition) {
+	c.ObservedGeneration = p.Generation
+	meta.SetStatusCondition(&status.Conditions, c)
+}
+
+// statusEqual compares statuses ignoring nothing: SetStatusCondition keeps a
+// condition's transition time while its status holds, so an unchanged
+// pipeline yields an equal status and no write.
+func statusEqual(a, b *v1alpha1.DeltaPipelineStatus) bool {
+	return equalityDeep(a, b)
+}
+
+// SetupWithManager registers the reconciler, its watches and field indexes.
+func (r *DeltaPipelineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	indexer := mgr.GetFieldIndexer()
+	if err := indexer.IndexField(ctx, &v1alpha1.DeltaPipeline{}, secretRefIndex, func(o client.Object) []string {
+		return manifests.ReferencedSecretNames(o.(*v1alpha1.DeltaPipeline))
+	}); err != nil {
+		return fmt.Errorf("indexing pipelines by referenced Secret: %w", err)
+	}
+	if err := indexer.IndexField(ctx, &v1alpha1.DeltaPipeline{}, configMapRefIndex, func(o client.Object) []string {
+		return manifests.ReferencedConfigMapNames(o.(*v1alpha1.DeltaPipeline))
+	}); err != nil {
+		return fmt.Errorf("indexing pipelines by referenced ConfigMap: %w", err)
+	}
+
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.DeltaPipeline{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&rbacv1.Role{}).
+		Owns(&rbacv1.RoleBinding{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReferencing(secretRefIndex))).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReferencing(configMapRefIndex))).
+		Named("deltapipeline").
+		Complete(r)
+}
+
+// pipelinesReferencing maps a Secret or ConfigMap to the pipelines of its
+// namespace that read it, so creating a missing one resolves them.
+func (r *DeltaPipelineReconciler) pipelinesReferencing(index string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list v1alpha1.DeltaPipelineList
+		if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
+			log.FromContext(ctx).Error(err, "listing pipelines referencing an object", "index", index, "name", o.GetName())
+			return nil
+		}
+		requests := make([]reconcile.Request, 0, len(list.Items))
+		for _, p := range list.Items {
+			requests = append(requests, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
+		}
+		return requests
+	}
+}
