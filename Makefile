@@ -59,7 +59,7 @@ help: ## Show this help.
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and the manager ClusterRole from the API and RBAC markers; copy both into the Helm chart.
-	$(CONTROLLER_GEN) rbac:roleName=deltapipeline-manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
 	mkdir -p $(CHART_DIR)/crds $(CHART_DIR)/files
 	rm -f $(CHART_DIR)/crds/*.yaml
 	cp config/crd/bases/*.yaml $(CHART_DIR)/crds/
