@@ -16,7 +16,7 @@ import (
 func main() {
 	// Verbosity is applied before the command is built because building it
 	// already logs (plugin discovery, .kuberc parsing).
-	_ = logs.GlogSetter(cmd.GetLogVerbosity(os.Args))
+	_, _ = logs.GlogSetter(cmd.GetLogVerbosity(os.Args))
 	if err := cli.RunNoErrOutput(cmd.NewDefaultKubectlCommand()); err != nil {
 		util.CheckErr(err)
 	}
