@@ -46,6 +46,8 @@ endif
 # `make test` runs each of these in order. Append a check with
 # `TEST_TARGETS += my-check` next to the target that defines it.
 TEST_TARGETS := verify-generated go-test chart-test
+# A short run of every fuzz target.
+TEST_TARGETS += fuzz
 
 .DEFAULT_GOAL := help
 
@@ -96,6 +98,21 @@ chart-test: envtest helm build ## Lint and render the Helm chart, dry-run it and
 	HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" MANAGER_BINARY="$(LOCALBIN)/manager" INSTALLER_YAML="$(CURDIR)/dist/install.yaml" \
 		SERVICEMONITOR_CRD="$$(hack/tools/module-file.sh $(SERVICEMONITOR_CRD_SOURCE))" \
 		$(GO) test $(GO_TEST_FLAGS) ./test/chart/...
+
+# Seconds each fuzz target runs in `make fuzz`; the committed seeds under
+# testdata/fuzz also run as plain tests in go-test.
+FUZZTIME ?= 8s
+FUZZ_DIRS ?= cmd internal
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target (func Fuzz... under cmd/ and internal/) for FUZZTIME each, one after the other.
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' $(FUZZ_DIRS) | sort); do \
+		pkg=./$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 .PHONY: helm-lint
 helm-lint: helm ## Lint the Helm chart with default and non-default values.

@@ -206,7 +206,9 @@ func contentTypeOf(enc bodyEncoding) string {
 // OTLP/HTTP specification requires, and counts the refusal.
 func (h *httpServer) fail(w http.ResponseWriter, enc bodyEncoding, reason string, httpStatus int, code codes.Code, message string, retryAfter time.Duration) {
 	h.opts.Metrics.RequestsRefused.WithLabelValues(transportHTTP, reason).Inc()
-	st := &spb.Status{Code: int32(code), Message: message}
+	// A decoding error may quote the invalid bytes it met; protobuf strings
+	// must be UTF-8, and a Status the sender cannot decode explains nothing.
+	st := &spb.Status{Code: int32(code), Message: strings.ToValidUTF8(message, "\uFFFD")}
 	var out []byte
 	var err error
 	if enc == encodingJSON {
