@@ -65,9 +65,11 @@ const (
 	ResolverDNS Resolver = "dns"
 )
 
-// RoutingSpec decides which worker owns a stream.
-// +kubebuilder:validation:XValidation:rule="self.key != 'attributes' || (has(self.attributes) && size(self.attributes) > 0)",message="spec.routing.attributes must list at least one attribute when spec.routing.key is attributes",fieldPath=".attributes"
-// +kubebuilder:validation:XValidation:rule="self.key == 'attributes' || !has(self.attributes) || size(self.attributes) == 0",message="spec.routing.attributes is only allowed when spec.routing.key is attributes",fieldPath=".attributes"
+// RoutingSpec decides which worker owns a stream. The rules test has(self.key)
+// because the API server also evaluates them on the object's default ({}),
+// before key is defaulted.
+// +kubebuilder:validation:XValidation:rule="!has(self.key) || self.key != 'attributes' || (has(self.attributes) && size(self.attributes) > 0)",message="spec.routing.attributes must list at least one attribute when spec.routing.key is attributes",fieldPath=".attributes"
+// +kubebuilder:validation:XValidation:rule="(has(self.key) && self.key == 'attributes') || !has(self.attributes) || size(self.attributes) == 0",message="spec.routing.attributes is only allowed when spec.routing.key is attributes",fieldPath=".attributes"
 type RoutingSpec struct {
 	// Key is streamID, attributes, resource or service. resource and service
 	// put every stream of clients sharing a resource (all Claude Code users do)

@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+)
+
+var _ = Describe("config/samples", func() {
+	samplesDir := filepath.Join("..", "config", "samples")
+
+	DescribeTable("are accepted by the API server with the CRD installed",
+		func(file string) {
+			ctx := context.Background()
+			ns := createNamespace(ctx)
+			data, err := os.ReadFile(filepath.Join(samplesDir, file))
+			Expect(err).NotTo(HaveOccurred())
+
+			sample := &unstructured.Unstructured{}
+			Expect(yaml.Unmarshal(data, &sample.Object)).To(Succeed(), "parsing %s", file)
+			Expect(sample.GroupVersionKind()).To(Equal(v1alpha1.GroupVersion.WithKind("DeltaPipeline")))
+			sample.SetNamespace(ns)
+
+			// Strict field validation refuses unknown or misspelled fields
+			// instead of silently dropping them.
+			Expect(k8sClient.Create(ctx, sample, client.DryRunAll, client.FieldValidation("Strict"))).To(Succeed(), "creating %s", file)
+
+			var stored v1alpha1.DeltaPipeline
+			err = k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: sample.GetName()}, &stored)
+			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "a dry run must not store the pipeline: %v", err)
+		},
+		Entry("Claude Code to Amazon Managed Service for Prometheus", "telemetry_v1alpha1_deltapipeline_claudecode_amp.yaml"),
+		Entry("OTLP", "telemetry_v1alpha1_deltapipeline_otlp.yaml"),
+	)
+
+	It("are all listed in the kustomization", func() {
+		data, err := os.ReadFile(filepath.Join(samplesDir, "kustomization.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		var kustomization struct {
+			Resources []string `json:"resources"`
+		}
+		Expect(yaml.Unmarshal(data, &kustomization)).To(Succeed())
+		files, err := filepath.Glob(filepath.Join(samplesDir, "telemetry_*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		var names []string
+		for _, f := range files {
+			names = append(names, filepath.Base(f))
+		}
+		Expect(kustomization.Resources).To(ConsistOf(names))
+	})
+})
