@@ -20,6 +20,66 @@ func (e *Engine) EmitAll(now time.Time, out pmetric.Metrics) EmitResult {
 	return e.emit(now, out, true)
 }
 
+// EmitChunks is Emit (or EmitAll when all is set) that hands the output to
+// send in parts of about chunkPoints points instead of building one
+// request for every stream: the transient memory of an emit then stays
+// bounded however many streams the engine holds. send owns each part.
+func (e *Engine) EmitChunks(now time.Time, all bool, chunkPoints int, send func(pmetric.Metrics)) EmitResult {
+	if chunkPoints <= 0 {
+		chunkPoints = 1
+	}
+	var (
+		res     EmitResult
+		snaps   = make([]snapshot, 0, min(chunkPoints, int(max(e.streams.Load(), 0)))+chunkSnapshotSlack)
+		expired []streamRefs
+		nowNs   = now.UnixNano()
+	)
+	flush := func() {
+		if len(snaps) == 0 {
+			return
+		}
+		out := pmetric.NewMetrics()
+		e.build(out, snaps)
+		res.Points += len(snaps)
+		clear(snaps)
+		snaps = snaps[:0]
+		send(out)
+	}
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		for slot := uint32(0); slot < sh.used; slot++ {
+			s := sh.at(slot)
+			if s.kind == 0 {
+				continue
+			}
+			if all || s.has(flagUpdated) {
+				snaps = append(snaps, takeSnapshot(s))
+			}
+			if e.isStale(s.lastSeen, nowNs) {
+				expired = append(expired, s.refs)
+				sh.remove(slot)
+				e.streams.Add(-1)
+			}
+		}
+		sh.mu.Unlock()
+		// Parts are cut between shards, never while a shard is locked.
+		if len(snaps) >= chunkPoints {
+			flush()
+		}
+	}
+	flush()
+	// Released only after every part was built: the snapshots of expired
+	// streams refer to their interned descriptors.
+	e.interner.release(expired)
+	res.Expired = len(expired)
+	return res
+}
+
+// chunkSnapshotSlack is room for one shard's worth of snapshots beyond a
+// part's size, since parts are cut only between shards.
+const chunkSnapshotSlack = 1024
+
 // emitTimestamp is the sample time of a stream's next point: the end of
 // its newest applied interval, moved to one millisecond after the previous
 // sample when it would not be later at millisecond resolution.
@@ -53,7 +113,7 @@ func (e *Engine) isStale(lastSeen, now int64) bool {
 
 func (e *Engine) emit(now time.Time, out pmetric.Metrics, all bool) EmitResult {
 	var (
-		snaps   []snapshot
+		snaps   = make([]snapshot, 0, max(e.streams.Load(), 0))
 		expired []streamRefs
 		nowNs   = now.UnixNano()
 	)
@@ -111,6 +171,12 @@ func (e *Engine) build(out pmetric.Metrics, snaps []snapshot) {
 	resources := make(map[uint32]pmetric.ResourceMetrics)
 	scopes := make(map[scopeKey]pmetric.ScopeMetrics)
 	metrics := make(map[metricKey]pmetric.Metric)
+	// Points per metric, so that each metric's point slice is allocated once.
+	points := make(map[metricKey]int)
+	for i := range snaps {
+		r := &snaps[i].refs
+		points[metricKey{r.resource, r.scope, r.metric}]++
+	}
 
 	in := e.interner
 	in.mu.RLock()
@@ -140,7 +206,7 @@ func (e *Engine) build(out pmetric.Metrics, snaps []snapshot) {
 		mk := metricKey{r.resource, r.scope, r.metric}
 		m, ok := metrics[mk]
 		if !ok {
-			m = newCumulativeMetric(sm, in.metrics.get(r.metric))
+			m = newCumulativeMetric(sm, in.metrics.get(r.metric), points[mk])
 			metrics[mk] = m
 		}
 		var attrs pcommon.Map
@@ -182,7 +248,7 @@ func setTimes(dp timedPoint, snap *snapshot) {
 	dp.SetTimestamp(pcommon.Timestamp(snap.ts))
 }
 
-func newCumulativeMetric(sm pmetric.ScopeMetrics, entry *metricEntry) pmetric.Metric {
+func newCumulativeMetric(sm pmetric.ScopeMetrics, entry *metricEntry, points int) pmetric.Metric {
 	m := sm.Metrics().AppendEmpty()
 	m.SetName(entry.shape.name)
 	m.SetUnit(entry.shape.unit)
@@ -192,10 +258,15 @@ func newCumulativeMetric(sm pmetric.ScopeMetrics, entry *metricEntry) pmetric.Me
 		s := m.SetEmptySum()
 		s.SetIsMonotonic(entry.shape.monotonic)
 		s.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		s.DataPoints().EnsureCapacity(points)
 	case pmetric.MetricTypeHistogram:
-		m.SetEmptyHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		h := m.SetEmptyHistogram()
+		h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		h.DataPoints().EnsureCapacity(points)
 	case pmetric.MetricTypeExponentialHistogram:
-		m.SetEmptyExponentialHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		h := m.SetEmptyExponentialHistogram()
+		h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		h.DataPoints().EnsureCapacity(points)
 	}
 	return m
 }

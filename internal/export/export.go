@@ -15,7 +15,10 @@ type Exporter interface {
 	// Name is the stable exporter label of the self-metrics.
 	Name() string
 	// Export hands md over. It must not block on the network for longer than
-	// the exporter's own timeout and must not retain md after returning.
+	// the exporter's own timeout. md is read-only for every party once handed
+	// over: the exporter must not modify it and the caller must not modify
+	// or reuse it afterwards, so an exporter may keep it until it is sent
+	// without copying, and several exporters may share it.
 	Export(ctx context.Context, md pmetric.Metrics) error
 	// Shutdown flushes what is queued, giving up when ctx ends.
 	Shutdown(ctx context.Context) error

@@ -344,8 +344,8 @@ func (w *Worker) countApply(res convert.Result) {
 	}
 }
 
-// exportAll hands md to every exporter; exporters queue or copy what they
-// need, so md may be reused afterwards.
+// exportAll hands md to every exporter. md is never modified afterwards
+// (the export.Exporter contract), so exporters may queue it without a copy.
 func (w *Worker) exportAll(ctx context.Context, md pmetric.Metrics) {
 	for _, e := range w.exporters {
 		if err := e.Export(ctx, md); err != nil {
@@ -367,22 +367,19 @@ func (w *Worker) emitLoop(ctx context.Context) {
 	}
 }
 
+// emitChunkPoints bounds the points of one emitted request, so that an
+// emit of a million streams never holds a million output points at once
+// and each exporter request stays well under common message size limits.
+const emitChunkPoints = 8192
+
 // emit sends the cumulative values of updated streams, or of every live
 // stream when all is set (at shutdown, so the last totals are not lost).
 func (w *Worker) emit(ctx context.Context, all bool) {
-	out := pmetric.NewMetrics()
-	engine := w.currentEngine()
-	var res convert.EmitResult
-	if all {
-		res = engine.EmitAll(w.opts.Clock(), out)
-	} else {
-		res = engine.Emit(w.opts.Clock(), out)
-	}
+	res := w.currentEngine().EmitChunks(w.opts.Clock(), all, emitChunkPoints, func(part pmetric.Metrics) {
+		w.exportAll(ctx, part)
+	})
 	w.metrics.EmittedPoints.Add(float64(res.Points))
 	w.metrics.ExpiredStreams.Add(float64(res.Expired))
-	if res.Points > 0 {
-		w.exportAll(ctx, out)
-	}
 }
 
 func (w *Worker) checkpointLoop(ctx context.Context) {
