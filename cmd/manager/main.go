@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -66,6 +67,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 		"OpenTelemetry Collector image for pipelines that do not set spec.gateway.image.")
 	f.zap = zap.Options{Development: false}
 	f.zap.BindFlags(fs)
+	// --kubeconfig, read by ctrl.GetConfig; without it the manager uses
+	// $KUBECONFIG or its in-cluster ServiceAccount.
+	ctrlconfig.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return flags{}, err
 	}
