@@ -414,6 +414,88 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 	})
 
+	Context("extra gateway configuration", func() {
+		const extraProcessors = `{
+			"processors": {
+				"filter/drop-debug": {"metrics": {"metric": ["name == \"debug.calls\""]}},
+				"resource/cluster": {"attributes": [{"key": "k8s.cluster.name", "value": "prod", "action": "upsert"}]}
+			},
+			"exporters": {},
+			"service": {"pipelines": {"metrics": {"processors": ["resource/cluster", "filter/drop-debug"], "exporters": []}}}
+		}`
+
+		It("runs the user's processors, in order, between memory_limiter and the routing exporter", func() {
+			p := createPipeline(ctx, newPipeline(ns, withGatewayConfig(extraProcessors)))
+			Eventually(condition(ctx, p, v1alpha1.ConditionConfigValid)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonValid))
+			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(cm.Data[manifests.GatewayConfigFile]).To(MatchRegexp(`(?s)processors:\s*- memory_limiter\s*- resource/cluster\s*- filter/drop-debug`))
+
+			By("settling without further writes: the stored configuration round-trips unchanged")
+			waitForObjects(ctx, p)
+			c, counter := countingClient()
+			forced := &DeltaPipelineReconciler{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(10), Options: testOptions}
+			Eventually(func() map[string]int {
+				before := counter.writes()
+				_, err := forced.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)})
+				Expect(err).NotTo(HaveOccurred())
+				after := counter.writes()
+				delta := map[string]int{}
+				for method, n := range after {
+					if n != before[method] {
+						delta[method] = n - before[method]
+					}
+				}
+				return delta
+			}).Should(BeEmpty())
+		})
+
+		It("refuses user exporters with a False ConfigValid condition and an Event, keeping the running gateway configuration", func() {
+			p := createPipeline(ctx, newPipeline(ns))
+			waitForObjects(ctx, p)
+			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
+			Expect(err).NotTo(HaveOccurred())
+
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) {
+				withGatewayConfig(`{"exporters": {"debug": {}}, "service": {"pipelines": {"metrics": {"exporters": ["debug"]}}}}`)(p)
+			})
+			Eventually(condition(ctx, p, v1alpha1.ConditionConfigValid)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonInvalidGatewayConfig))
+			Expect(condition(ctx, p, v1alpha1.ConditionConfigValid)().Message).To(ContainSubstring("spec.gateway.config.exporters"))
+			Eventually(warningEvents(ctx, p, v1alpha1.ReasonInvalidGatewayConfig)).Should(ContainElement(ContainSubstring("spec.gateway.config.exporters")))
+			Expect(condition(ctx, p, v1alpha1.ConditionReady)()).To(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonNotReady))
+			Consistently(func() (string, error) {
+				now, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
+				return now.ResourceVersion, err
+			}).Should(Equal(cm.ResourceVersion))
+
+			By("removing the exporter")
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Config = nil })
+			Eventually(condition(ctx, p, v1alpha1.ConditionConfigValid)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonValid))
+		})
+	})
+
+	Context("a pipeline reading a CA certificate from a ConfigMap that does not exist", func() {
+		It("reports the ConfigMap and the field, then mounts it once it exists", func() {
+			p := createPipeline(ctx, newPipeline(ns, withTLSCAFromConfigMap("backend-ca", "ca.crt")))
+			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonConfigMapNotFound))
+			message := condition(ctx, p, v1alpha1.ConditionReferencesResolved)().Message
+			Expect(message).To(ContainSubstring(`"backend-ca"`))
+			Expect(message).To(ContainSubstring("spec.exporters.prometheusRemoteWrite.tls.ca.configMapKeyRef"))
+			Eventually(warningEvents(ctx, p, v1alpha1.ReasonConfigMapNotFound)).ShouldNot(BeEmpty())
+
+			Expect(k8sClient.Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: "backend-ca", Namespace: ns},
+				Data:       map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\n"},
+			})).To(Succeed())
+			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonResolved))
+			Eventually(func(g Gomega) {
+				s, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(s.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("ConfigMap.Name", "backend-ca")))
+			}).Should(Succeed())
+		})
+	})
+
 	Context("routing", func() {
 		It("warns that routing by resource puts every stream on one worker", func() {
 			p := createPipeline(ctx, newPipeline(ns, withRouting(v1alpha1.RoutingKeyResource)))

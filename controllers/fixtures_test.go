@@ -2,12 +2,14 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	otelv1beta1 "github.com/open-telemetry/opentelemetry-operator/apis/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -89,6 +91,23 @@ func withSigV4(region string) pipelineOption {
 
 func withPrometheusExporter(port int32) pipelineOption {
 	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Exporters.Prometheus = &v1alpha1.PrometheusSpec{Port: port} }
+}
+
+// withGatewayConfig sets spec.gateway.config from JSON, as a user writes it.
+func withGatewayConfig(raw string) pipelineOption {
+	var cfg otelv1beta1.Config
+	Expect(json.Unmarshal([]byte(raw), &cfg)).To(Succeed(), "decoding gateway config %s", raw)
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Config = &cfg }
+}
+
+// withTLSCAFromConfigMap makes the remote write exporter verify its server
+// with a CA certificate from a ConfigMap key.
+func withTLSCAFromConfigMap(name, key string) pipelineOption {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Exporters.PrometheusRemoteWrite.TLS = &v1alpha1.TLSSpec{
+			CA: &v1alpha1.FileSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyRef{Name: name, Key: key}},
+		}
+	}
 }
 
 func withServiceAccountAnnotation(key, value string) pipelineOption {
