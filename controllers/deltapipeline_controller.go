@@ -85,11 +85,12 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	status.Endpoints = manifests.GatewayEndpoints(&p)
 	setCondition(status, &p, routingCondition(p.Spec.Routing))
 
-	var configErrs []string
+	configCondition := metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "the gateway and worker configurations are valid"}
 
 	gateway, err := manifests.BuildGateway(&p, r.Options)
 	if err != nil {
-		configErrs = append(configErrs, err.Error())
+		// The gateway keeps running its current configuration.
+		configCondition = invalidConfig(v1alpha1.ReasonInvalidGatewayConfig, err)
 	} else if err := r.ensureGateway(ctx, &p, gateway); err != nil {
 		return ctrl.Result{}, r.failed(ctx, &p, err)
 	}
@@ -103,17 +104,19 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		// The worker tier keeps its current configuration: rolling workers
 		// onto a configuration whose files are missing would stop them. The
 		// Secret watch brings the pipeline back here once the reference exists.
-		r.Recorder.Eventf(&p, nil, corev1.EventTypeWarning, refCondition.Reason, eventActionReconcile, "%s", refCondition.Message)
+		r.warnOnChange(&p, refCondition)
 	} else if worker, err := manifests.BuildWorker(&p, r.Options); err != nil {
-		configErrs = append(configErrs, err.Error())
+		if configCondition.Status == metav1.ConditionTrue {
+			configCondition = invalidConfig(v1alpha1.ReasonInvalidWorkerConfig, err)
+		} else {
+			configCondition.Message += "; " + err.Error()
+		}
 	} else if err := r.ensureWorker(ctx, &p, worker); err != nil {
 		return ctrl.Result{}, r.failed(ctx, &p, err)
 	}
 
-	configCondition := metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "the gateway and worker configurations are valid"}
-	if len(configErrs) > 0 {
-		configCondition = metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonInvalidGatewayConfig, Message: strings.Join(configErrs, "; ")}
-		r.Recorder.Eventf(&p, nil, corev1.EventTypeWarning, configCondition.Reason, eventActionReconcile, "%s", configCondition.Message)
+	if configCondition.Status == metav1.ConditionFalse {
+		r.warnOnChange(&p, configCondition)
 	}
 	setCondition(status, &p, configCondition)
 
@@ -134,6 +137,17 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	logger.V(1).Info("status updated", "ready", meta.IsStatusConditionTrue(status.Conditions, v1alpha1.ConditionReady))
 	return ctrl.Result{}, nil
+}
+
+// warnOnChange records a Warning Event for a False condition unless the
+// stored status already reports the same problem, so repeated reconciles of
+// an unchanged problem do not repeat the Event.
+func (r *DeltaPipelineReconciler) warnOnChange(p *v1alpha1.DeltaPipeline, c metav1.Condition) {
+	if previous := meta.FindStatusCondition(p.Status.Conditions, c.Type); previous != nil &&
+		previous.Status == c.Status && previous.Reason == c.Reason && previous.Message == c.Message {
+		return
+	}
+	r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, c.Reason, eventActionReconcile, "%s", c.Message)
 }
 
 func (r *DeltaPipelineReconciler) failed(ctx context.Context, p *v1alpha1.DeltaPipeline, err error) error {
@@ -233,6 +247,10 @@ func (r *DeltaPipelineReconciler) referencesCondition(ctx context.Context, p *v1
 		}
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionReferencesResolved, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonResolved, Message: "every referenced Secret and ConfigMap key exists"}, nil
+}
+
+func invalidConfig(reason string, err error) metav1.Condition {
+	return metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionFalse, Reason: reason, Message: err.Error()}
 }
 
 func missingReference(reason, message string) metav1.Condition {

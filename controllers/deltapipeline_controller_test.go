@@ -556,6 +556,27 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(cm.Data[manifests.WorkerConfigKey]).NotTo(ContainSubstring("s3cr3t-value"), "Secret values never go into ConfigMaps")
 		})
 
+		It("reports the problem once: reconciling it again writes nothing and repeats no Event", func() {
+			p := createPipeline(ctx, newPipeline(ns, withBearerTokenSecret(secretName, secretKey)))
+			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound))
+			Eventually(func() error {
+				_, err := fetch(ctx, p, &policyv1.PodDisruptionBudget{}, naming.GatewayPodDisruptionBudget(p))
+				return err
+			}).Should(Succeed())
+			Eventually(warningEvents(ctx, p, v1alpha1.ReasonSecretNotFound)).Should(HaveLen(1))
+			pipelineVersion := getPipeline(ctx, p).ResourceVersion
+
+			c, counter := countingClient()
+			recorder := events.NewFakeRecorder(10)
+			forced := &DeltaPipelineReconciler{Client: c, APIReader: c, Recorder: recorder, Options: testOptions}
+			result, err := forced.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)})
+			Expect(err).NotTo(HaveOccurred(), "a missing Secret is reported in the status, not retried with backoff")
+			Expect(result).To(Equal(ctrl.Result{}))
+			Expect(counter.writes()).To(BeEmpty(), "requests other than GET")
+			Expect(recorder.Events).To(BeEmpty())
+			Expect(getPipeline(ctx, p).ResourceVersion).To(Equal(pipelineVersion))
+		})
+
 		It("keeps the running workers' configuration when an edit references a missing Secret", func() {
 			p := createPipeline(ctx, newPipeline(ns))
 			waitForObjects(ctx, p)

@@ -426,7 +426,8 @@ const (
 	ConditionReferencesResolved = "ReferencesResolved"
 	// ConditionRoutingBalanced is False when the routing key cannot spread streams over workers.
 	ConditionRoutingBalanced = "RoutingBalanced"
-	// ConditionConfigValid is False when spec.gateway.config cannot be merged into the gateway configuration.
+	// ConditionConfigValid is False when spec.gateway.config cannot be merged
+	// into the gateway configuration or the worker configuration is invalid.
 	ConditionConfigValid = "ConfigValid"
 )
 
@@ -443,6 +444,7 @@ const (
 	ReasonSpreadRouting        = "SpreadRouting"
 	ReasonValid                = "Valid"
 	ReasonInvalidGatewayConfig = "InvalidGatewayConfig"
+	ReasonInvalidWorkerConfig  = "InvalidWorkerConfig"
 	ReasonNotReady             = "NotReady"
 )
 
