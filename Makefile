@@ -114,6 +114,16 @@ fuzz: ## Run every fuzz target (func Fuzz... under cmd/ and internal/) for FUZZT
 		done; \
 	done
 
+# Flags of the process-level comparison, for example
+# BENCH_FLAGS="--duration 30s --upstream-memory-streams 200000"; see `go run ./hack/bench -h`.
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: build-worker otelcol ## Run the engine, state and worker benchmarks, then compare bin/worker with upstream bin/otelcol and a discard sink (hack/bench).
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/convert ./internal/state ./internal/worker
+	$(GO) build -o $(LOCALBIN)/bench ./hack/bench
+	$(LOCALBIN)/bench --worker $(LOCALBIN)/worker --otelcol $(LOCALBIN)/otelcol $(BENCH_FLAGS)
+
 .PHONY: helm-lint
 helm-lint: helm ## Lint the Helm chart with default and non-default values.
 	$(HELM) lint --strict $(CHART_DIR)

@@ -23,3 +23,12 @@ type Exporter interface {
 	// Shutdown flushes what is queued, giving up when ctx ends.
 	Shutdown(ctx context.Context) error
 }
+
+// Backlog is implemented by exporters that queue requests for a sender.
+// The worker's emit waits for the backlog to fall before it builds more
+// output, so that an emit of many streams holds a few parts in memory
+// rather than all of them.
+type Backlog interface {
+	// Pending is the number of requests waiting to be sent.
+	Pending() int
+}

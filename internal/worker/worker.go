@@ -372,14 +372,38 @@ func (w *Worker) emitLoop(ctx context.Context) {
 // and each exporter request stays well under common message size limits.
 const emitChunkPoints = 8192
 
+// emitMaxPending is how many requests an exporter may have waiting before
+// the emit waits for it: enough to keep the sender busy, few enough that
+// the output of an emit is not all in memory at once.
+const emitMaxPending = 8
+
 // emit sends the cumulative values of updated streams, or of every live
 // stream when all is set (at shutdown, so the last totals are not lost).
 func (w *Worker) emit(ctx context.Context, all bool) {
+	// A destination that stays slow must not stall emits for longer than
+	// one interval; past that, parts queue and the queues' own bounds apply.
+	waitUntil := time.Now().Add(w.cfg.Conversion.Interval.Duration)
 	res := w.currentEngine().EmitChunks(w.opts.Clock(), all, emitChunkPoints, func(part pmetric.Metrics) {
 		w.exportAll(ctx, part)
+		w.waitForBacklog(ctx, waitUntil)
 	})
 	w.metrics.EmittedPoints.Add(float64(res.Points))
 	w.metrics.ExpiredStreams.Add(float64(res.Expired))
+}
+
+// waitForBacklog waits until every queueing exporter has at most
+// emitMaxPending requests waiting, ctx ends or until passes.
+func (w *Worker) waitForBacklog(ctx context.Context, until time.Time) {
+	const poll = 2 * time.Millisecond
+	for _, e := range w.exporters {
+		b, ok := e.(export.Backlog)
+		if !ok {
+			continue
+		}
+		for b.Pending() > emitMaxPending && ctx.Err() == nil && time.Now().Before(until) {
+			time.Sleep(poll)
+		}
+	}
 }
 
 func (w *Worker) checkpointLoop(ctx context.Context) {

@@ -130,6 +130,9 @@ func (e *Exporter) Export(_ context.Context, md pmetric.Metrics) error {
 	return nil
 }
 
+// Pending is the number of export requests waiting to be sent.
+func (e *Exporter) Pending() int { return e.queue.Len() }
+
 func (e *Exporter) run() {
 	defer close(e.stopped)
 	for {

@@ -204,6 +204,9 @@ func (e *Exporter) enqueue(b *batch) error {
 	return nil
 }
 
+// Pending is the number of write requests waiting to be sent.
+func (e *Exporter) Pending() int { return e.queue.Len() }
+
 // run is the single sender: requests leave in the order they were queued.
 func (e *Exporter) run() {
 	defer close(e.stopped)

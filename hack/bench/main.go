@@ -1,0 +1,481 @@
+// Command bench compares, in one run on one machine, how many delta points
+// per second three OTLP pipelines accept and how much memory they hold:
+//
+//   - worker: bin/worker converting delta to cumulative and exporting OTLP;
+//   - upstream: the OpenTelemetry Collector (bin/otelcol, contrib v0.161.0)
+//     with otlp receiver → delta_to_cumulative processor → otlp_grpc exporter;
+//   - sink: a receive-and-discard OTLP/gRPC server, the upper bound of what
+//     any receiver can accept here.
+//
+// The worker and upstream export to the same sink process. A load
+// generator in this process pushes pre-encoded requests of delta sums and
+// histograms over many streams at full speed through several connections.
+// A second phase creates a million streams in the worker (and in upstream)
+// and reports resident memory per stream. docs/benchmarks.md explains the
+// method and records results; `make bench` runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+type settings struct {
+	workerBin, otelcolBin string
+	duration, warmup      time.Duration
+	streams, batch        int
+	connections, senders  int
+	interval              time.Duration
+	memoryStreams         int
+	upstreamMemoryStreams int
+	only                  string
+	workerEnv             string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "sink" {
+		os.Exit(sinkMain(os.Args[2:]))
+	}
+	var s settings
+	flag.StringVar(&s.workerBin, "worker", "bin/worker", "worker binary")
+	flag.StringVar(&s.otelcolBin, "otelcol", "bin/otelcol", "upstream collector binary with the delta_to_cumulative processor")
+	flag.DurationVar(&s.duration, "duration", 15*time.Second, "measured load duration per pipeline")
+	flag.DurationVar(&s.warmup, "warmup", 3*time.Second, "unmeasured load before each measurement (creates the streams)")
+	flag.IntVar(&s.streams, "streams", 100_000, "streams in the throughput phase, half sums, half histograms")
+	flag.IntVar(&s.batch, "batch", 1000, "data points per request")
+	flag.IntVar(&s.connections, "connections", 4, "gRPC connections of the load generator")
+	flag.IntVar(&s.senders, "senders-per-connection", 2, "concurrent senders per connection")
+	flag.DurationVar(&s.interval, "interval", 5*time.Second, "the worker's conversion.interval (how often it exports)")
+	flag.IntVar(&s.memoryStreams, "memory-streams", 1_000_000, "streams in the worker's memory phase; 0 skips it")
+	flag.IntVar(&s.upstreamMemoryStreams, "upstream-memory-streams", 1_000_000, "streams in upstream's memory phase; 0 skips it")
+	flag.StringVar(&s.workerEnv, "worker-env", "", "extra environment of the worker process, NAME=VALUE[,NAME=VALUE] (for example GOGC=50)")
+	flag.StringVar(&s.only, "only", "", "run only this pipeline's throughput phase: worker, upstream or sink")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, s, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func sinkMain(args []string) int {
+	fs := flag.NewFlagSet("sink", flag.ExitOnError)
+	grpcAddr := fs.String("grpc", "127.0.0.1:4317", "OTLP/gRPC listen address")
+	statsAddr := fs.String("stats", "127.0.0.1:4319", "HTTP address serving the received point count")
+	_ = fs.Parse(args)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runSink(ctx, *grpcAddr, *statsAddr); err != nil {
+		fmt.Fprintf(os.Stderr, "sink: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// throughputRow is one pipeline's result in the throughput phase.
+type throughputRow struct {
+	name   string
+	load   loadResult
+	peak   int64
+	sinkIn int64 // points the shared sink received from this pipeline
+}
+
+// memoryRow is one pipeline's result in the memory phase.
+type memoryRow struct {
+	name           string
+	streams        int
+	idle, settled  int64
+	peak           int64
+	reportedActive string
+}
+
+func run(ctx context.Context, s settings, out io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding this program to start the sink: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "deltapipeline-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(out, "machine: %d CPUs, %s, load average %s\n", runtime.NumCPU(), runtime.GOARCH, strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Fprintf(out, "load: %d streams (half delta sums, half delta histograms), %d points/request, %d connections x %d senders, %s warm-up + %s measured per pipeline\n\n",
+		s.streams, s.batch, s.connections, s.senders, s.warmup, s.duration)
+
+	templates, err := buildTemplates(s.streams, s.batch, mixSumsAndHistograms)
+	if err != nil {
+		return err
+	}
+
+	shared, err := startSink(self, "shared sink")
+	if err != nil {
+		return err
+	}
+	defer shared.proc.stop(10 * time.Second)
+
+	var rows []throughputRow
+	for _, name := range []string{"sink", "worker", "upstream"} {
+		if s.only != "" && s.only != name {
+			continue
+		}
+		row, err := measureThroughput(ctx, s, self, name, shared, templates, dir)
+		if err != nil {
+			return fmt.Errorf("%s throughput: %w", name, err)
+		}
+		rows = append(rows, row)
+		fmt.Fprintf(os.Stderr, "  %s: %.0f points/s, peak RSS %s\n", name, row.load.pointsPerSecond(), mib(row.peak))
+	}
+	printThroughput(out, rows)
+
+	var mem []memoryRow
+	if s.memoryStreams > 0 && (s.only == "" || s.only == "worker") {
+		row, err := measureMemory(ctx, s, "worker", s.memoryStreams, shared, dir)
+		if err != nil {
+			return fmt.Errorf("worker memory: %w", err)
+		}
+		mem = append(mem, row)
+	}
+	if s.upstreamMemoryStreams > 0 && (s.only == "" || s.only == "upstream") {
+		row, err := measureMemory(ctx, s, "upstream", s.upstreamMemoryStreams, shared, dir)
+		if err != nil {
+			return fmt.Errorf("upstream memory: %w", err)
+		}
+		mem = append(mem, row)
+	}
+	printMemory(out, mem)
+	return nil
+}
+
+type sinkProcess struct {
+	proc            *process
+	grpc, statsAddr string
+}
+
+func startSink(self, name string) (*sinkProcess, error) {
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	statsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess(name, []string{self, "sink", "--grpc", grpcAddr, "--stats", statsAddr}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.waitHTTP("http://"+statsAddr, 30*time.Second); err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, err
+	}
+	return &sinkProcess{proc: p, grpc: grpcAddr, statsAddr: statsAddr}, nil
+}
+
+func (s *sinkProcess) received(ctx context.Context) int64 {
+	text, err := httpText(ctx, "http://"+s.statsAddr)
+	if err != nil {
+		return -1
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(text), 10, 64)
+	return n
+}
+
+// target is a started pipeline and the address it receives OTLP/gRPC on.
+type target struct {
+	proc      *process
+	grpc      string
+	telemetry string // the worker's telemetry endpoint, empty otherwise
+}
+
+func startTarget(s settings, self, name string, shared *sinkProcess, dir string, maxStreams int) (*target, error) {
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	switch name {
+	case "sink":
+		statsAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		p, err := startProcess("sink under test", []string{self, "sink", "--grpc", grpcAddr, "--stats", statsAddr}, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &target{proc: p, grpc: grpcAddr}, p.waitHTTP("http://"+statsAddr, 30*time.Second)
+
+	case "worker":
+		httpAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		telemetryAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, "worker.yaml")
+		config := fmt.Sprintf(workerConfig, grpcAddr, httpAddr, maxStreams, s.interval, shared.grpc, telemetryAddr)
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			return nil, err
+		}
+		var env []string
+		if s.workerEnv != "" {
+			env = strings.Split(s.workerEnv, ",")
+		}
+		p, err := startProcess("worker", []string{s.workerBin, "--config", path}, env)
+		if err != nil {
+			return nil, err
+		}
+		return &target{proc: p, grpc: grpcAddr, telemetry: telemetryAddr}, p.waitHTTP("http://"+telemetryAddr+"/readyz", 60*time.Second)
+
+	case "upstream":
+		path := filepath.Join(dir, "otelcol.yaml")
+		config := fmt.Sprintf(upstreamConfig, grpcAddr, maxStreams, shared.grpc)
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			return nil, err
+		}
+		p, err := startProcess("upstream collector", []string{s.otelcolBin, "--config", path}, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &target{proc: p, grpc: grpcAddr}, p.waitTCP(grpcAddr, 60*time.Second)
+	}
+	return nil, fmt.Errorf("unknown pipeline %q", name)
+}
+
+// workerConfig: OTLP in, OTLP out to the shared sink without compression
+// (as upstream below), emitting every interval.
+const workerConfig = `receivers:
+  otlp:
+    grpc:
+      endpoint: %q
+    http:
+      endpoint: %q
+conversion:
+  maxStreams: %d
+  maxStale: 10m
+  interval: %s
+exporters:
+  otlp:
+    endpoint: %q
+    insecure: true
+    compression: none
+telemetry:
+  endpoint: %q
+  logLevel: warn
+  logFormat: text
+`
+
+// upstreamConfig is the upstream pipeline with default settings except the
+// stream bound (raised to the worker's), compression (off, as the worker's)
+// and its own telemetry (off, so it neither binds :8888 nor spends CPU).
+const upstreamConfig = `receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %q
+        max_recv_msg_size_mib: 16
+processors:
+  delta_to_cumulative:
+    max_stale: 10m
+    max_streams: %d
+exporters:
+  otlp_grpc:
+    endpoint: %q
+    tls:
+      insecure: true
+    compression: none
+service:
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      processors: [delta_to_cumulative]
+      exporters: [otlp_grpc]
+`
+
+func measureThroughput(ctx context.Context, s settings, self, name string, shared *sinkProcess, templates []*template, dir string) (throughputRow, error) {
+	row := throughputRow{name: name}
+	t, err := startTarget(s, self, name, shared, dir, 2*s.streams)
+	if err != nil {
+		if t != nil {
+			_ = t.proc.stop(10 * time.Second)
+		}
+		return row, err
+	}
+	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders)
+	if err != nil {
+		_ = t.proc.stop(10 * time.Second)
+		return row, err
+	}
+	defer gen.close()
+	sinkBefore := shared.received(ctx)
+
+	measureFrom := time.Now().Add(s.warmup)
+	row.load = gen.run(ctx, measureFrom, measureFrom.Add(s.duration))
+	row.load.elapsed = s.duration
+	if ctx.Err() != nil {
+		_ = t.proc.stop(10 * time.Second)
+		return row, ctx.Err()
+	}
+	if _, row.peak, err = t.proc.memory(); err != nil {
+		_ = t.proc.stop(10 * time.Second)
+		return row, err
+	}
+	stopErr := t.proc.stop(60 * time.Second)
+	row.sinkIn = shared.received(ctx) - sinkBefore
+	if name == "sink" {
+		row.sinkIn = -1
+	}
+	if row.load.accepted == 0 {
+		return row, fmt.Errorf("no point accepted (%d failed requests, last error: %s)", row.load.failed, row.load.lastError)
+	}
+	return row, stopErr
+}
+
+var activeStreamsLine = regexp.MustCompile(`(?m)^deltapipeline_worker_active_streams (\S+)$`)
+
+func measureMemory(ctx context.Context, s settings, name string, streams int, shared *sinkProcess, dir string) (memoryRow, error) {
+	row := memoryRow{name: name, streams: streams}
+	templates, err := buildTemplates(streams, s.batch, mixSums)
+	if err != nil {
+		return row, err
+	}
+	t, err := startTarget(s, "", name, shared, dir, 2*streams)
+	if err != nil {
+		if t != nil {
+			_ = t.proc.stop(10 * time.Second)
+		}
+		return row, err
+	}
+	defer func() { _ = t.proc.stop(120 * time.Second) }()
+	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders)
+	if err != nil {
+		return row, err
+	}
+	defer gen.close()
+	time.Sleep(time.Second)
+	if row.idle, _, err = t.proc.memory(); err != nil {
+		return row, err
+	}
+	// Two rounds: the first creates every stream, the second updates each
+	// once, which is the steady state of a worker holding these streams.
+	for range 2 {
+		if _, err := gen.sendOnce(ctx); err != nil {
+			return row, err
+		}
+	}
+	// Let in-flight exports and the collector's garbage settle.
+	time.Sleep(2*s.interval + 2*time.Second)
+	if row.settled, row.peak, err = t.proc.memory(); err != nil {
+		return row, err
+	}
+	if t.telemetry != "" {
+		text, err := httpText(ctx, "http://"+t.telemetry+"/metrics")
+		if err != nil {
+			return row, err
+		}
+		if m := activeStreamsLine.FindStringSubmatch(text); m != nil {
+			row.reportedActive = m[1]
+		}
+	}
+	return row, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+func printThroughput(out io.Writer, rows []throughputRow) {
+	if len(rows) == 0 {
+		return
+	}
+	by := map[string]throughputRow{}
+	for _, r := range rows {
+		by[r.name] = r
+	}
+	fmt.Fprintln(out, "Throughput (accepted delta points per second; peak RSS = VmHWM)")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pipeline\taccepted points/s\tpeak RSS\tfailed requests\tpoints exported to sink\t")
+	for _, r := range rows {
+		exported := "-"
+		if r.sinkIn >= 0 {
+			exported = strconv.FormatInt(r.sinkIn, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t%s\t\n", r.name, r.load.pointsPerSecond(), mib(r.peak), r.load.failed, exported)
+	}
+	_ = tw.Flush()
+	w, hasW := by["worker"]
+	if u, ok := by["upstream"]; ok && hasW {
+		fmt.Fprintf(out, "worker / upstream throughput: %.2fx (target >= 2x)\n", w.load.pointsPerSecond()/u.load.pointsPerSecond())
+		fmt.Fprintf(out, "worker / upstream peak RSS:   %.2fx\n", float64(w.peak)/float64(u.peak))
+	}
+	if k, ok := by["sink"]; ok && hasW {
+		fmt.Fprintf(out, "worker / sink throughput:     %.0f%% (target >= 85%%)\n", 100*w.load.pointsPerSecond()/k.load.pointsPerSecond())
+	}
+	for _, r := range rows {
+		if r.load.lastError != "" {
+			fmt.Fprintf(out, "%s last error: %s\n", r.name, r.load.lastError)
+		}
+	}
+	fmt.Fprintln(out)
+}
+
+func printMemory(out io.Writer, rows []memoryRow) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "Memory per active stream (delta sums; RSS after the streams settled minus RSS at idle)")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pipeline\tstreams\tidle RSS\tsettled RSS\tpeak RSS\tbytes/stream (settled)\tbytes/stream (peak)\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.name, r.streams, mib(r.idle), mib(r.settled), mib(r.peak),
+			float64(r.settled-r.idle)/float64(r.streams), float64(r.peak-r.idle)/float64(r.streams))
+	}
+	_ = tw.Flush()
+	for _, r := range rows {
+		if r.reportedActive != "" {
+			fmt.Fprintf(out, "%s reports deltapipeline_worker_active_streams %s (target <= 400 bytes/stream at 1M)\n", r.name, r.reportedActive)
+		}
+	}
+}
+
+// lockedBuffer is a process's combined output, written by the process's
+// copying goroutine and read when reporting a failure.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
