@@ -93,7 +93,7 @@ go-test: envtest ## Run the module's Go tests (unit and envtest suites) except t
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e')
 
 .PHONY: chart-test
-chart-test: envtest helm build ## Lint and render the Helm chart, dry-run it and dist/install.yaml against envtest, run the manager as the chart deploys it.
+chart-test: envtest helm build-manager ## Lint and render the Helm chart, dry-run it and dist/install.yaml against envtest, run the manager as the chart deploys it.
 	$(MAKE) helm-lint build-installer
 	HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" MANAGER_BINARY="$(LOCALBIN)/manager" INSTALLER_YAML="$(CURDIR)/dist/install.yaml" \
 		SERVICEMONITOR_CRD="$$(hack/tools/module-file.sh $(SERVICEMONITOR_CRD_SOURCE))" \
