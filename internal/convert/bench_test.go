@@ -110,18 +110,27 @@ func benchmarkApply(b *testing.B, kind pmetric.MetricType) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	var mallocs uint64
+	var before, after runtime.MemStats
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		md := claudeCodeBatch((i*batch)%streams, batch, 1+i/(streams/batch), kind)
+		runtime.ReadMemStats(&before)
 		b.StartTimer()
-		if res := e.Apply(md); res.Applied != batch {
+		res := e.Apply(md)
+		b.StopTimer()
+		runtime.ReadMemStats(&after)
+		mallocs += after.Mallocs - before.Mallocs
+		if res.Applied != batch {
 			b.Fatalf("applied %d of %d: %s", res.Applied, batch, res.Message())
 		}
+		b.StartTimer()
 	}
 	b.StopTimer()
 	perPoint := float64(b.Elapsed().Nanoseconds()) / float64(b.N*batch)
 	b.ReportMetric(perPoint, "ns/point")
 	b.ReportMetric(1e9/perPoint, "points/s")
+	b.ReportMetric(float64(mallocs)/float64(b.N*batch), "allocs/point")
 }
 
 func BenchmarkApplySum(b *testing.B)       { benchmarkApply(b, pmetric.MetricTypeSum) }
