@@ -18,7 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
@@ -309,6 +311,22 @@ func countingClient() (client.Client, *requestCounter) {
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	return c, counter
+}
+
+// forcedReconcileWrites reconciles p once more with a reconciler whose every
+// request is counted and returns the writes it made and the Events it recorded.
+func forcedReconcileWrites(ctx context.Context, p *v1alpha1.DeltaPipeline) (map[string]int, []string) {
+	c, counter := countingClient()
+	recorder := events.NewFakeRecorder(10)
+	forced := &DeltaPipelineReconciler{Client: c, APIReader: c, Recorder: recorder, Options: testOptions}
+	_, err := forced.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)})
+	Expect(err).NotTo(HaveOccurred())
+	close(recorder.Events)
+	var recorded []string
+	for e := range recorder.Events {
+		recorded = append(recorded, e)
+	}
+	return counter.writes(), recorded
 }
 
 // expectControlledBy checks obj is controlled by p, so it is garbage-collected with p.
