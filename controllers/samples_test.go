@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -41,6 +42,21 @@ var _ = Describe("config/samples", func() {
 		Entry("Claude Code to Amazon Managed Service for Prometheus", "telemetry_v1alpha1_deltapipeline_claudecode_amp.yaml"),
 		Entry("OTLP", "telemetry_v1alpha1_deltapipeline_otlp.yaml"),
 	)
+
+	It("include the pipelines of the API reference, which the API server accepts", func() {
+		ctx := context.Background()
+		ns := createNamespace(ctx)
+		doc, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
+		Expect(err).NotTo(HaveOccurred())
+		examples := regexp.MustCompile(`(?s)<<'YAML'\n(.*?)\nYAML\n`).FindAllSubmatch(doc, -1)
+		Expect(examples).NotTo(BeEmpty(), "docs/api.md has no kubectl apply examples")
+		for _, example := range examples {
+			pipeline := &unstructured.Unstructured{}
+			Expect(yaml.Unmarshal(example[1], &pipeline.Object)).To(Succeed(), "parsing %s", example[1])
+			pipeline.SetNamespace(ns)
+			Expect(k8sClient.Create(ctx, pipeline, client.DryRunAll, client.FieldValidation("Strict"))).To(Succeed(), "creating %s", example[1])
+		}
+	})
 
 	It("are all listed in the kustomization", func() {
 		data, err := os.ReadFile(filepath.Join(samplesDir, "kustomization.yaml"))
