@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 
@@ -56,6 +57,24 @@ var _ = Describe("config/samples", func() {
 			pipeline.SetNamespace(ns)
 			Expect(k8sClient.Create(ctx, pipeline, client.DryRunAll, client.FieldValidation("Strict"))).To(Succeed(), "creating %s", example[1])
 		}
+	})
+
+	It("are accepted by kubectl apply --dry-run=server through their kustomization", func() {
+		ctx := context.Background()
+		ns := createNamespace(ctx)
+		// make envtest builds kubectl next to kube-apiserver.
+		kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+		Expect(kubectl).To(BeAnExistingFile(), "run `make envtest`, which builds kubectl into KUBEBUILDER_ASSETS")
+		kubeconfig := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+		Expect(os.WriteFile(kubeconfig, testEnv.KubeConfig, 0o600)).To(Succeed())
+
+		cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "--namespace", ns, "-k", samplesDir)
+		out, err := cmd.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), "kubectl apply --dry-run=server -k config/samples:\n%s", out)
+		Expect(string(out)).To(And(
+			ContainSubstring("deltapipeline.telemetry.deltapipeline.io/claude-code created (server dry run)"),
+			ContainSubstring("deltapipeline.telemetry.deltapipeline.io/otlp created (server dry run)"),
+		))
 	})
 
 	It("are all listed in the kustomization", func() {
