@@ -140,8 +140,9 @@ func run(ctx context.Context, args []string) error {
 		LeaderElection:          f.leaderElect,
 		LeaderElectionID:        f.leaderElectionID,
 		LeaderElectionNamespace: f.leaderElectionNS,
-		// The manager exits right after losing the lease, so a new leader
-		// can take over without waiting for the lease to expire.
+		// A stopping leader gives the Lease up, so during a rollout the new
+		// pod takes over at once instead of after the Lease expires. Safe
+		// because the manager exits as soon as its context ends.
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
