@@ -17,6 +17,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +46,7 @@ type settings struct {
 	upstreamMemoryStreams int
 	only                  string
 	workerEnv             string
+	repeat                int
 }
 
 func main() {
@@ -62,6 +65,7 @@ func main() {
 	flag.DurationVar(&s.interval, "interval", 5*time.Second, "the worker's conversion.interval (how often it exports)")
 	flag.IntVar(&s.memoryStreams, "memory-streams", 1_000_000, "streams in the worker's memory phase; 0 skips it")
 	flag.IntVar(&s.upstreamMemoryStreams, "upstream-memory-streams", 1_000_000, "streams in upstream's memory phase; 0 skips it")
+	flag.IntVar(&s.repeat, "repeat", 3, "throughput rounds; the pipelines take turns in each round and the median is reported, which evens out other load on the machine")
 	flag.StringVar(&s.workerEnv, "worker-env", "", "extra environment of the worker process, NAME=VALUE[,NAME=VALUE] (for example GOGC=50)")
 	flag.StringVar(&s.only, "only", "", "run only this pipeline's throughput phase: worker, upstream or sink")
 	flag.Parse()
@@ -93,7 +97,8 @@ type throughputRow struct {
 	name   string
 	load   loadResult
 	peak   int64
-	sinkIn int64 // points the shared sink received from this pipeline
+	sinkIn int64     // points the shared sink received from this pipeline
+	all    []float64 // points/s of every round, for the median row
 }
 
 // memoryRow is one pipeline's result in the memory phase.
@@ -132,17 +137,27 @@ func run(ctx context.Context, s settings, out io.Writer) error {
 	}
 	defer shared.proc.stop(10 * time.Second)
 
+	runs := map[string][]throughputRow{}
+	var order []string
+	for round := 1; round <= max(s.repeat, 1); round++ {
+		for _, name := range []string{"sink", "worker", "upstream"} {
+			if s.only != "" && s.only != name {
+				continue
+			}
+			row, err := measureThroughput(ctx, s, self, name, shared, templates, dir)
+			if err != nil {
+				return fmt.Errorf("%s throughput: %w", name, err)
+			}
+			if runs[name] == nil {
+				order = append(order, name)
+			}
+			runs[name] = append(runs[name], row)
+			fmt.Fprintf(os.Stderr, "  round %d %s: %.0f points/s, peak RSS %s\n", round, name, row.load.pointsPerSecond(), mib(row.peak))
+		}
+	}
 	var rows []throughputRow
-	for _, name := range []string{"sink", "worker", "upstream"} {
-		if s.only != "" && s.only != name {
-			continue
-		}
-		row, err := measureThroughput(ctx, s, self, name, shared, templates, dir)
-		if err != nil {
-			return fmt.Errorf("%s throughput: %w", name, err)
-		}
-		rows = append(rows, row)
-		fmt.Fprintf(os.Stderr, "  %s: %.0f points/s, peak RSS %s\n", name, row.load.pointsPerSecond(), mib(row.peak))
+	for _, name := range order {
+		rows = append(rows, median(runs[name]))
 	}
 	printThroughput(out, rows)
 
@@ -405,6 +420,20 @@ func measureMemory(ctx context.Context, s settings, name string, streams int, sh
 	return row, nil
 }
 
+// median is the run with the median throughput; its points/s of every run
+// are kept for the table.
+func median(runs []throughputRow) throughputRow {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b throughputRow) int {
+		return cmp.Compare(a.load.pointsPerSecond(), b.load.pointsPerSecond())
+	})
+	m := sorted[len(sorted)/2]
+	for _, r := range runs {
+		m.all = append(m.all, r.load.pointsPerSecond())
+	}
+	return m
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 func printThroughput(out io.Writer, rows []throughputRow) {
@@ -415,15 +444,19 @@ func printThroughput(out io.Writer, rows []throughputRow) {
 	for _, r := range rows {
 		by[r.name] = r
 	}
-	fmt.Fprintln(out, "Throughput (accepted delta points per second; peak RSS = VmHWM)")
+	fmt.Fprintln(out, "Throughput (accepted delta points per second, median round; peak RSS = VmHWM of that round)")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pipeline\taccepted points/s\tpeak RSS\tfailed requests\tpoints exported to sink\t")
+	fmt.Fprintln(tw, "pipeline\taccepted points/s\tpeak RSS\tfailed requests\tpoints exported to sink\tevery round (points/s)\t")
 	for _, r := range rows {
 		exported := "-"
 		if r.sinkIn >= 0 {
 			exported = strconv.FormatInt(r.sinkIn, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t%s\t\n", r.name, r.load.pointsPerSecond(), mib(r.peak), r.load.failed, exported)
+		var each []string
+		for _, v := range r.all {
+			each = append(each, strconv.FormatFloat(v, 'f', 0, 64))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t%s\t%s\t\n", r.name, r.load.pointsPerSecond(), mib(r.peak), r.load.failed, exported, strings.Join(each, " "))
 	}
 	_ = tw.Flush()
 	w, hasW := by["worker"]
