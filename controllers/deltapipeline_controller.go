@@ -35,11 +35,9 @@ const (
 	configMapRefIndex = ".spec.referencedConfigMaps"
 )
 
-// Event reasons besides the condition reasons.
-const (
-	eventReasonReconcileFailed = "ReconcileFailed"
-	eventActionReconcile       = "Reconcile"
-)
+// eventActionReconcile is the action of every Event the reconciler records;
+// the reason is the condition reason it reports.
+const eventActionReconcile = "Reconcile"
 
 // DeltaPipelineReconciler reconciles DeltaPipeline objects.
 type DeltaPipelineReconciler struct {
@@ -92,7 +90,7 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		// The gateway keeps running its current configuration.
 		configCondition = invalidConfig(v1alpha1.ReasonInvalidGatewayConfig, err)
 	} else if err := r.ensureGateway(ctx, &p, gateway); err != nil {
-		return ctrl.Result{}, r.failed(ctx, &p, err)
+		return ctrl.Result{}, r.failed(ctx, &p, status, err)
 	}
 
 	refCondition, err := r.referencesCondition(ctx, &p)
@@ -112,7 +110,7 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			configCondition.Message += "; " + err.Error()
 		}
 	} else if err := r.ensureWorker(ctx, &p, worker); err != nil {
-		return ctrl.Result{}, r.failed(ctx, &p, err)
+		return ctrl.Result{}, r.failed(ctx, &p, status, err)
 	}
 
 	if configCondition.Status == metav1.ConditionFalse {
@@ -133,6 +131,9 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{Requeue: true}, nil
 		}
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil
+		}
 		return ctrl.Result{}, fmt.Errorf("updating status of DeltaPipeline %s: %w", req.NamespacedName, err)
 	}
 	logger.V(1).Info("status updated", "ready", meta.IsStatusConditionTrue(status.Conditions, v1alpha1.ConditionReady))
@@ -150,9 +151,21 @@ func (r *DeltaPipelineReconciler) warnOnChange(p *v1alpha1.DeltaPipeline, c meta
 	r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, c.Reason, eventActionReconcile, "%s", c.Message)
 }
 
-func (r *DeltaPipelineReconciler) failed(ctx context.Context, p *v1alpha1.DeltaPipeline, err error) error {
-	r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, eventReasonReconcileFailed, eventActionReconcile, "%s", err.Error())
+// failed reports a write the API server refused: Ready turns False with the
+// error, a Warning Event is recorded, and the error is returned so that the
+// write is retried with backoff.
+func (r *DeltaPipelineReconciler) failed(ctx context.Context, p *v1alpha1.DeltaPipeline, status *v1alpha1.DeltaPipelineStatus, err error) error {
 	log.FromContext(ctx).Error(err, "reconcile failed")
+	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonReconcileFailed, Message: err.Error()}
+	r.warnOnChange(p, c)
+	setCondition(status, p, c)
+	if !statusEqual(&p.Status, status) {
+		updated := p.DeepCopy()
+		updated.Status = *status
+		if statusErr := r.Status().Update(ctx, updated); statusErr != nil && !apierrors.IsNotFound(statusErr) {
+			log.FromContext(ctx).Error(statusErr, "reporting the failure in the status")
+		}
+	}
 	return err
 }
 

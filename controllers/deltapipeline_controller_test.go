@@ -631,6 +631,32 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 	})
 
+	Context("an object of the same name controlled by someone else", func() {
+		It("is left alone, and the pipeline reports the conflict until it is gone", func() {
+			p := newPipeline(ns)
+			blocker := &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{
+					Name: naming.GatewayConfigMap(p), Namespace: ns,
+					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "someone-else", UID: "0f0f0f0f-0000-4000-8000-000000000000", Controller: ptr.To(true)}},
+				},
+				Data: map[string]string{"theirs": "yes"},
+			}
+			Expect(k8sClient.Create(ctx, blocker)).To(Succeed())
+			createPipeline(ctx, p)
+
+			Eventually(condition(ctx, p, v1alpha1.ConditionReady)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonReconcileFailed))
+			Expect(condition(ctx, p, v1alpha1.ConditionReady)().Message).To(ContainSubstring("ConfigMap " + naming.GatewayConfigMap(p) + " already exists and is controlled by Deployment someone-else"))
+			Eventually(warningEvents(ctx, p, v1alpha1.ReasonReconcileFailed)).ShouldNot(BeEmpty())
+			stored, err := fetch(ctx, p, &corev1.ConfigMap{}, blocker.Name)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(stored.Data).To(Equal(map[string]string{"theirs": "yes"}))
+
+			Expect(k8sClient.Delete(ctx, stored)).To(Succeed())
+			waitForObjects(ctx, p)
+			Eventually(condition(ctx, p, v1alpha1.ConditionReady)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonNotReady))
+		})
+	})
+
 	Context("invalid specs", func() {
 		DescribeTable("are refused by the API server with a message naming the field",
 			func(want string, opts ...pipelineOption) {

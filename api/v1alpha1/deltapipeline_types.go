@@ -446,6 +446,7 @@ const (
 	ReasonInvalidGatewayConfig = "InvalidGatewayConfig"
 	ReasonInvalidWorkerConfig  = "InvalidWorkerConfig"
 	ReasonNotReady             = "NotReady"
+	ReasonReconcileFailed      = "ReconcileFailed"
 )
 
 // TierStatus reports one tier's replicas.
