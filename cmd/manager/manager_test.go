@@ -5,17 +5,21 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -106,6 +110,25 @@ func TestManagerRunsAgainstAnAPIServer(t *testing.T) {
 		return resp.StatusCode == http.StatusUnauthorized, nil
 	})
 
+	token := metricsReaderToken(ctx, t, k8s)
+	waitFor(t, done, "GET /metrics with an authorized token serves the controller's metrics", func() (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+metricsAddr+"/metrics", nil)
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := insecure.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return false, nil
+		}
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(body), `controller_runtime_reconcile_total{controller="deltapipeline"`), nil
+	})
+
 	waitFor(t, done, "the leader Lease is held", func() (bool, error) {
 		var lease coordinationv1.Lease
 		err := k8s.Get(ctx, client.ObjectKey{Namespace: "default", Name: defaultLeaderElectionID}, &lease)
@@ -146,6 +169,32 @@ func TestManagerRunsAgainstAnAPIServer(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the manager did not stop within a minute of its context ending")
 	}
+}
+
+// metricsReaderToken returns a token of a ServiceAccount allowed to get
+// /metrics, as Prometheus would hold with the chart's metrics reader role.
+func metricsReaderToken(ctx context.Context, t *testing.T, k8s client.Client) string {
+	t.Helper()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "metrics-reader", Namespace: "default"}}
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "manager-test-metrics-reader"},
+		Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "manager-test-metrics-reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: sa.Namespace}},
+	}
+	for _, obj := range []client.Object{sa, role, binding} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatalf("creating %s %s: %v", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+		}
+	}
+	request := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
+	if err := k8s.SubResource("token").Create(ctx, sa, request); err != nil {
+		t.Fatalf("requesting a token for ServiceAccount %s: %v", sa.Name, err)
+	}
+	return request.Status.Token
 }
 
 // waitFor polls check until it reports true, fails the test on its error,
