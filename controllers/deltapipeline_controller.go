@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -360,11 +361,11 @@ func setCondition(status *v1alpha1.DeltaPipelineStatus, p *v1alpha1.DeltaPipelin
 	meta.SetStatusCondition(&status.Conditions, c)
 }
 
-// statusEqual compares statuses ignoring nothing: SetStatusCondition keeps a
+// statusEqual compares every status field. SetStatusCondition keeps a
 // condition's transition time while its status holds, so an unchanged
 // pipeline yields an equal status and no write.
 func statusEqual(a, b *v1alpha1.DeltaPipelineStatus) bool {
-	return equalityDeep(a, b)
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 // SetupWithManager registers the reconciler, its watches and field indexes.
