@@ -1,0 +1,100 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func serve(t *testing.T, m *Metrics, r *Readiness) string {
+	t.Helper()
+	s, err := Listen("127.0.0.1:0", m, r, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve() }()
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	return "http://" + s.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestReadinessFollowsState(t *testing.T) {
+	r := NewReadiness("restoring state from /data")
+	base := serve(t, NewMetrics(nil), r)
+
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz while starting = %d %q", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || body != "not ready: restoring state from /data\n" {
+		t.Errorf("/readyz while restoring = %d %q", code, body)
+	}
+	r.Ready()
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK || body != "ready\n" {
+		t.Errorf("/readyz when ready = %d %q", code, body)
+	}
+	r.NotReady("shutting down")
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Errorf("/readyz while shutting down = %d %q", code, body)
+	}
+}
+
+func TestMetricsEndpointServesSelfMetrics(t *testing.T) {
+	var streams atomic.Int64
+	m := NewMetrics(func() int { return int(streams.Load()) })
+	base := serve(t, m, NewReadiness("starting"))
+	m.ReceivedPoints.WithLabelValues("grpc").Add(7)
+	m.RejectedPoints.WithLabelValues("stream_limit").Inc()
+	m.DroppedPoints.WithLabelValues("otlp", "queue_full").Add(3)
+	streams.Store(42)
+
+	code, body := get(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`deltapipeline_worker_received_points_total{transport="grpc"} 7`,
+		`deltapipeline_worker_rejected_points_total{reason="stream_limit"} 1`,
+		`deltapipeline_worker_export_dropped_points_total{exporter="otlp",reason="queue_full"} 3`,
+		"deltapipeline_worker_active_streams 42",
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestLoggerFormatsAndLevels(t *testing.T) {
+	var buf bytes.Buffer
+	logger, err := NewLogger(&buf, "warn", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger.Info("hidden")
+	logger.Warn("shown", "k", "v")
+	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, `"msg":"shown","k":"v"`) {
+		t.Errorf("json logger at warn wrote %q", out)
+	}
+	if _, err := NewLogger(&buf, "loud", "json"); err == nil {
+		t.Error("unknown level accepted")
+	}
+	if _, err := NewLogger(&buf, "info", "xml"); err == nil || !strings.Contains(err.Error(), `"xml" is not one of json, text`) {
+		t.Errorf("unknown format: %v", err)
+	}
+}
