@@ -5,6 +5,6 @@
 // chart's Deployment would.
 //
 // `make chart-test` builds what the tests need and passes it in through
-// HELM, KUBECTL, MANAGER_BINARY, INSTALLER_YAML, SERVICEMONITOR_CRD and
+// HELM, KUBECTL, MANAGER_BINARY, MANAGER_VERSION, INSTALLER_YAML, SERVICEMONITOR_CRD and
 // KUBEBUILDER_ASSETS.
 package chart

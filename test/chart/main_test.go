@@ -19,6 +19,7 @@ var (
 	helmBinary        string
 	kubectlBinary     string
 	managerBinary     string
+	managerVersion    string
 	installerYAML     string
 	serviceMonitorCRD string
 	kubeconfigPath    string
@@ -32,7 +33,7 @@ var (
 
 // requiredInputs are the environment variables `make chart-test` sets; the
 // tests refuse to run, rather than skip, without them.
-var requiredInputs = []string{"HELM", "KUBECTL", "MANAGER_BINARY", "INSTALLER_YAML", "SERVICEMONITOR_CRD", "KUBEBUILDER_ASSETS"}
+var requiredInputs = []string{"HELM", "KUBECTL", "MANAGER_BINARY", "MANAGER_VERSION", "INSTALLER_YAML", "SERVICEMONITOR_CRD", "KUBEBUILDER_ASSETS"}
 
 func TestMain(m *testing.M) {
 	os.Exit(runWithControlPlane(m))
@@ -55,6 +56,7 @@ func runWithControlPlane(m *testing.M) int {
 	helmBinary = os.Getenv("HELM")
 	kubectlBinary = os.Getenv("KUBECTL")
 	managerBinary = os.Getenv("MANAGER_BINARY")
+	managerVersion = os.Getenv("MANAGER_VERSION")
 	installerYAML = os.Getenv("INSTALLER_YAML")
 	serviceMonitorCRD = os.Getenv("SERVICEMONITOR_CRD")
 	kubeVersion = "v" + strings.TrimSuffix(filepath.Base(os.Getenv("KUBEBUILDER_ASSETS")), "-linux-amd64")

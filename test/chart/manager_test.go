@@ -75,6 +75,7 @@ func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 	eventually(t, manager, "the manager answers /readyz with 200", func() error {
 		return expectStatus(http.DefaultClient, probe, "", http.StatusOK)
 	})
+	assertReportsStampedVersion(t, manager)
 	eventually(t, manager, "the manager holds the leader Lease in its namespace", func() error {
 		return expectLeaseHeld(managerNamespace)
 	})
@@ -97,6 +98,18 @@ func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 	})
 
 	manager.stop(t)
+}
+
+// assertReportsStampedVersion checks that the version `make build-manager`
+// links in (MANAGER_VERSION) reaches the program, which derives its default
+// worker image from it: a wrong -X symbol path would leave it at "dev"
+// without any error.
+func assertReportsStampedVersion(t *testing.T, manager *managerProcess) {
+	t.Helper()
+	want := `"version":"` + managerVersion + `"`
+	if output := manager.output.String(); !strings.Contains(output, want) {
+		t.Errorf("manager log does not report %s:\n%s", want, output)
+	}
 }
 
 // remapPorts replaces the address of each port flag with 127.0.0.1:<port>
