@@ -503,3 +503,46 @@ func mustJSON(t *testing.T, value any) []byte {
 	}
 	return out
 }
+
+// TestManagerPodsMeetTheRestrictedPodSecurityStandard has the API server's
+// PodSecurity admission judge the manager pod of each rendering, in a
+// namespace enforcing the restricted standard. Admission checks Pods, not
+// Deployments, so each Deployment's pod template is submitted as a Pod.
+func TestManagerPodsMeetTheRestrictedPodSecurityStandard(t *testing.T) {
+	const namespace = "restricted"
+	restricted := "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + namespace + "\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n    pod-security.kubernetes.io/enforce-version: latest\n"
+	kubectl(t, []byte(restricted), "apply", "--server-side", "--field-manager=chart-test", "-f", "-")
+
+	renderings := map[string]func(t *testing.T) []*unstructured.Unstructured{
+		"chart default values": func(t *testing.T) []*unstructured.Unstructured { return decodeObjects(t, renderChart(t)) },
+		"chart custom values": func(t *testing.T) []*unstructured.Unstructured {
+			return decodeObjects(t, renderChart(t, withValuesFile(customValuesFile())))
+		},
+		"installer": func(t *testing.T) []*unstructured.Unstructured {
+			content, err := os.ReadFile(installerYAML)
+			if err != nil {
+				t.Fatalf("reading the installer: %v", err)
+			}
+			return decodeObjects(t, content)
+		},
+	}
+	for name, render := range renderings {
+		t.Run(name, func(t *testing.T) {
+			deployments := objectsOfKind(render(t), "Deployment")
+			if len(deployments) != 1 {
+				t.Fatalf("want one manager Deployment, found %s", describeObjects(deployments))
+			}
+			pod := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "v1",
+				"kind":       "Pod",
+				"metadata":   map[string]any{"name": "manager", "namespace": namespace},
+				"spec":       nestedMap(t, deployments[0].Object, "spec", "template", "spec"),
+			}}
+			manifest, err := pod.MarshalJSON()
+			if err != nil {
+				t.Fatalf("encoding the pod: %v", err)
+			}
+			kubectl(t, manifest, "create", "--dry-run=server", "-f", "-")
+		})
+	}
+}
