@@ -27,11 +27,10 @@ import (
 // The manager's release has its own name and namespace, so its cluster-wide
 // objects never meet the other tests' dry runs of the default release.
 const (
-	managerRelease     = "installed"
-	managerNamespace   = "dpl-operator-system"
-	pipelineNamespace  = "pipelines"
-	reconcileTimeout   = 2 * time.Minute
-	managerStopTimeout = 30 * time.Second
+	managerRelease    = "installed"
+	managerNamespace  = "dpl-operator-system"
+	pipelineNamespace = "pipelines"
+	reconcileTimeout  = 2 * time.Minute
 )
 
 // remappedFlags are the only manager flags the test changes: they bind ports,
@@ -97,7 +96,11 @@ func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 		return expectImage("statefulset", pipelineName+"-worker", wantWorkerImage)
 	})
 
-	manager.stop(t)
+	gracePeriod, found, err := unstructured.NestedInt64(deployment.Object, "spec", "template", "spec", "terminationGracePeriodSeconds")
+	if err != nil || !found {
+		t.Fatalf("the chart's Deployment sets no terminationGracePeriodSeconds (%v)", err)
+	}
+	manager.stop(t, time.Duration(gracePeriod)*time.Second)
 }
 
 // assertReportsStampedVersion checks that the version `make build-manager`
@@ -417,7 +420,7 @@ func (m *managerProcess) running() bool {
 
 // stop sends SIGTERM, as the kubelet does, and expects a clean exit within
 // the chart's termination grace period.
-func (m *managerProcess) stop(t *testing.T) {
+func (m *managerProcess) stop(t *testing.T, gracePeriod time.Duration) {
 	t.Helper()
 	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("signalling the manager: %v", err)
@@ -427,8 +430,8 @@ func (m *managerProcess) stop(t *testing.T) {
 		if m.err != nil {
 			t.Errorf("manager exited with %v after SIGTERM", m.err)
 		}
-	case <-time.After(managerStopTimeout):
-		t.Errorf("manager still running %s after SIGTERM", managerStopTimeout)
+	case <-time.After(gracePeriod):
+		t.Errorf("manager still running %s after SIGTERM, when the kubelet would kill it", gracePeriod)
 	}
 }
 
