@@ -42,7 +42,9 @@ var remappedFlags = []string{"--health-probe-bind-address", "--metrics-bind-addr
 // the chart ServiceAccount's identity, so the chart's RBAC is what the API
 // server enforces. The manager must become ready, take the leader Lease,
 // serve authorized metrics, and turn a DeltaPipeline into its two tiers
-// running the images the chart passes it.
+// running the images the chart passes it. Then the release is upgraded as
+// docs/install.md says, and the new manager moves the pipeline to the new
+// worker image.
 func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 	helm(t, "install", managerRelease, chartDir, "--namespace", managerNamespace, "--create-namespace")
 	t.Cleanup(func() {
@@ -51,12 +53,67 @@ func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 		}
 	})
 
+	manager := startReleasedManager(t)
+	eventually(t, manager.process, "the manager holds the leader Lease in its namespace", func() error {
+		return expectLeaseHeld(managerNamespace)
+	})
+	if slices.Contains(manager.chartArgs, "--metrics-secure=true") {
+		assertMetricsNeedTheReaderRole(t, manager.process, manager.metricsPort, manager.fullname+"-metrics-reader")
+	}
+
+	ensureNamespace(t, pipelineNamespace)
+	pipelineName, pipeline := samplePipeline(t, pipelineNamespace)
+	kubectl(t, pipeline, "apply", "--server-side", "--field-manager=chart-test", "-f", "-")
+
+	wantGatewayImage := flagValue(t, manager.chartArgs, "--gateway-image")
+	eventually(t, manager.process, "the gateway Deployment runs the chart's gateway image", func() error {
+		return expectImage("deployment", pipelineName+"-gateway", wantGatewayImage)
+	})
+	wantWorkerImage := flagValue(t, manager.chartArgs, "--worker-image")
+	eventually(t, manager.process, "the worker StatefulSet runs the chart's worker image", func() error {
+		return expectImage("statefulset", pipelineName+"-worker", wantWorkerImage)
+	})
+	manager.stop(t)
+
+	// The upgrade procedure of docs/install.md: CRDs first, then the release.
+	kubectl(t, nil, "apply", "--server-side", "-f", filepath.Join(chartDir, "crds"))
+	helm(t, "upgrade", managerRelease, chartDir, "--namespace", managerNamespace, "--set", "workerImage.tag=v99.0.0-upgrade")
+	upgraded := startReleasedManager(t)
+	wantWorkerImage = flagValue(t, upgraded.chartArgs, "--worker-image")
+	if !strings.HasSuffix(wantWorkerImage, ":v99.0.0-upgrade") {
+		t.Fatalf("upgraded release passes --worker-image=%s, want the tag set at upgrade", wantWorkerImage)
+	}
+	eventually(t, upgraded.process, "the worker StatefulSet runs the upgraded release's worker image", func() error {
+		return expectImage("statefulset", pipelineName+"-worker", wantWorkerImage)
+	})
+	upgraded.stop(t)
+}
+
+// releasedManager is bin/manager started from the installed release's
+// Deployment.
+type releasedManager struct {
+	process     *managerProcess
+	fullname    string
+	chartArgs   []string
+	metricsPort int
+	gracePeriod time.Duration
+}
+
+// startReleasedManager reads the release's Deployment from the cluster and
+// runs bin/manager with its arguments, environment and ServiceAccount, and
+// waits until it is ready.
+func startReleasedManager(t *testing.T) *releasedManager {
+	t.Helper()
 	manifest := helm(t, "get", "manifest", managerRelease, "--namespace", managerNamespace)
 	fullname := managerRelease + "-" + filepath.Base(chartDir)
 	deployment := findObject(t, decodeObjects(t, manifest), "Deployment", fullname+"-manager")
 	container := managerContainer(t, deployment)
 	chartArgs := stringSlice(t, container, "args")
 	serviceAccount := nestedString(t, deployment.Object, "spec", "template", "spec", "serviceAccountName")
+	gracePeriod, found, err := unstructured.NestedInt64(deployment.Object, "spec", "template", "spec", "terminationGracePeriodSeconds")
+	if err != nil || !found {
+		t.Fatalf("the chart's Deployment sets no terminationGracePeriodSeconds (%v)", err)
+	}
 
 	probePort, metricsPort := freePort(t), freePort(t)
 	args := remapPorts(t, chartArgs, map[string]int{
@@ -68,39 +125,25 @@ func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 		"HOME="+t.TempDir(),
 		"PATH="+os.Getenv("PATH"),
 	)
-	manager := startManager(t, args, env)
+	process := startManager(t, args, env)
 
 	probe := fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort)
-	eventually(t, manager, "the manager answers /readyz with 200", func() error {
+	eventually(t, process, "the manager answers /readyz with 200", func() error {
 		return expectStatus(http.DefaultClient, probe, "", http.StatusOK)
 	})
-	assertReportsStampedVersion(t, manager)
-	eventually(t, manager, "the manager holds the leader Lease in its namespace", func() error {
-		return expectLeaseHeld(managerNamespace)
-	})
-
-	if slices.Contains(chartArgs, "--metrics-secure=true") {
-		assertMetricsNeedTheReaderRole(t, manager, metricsPort, fullname+"-metrics-reader")
+	assertReportsStampedVersion(t, process)
+	return &releasedManager{
+		process:     process,
+		fullname:    fullname,
+		chartArgs:   chartArgs,
+		metricsPort: metricsPort,
+		gracePeriod: time.Duration(gracePeriod) * time.Second,
 	}
+}
 
-	ensureNamespace(t, pipelineNamespace)
-	pipelineName, pipeline := samplePipeline(t, pipelineNamespace)
-	kubectl(t, pipeline, "apply", "--server-side", "--field-manager=chart-test", "-f", "-")
-
-	wantGatewayImage := flagValue(t, chartArgs, "--gateway-image")
-	wantWorkerImage := flagValue(t, chartArgs, "--worker-image")
-	eventually(t, manager, "the gateway Deployment runs the chart's gateway image", func() error {
-		return expectImage("deployment", pipelineName+"-gateway", wantGatewayImage)
-	})
-	eventually(t, manager, "the worker StatefulSet runs the chart's worker image", func() error {
-		return expectImage("statefulset", pipelineName+"-worker", wantWorkerImage)
-	})
-
-	gracePeriod, found, err := unstructured.NestedInt64(deployment.Object, "spec", "template", "spec", "terminationGracePeriodSeconds")
-	if err != nil || !found {
-		t.Fatalf("the chart's Deployment sets no terminationGracePeriodSeconds (%v)", err)
-	}
-	manager.stop(t, time.Duration(gracePeriod)*time.Second)
+func (m *releasedManager) stop(t *testing.T) {
+	t.Helper()
+	m.process.stop(t, m.gracePeriod)
 }
 
 // assertReportsStampedVersion checks that the version `make build-manager`
