@@ -46,6 +46,9 @@ endif
 # `make test` runs each of these in order. Append a check with
 # `TEST_TARGETS += my-check` next to the target that defines it.
 TEST_TARGETS := verify-generated go-test chart-test
+# Appended here, before the test rule reads the list (prerequisites are
+# expanded when a rule is read): the end-to-end checks.
+TEST_TARGETS += validate-gateway-configs
 # A short run of every fuzz target.
 TEST_TARGETS += fuzz
 
@@ -99,6 +102,10 @@ chart-test: envtest helm build-manager ## Lint and render the Helm chart, dry-ru
 		SERVICEMONITOR_CRD="$$(hack/tools/module-file.sh $(SERVICEMONITOR_CRD_SOURCE))" \
 		$(GO) test $(GO_TEST_FLAGS) ./test/chart/...
 
+.PHONY: validate-gateway-configs
+validate-gateway-configs: otelcol ## Validate every golden gateway configuration with bin/otelcol; check the default gateway image is that release.
+	hack/otelcol/validate-configs.sh $(OTELCOL)
+
 # Seconds each fuzz target runs in `make fuzz`; the committed seeds under
 # testdata/fuzz also run as plain tests in go-test.
 FUZZTIME ?= 8s
@@ -146,6 +153,15 @@ build-manager: ## Build bin/manager.
 .PHONY: build-worker
 build-worker: ## Build bin/worker.
 	$(GO_BUILD) -o $(LOCALBIN)/worker ./cmd/worker
+
+# The upstream collector used as the gateway by validate-gateway-configs, the
+# end-to-end suite and the demo; rebuilt only when its module changes.
+OTELCOL ?= $(LOCALBIN)/otelcol
+
+.PHONY: otelcol
+otelcol: $(OTELCOL) ## Build bin/otelcol: the upstream OpenTelemetry Collector (contrib 0.161.0 components) from hack/otelcol.
+$(OTELCOL): hack/otelcol/go.mod hack/otelcol/go.sum $(wildcard hack/otelcol/*.go)
+	cd hack/otelcol && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o $@ .
 
 .PHONY: docker-build
 docker-build: ## Build the manager and worker images (MANAGER_IMG, WORKER_IMG).

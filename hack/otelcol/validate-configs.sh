@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Validates every gateway configuration the operator's golden tests render
+# (internal/manifests/testdata/*.gateway.yaml) with the upstream collector
+# built from hack/otelcol, and checks that the operator's default gateway
+# image is the collector release that did the validating: a key the
+# collector rejects, or a default image of another release, fails here
+# rather than in a cluster.
+#
+# Usage: validate-configs.sh OTELCOL_BINARY
+set -euo pipefail
+
+otelcol="${1:?usage: $0 OTELCOL_BINARY}"
+cd "$(dirname "$0")/../.."
+
+types_file=api/v1alpha1/deltapipeline_types.go
+golden_dir=internal/manifests/testdata
+
+collector_version="$("$otelcol" --version | awk '{print $NF}')"
+default_image="$(sed -n 's/^const DefaultGatewayImage = "\(.*\)"$/\1/p' "$types_file")"
+if [[ -z "$default_image" ]]; then
+	echo "validate-gateway-configs: no 'const DefaultGatewayImage = \"...\"' in $types_file" >&2
+	exit 1
+fi
+if [[ "${default_image##*:}" != "$collector_version" ]]; then
+	echo "validate-gateway-configs: the default gateway image $default_image ($types_file) is not the validated collector release $collector_version (hack/otelcol)" >&2
+	exit 1
+fi
+
+shopt -s nullglob
+configs=("$golden_dir"/*.gateway.yaml)
+if ((${#configs[@]} == 0)); then
+	echo "validate-gateway-configs: no gateway configurations in $golden_dir/*.gateway.yaml; run 'go test ./internal/manifests -update'" >&2
+	exit 1
+fi
+
+failed=0
+for config in "${configs[@]}"; do
+	if output="$("$otelcol" validate --config="file:$config" 2>&1)"; then
+		echo "valid   $config"
+	else
+		echo "INVALID $config" >&2
+		echo "$output" | sed 's/^/        /' >&2
+		failed=$((failed + 1))
+	fi
+done
+if ((failed > 0)); then
+	echo "validate-gateway-configs: $failed of ${#configs[@]} gateway configurations rejected by otelcol $collector_version" >&2
+	exit 1
+fi
+echo "validate-gateway-configs: ${#configs[@]} gateway configurations valid for otelcol $collector_version, the default gateway image $default_image"
