@@ -48,7 +48,7 @@ endif
 TEST_TARGETS := verify-generated go-test chart-test
 # Appended here, before the test rule reads the list (prerequisites are
 # expanded when a rule is read): the end-to-end checks.
-TEST_TARGETS += validate-gateway-configs
+TEST_TARGETS += validate-gateway-configs e2e
 # A short run of every fuzz target.
 TEST_TARGETS += fuzz
 
@@ -86,6 +86,14 @@ vet: ## Run go vet on the module.
 verify-generated: ## Fail when `make generate manifests` would change CRDs, the chart's CRDs/RBAC or zz_generated files.
 	hack/tools/verify-generated.sh $(MAKE) generate manifests
 
+# Flags of `make demo`, for example DEMO_FLAGS="--duration 5m --sessions 200"; see `go run ./hack/demo -h`.
+DEMO_FLAGS ?=
+
+.PHONY: demo
+demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this machine with live figures, then compare what was sent with what was exported (docs/demo.md).
+	$(GO) build -o $(LOCALBIN)/demo ./hack/demo
+	$(E2E_ENV) $(LOCALBIN)/demo --crd-dir config/crd/bases $(DEMO_FLAGS)
+
 ##@ Test
 
 .PHONY: test
@@ -105,6 +113,14 @@ chart-test: envtest helm build-manager ## Lint and render the Helm chart, dry-ru
 .PHONY: validate-gateway-configs
 validate-gateway-configs: otelcol ## Validate every golden gateway configuration with bin/otelcol; check the default gateway image is that release.
 	hack/otelcol/validate-configs.sh $(OTELCOL)
+
+# The binaries the end-to-end suite and the demo run (test/e2e/harness).
+E2E_ENV = OTELCOL_BINARY="$(OTELCOL)" WORKER_BINARY="$(LOCALBIN)/worker" LOADGEN_BINARY="$(LOCALBIN)/loadgen"
+
+.PHONY: e2e
+e2e: envtest otelcol build-worker loadgen ## Run the end-to-end suite: operator on envtest, upstream collector gateways and workers as local processes, load generator, remote write receiver (docs/e2e.md).
+	$(GO) test $(GO_TEST_FLAGS) ./test/e2e/harness
+	$(E2E_ENV) $(GO) test -count=1 -timeout 15m ./test/e2e -ginkgo.v
 
 # Seconds each fuzz target runs in `make fuzz`; the committed seeds under
 # testdata/fuzz also run as plain tests in go-test.
@@ -153,6 +169,10 @@ build-manager: ## Build bin/manager.
 .PHONY: build-worker
 build-worker: ## Build bin/worker.
 	$(GO_BUILD) -o $(LOCALBIN)/worker ./cmd/worker
+
+.PHONY: loadgen
+loadgen: ## Build bin/loadgen, the Claude Code load generator.
+	$(GO_BUILD) -o $(LOCALBIN)/loadgen ./cmd/loadgen
 
 # The upstream collector used as the gateway by validate-gateway-configs, the
 # end-to-end suite and the demo; rebuilt only when its module changes.

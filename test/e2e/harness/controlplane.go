@@ -1,0 +1,176 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/controllers"
+	"github.com/deltapipeline/deltapipeline/internal/manifests"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
+)
+
+// ControlPlane is a real kube-apiserver and etcd (envtest) with the
+// DeltaPipeline CRD installed and the operator's reconciler running in this
+// process, exactly as cmd/manager wires it.
+type ControlPlane struct {
+	Client client.Client
+
+	env         *envtest.Environment
+	stopManager context.CancelFunc
+	managerDone chan error
+	stopOnce    sync.Once
+}
+
+// StartControlPlane starts envtest from KUBEBUILDER_ASSETS, installs the
+// CRDs found in crdDir and starts the manager. managerLog receives the
+// manager's log.
+func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) (*ControlPlane, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run through `make e2e` or `make demo`, which build the control plane with `make envtest` and export it")
+	}
+	if _, err := os.Stat(filepath.Join(crdDir, "telemetry.deltapipeline.io_deltapipelines.yaml")); err != nil {
+		return nil, fmt.Errorf("the DeltaPipeline CRD is missing from %s (run `make manifests`): %w", crdDir, err)
+	}
+	log.SetLogger(zap.New(zap.WriteTo(managerLog), zap.UseDevMode(false)))
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("building the scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("building the scheme: %w", err)
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{crdDir},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme,
+	}
+	restConfig, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the envtest control plane: %w", err)
+	}
+	cp := &ControlPlane{env: env}
+	fail := func(err error) (*ControlPlane, error) {
+		return nil, errors.Join(err, cp.Stop())
+	}
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return fail(fmt.Errorf("creating the manager: %w", err))
+	}
+	reconciler := &controllers.DeltaPipelineReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("deltapipeline-operator"),
+		Options:   manifests.DefaultOptions(),
+	}
+	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
+		return fail(fmt.Errorf("setting up the reconciler: %w", err))
+	}
+	managerCtx, stop := context.WithCancel(ctx)
+	cp.stopManager = stop
+	cp.managerDone = make(chan error, 1)
+	go func() { cp.managerDone <- mgr.Start(managerCtx) }()
+
+	cp.Client, err = client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		return fail(fmt.Errorf("creating a client: %w", err))
+	}
+	return cp, nil
+}
+
+// Stop stops the manager and the control plane.
+func (cp *ControlPlane) Stop() error {
+	var err error
+	cp.stopOnce.Do(func() {
+		if cp.stopManager != nil {
+			cp.stopManager()
+			select {
+			case merr := <-cp.managerDone:
+				if merr != nil {
+					err = fmt.Errorf("the manager stopped with: %w", merr)
+				}
+			case <-time.After(30 * time.Second):
+				err = errors.New("the manager did not stop within 30s")
+			}
+		}
+		if serr := cp.env.Stop(); serr != nil {
+			err = errors.Join(err, fmt.Errorf("stopping the envtest control plane: %w", serr))
+		}
+	})
+	return err
+}
+
+// RenderedConfigs are the two configuration files the operator rendered
+// for a pipeline.
+type RenderedConfigs struct {
+	Gateway, Worker string
+}
+
+// ApplyPipeline creates the namespace and the pipeline, then waits for the
+// operator to render both ConfigMaps and returns their configurations.
+func (cp *ControlPlane) ApplyPipeline(ctx context.Context, p *v1alpha1.DeltaPipeline) (RenderedConfigs, error) {
+	ns := &corev1.Namespace{}
+	ns.Name = p.Namespace
+	if err := cp.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return RenderedConfigs{}, fmt.Errorf("creating namespace %s: %w", p.Namespace, err)
+	}
+	if err := cp.Client.Create(ctx, p); err != nil {
+		return RenderedConfigs{}, fmt.Errorf("creating DeltaPipeline %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	var out RenderedConfigs
+	var err error
+	if out.Gateway, err = cp.waitConfigMapKey(ctx, types.NamespacedName{Namespace: p.Namespace, Name: naming.GatewayConfigMap(p)}, manifests.GatewayConfigFile); err != nil {
+		return RenderedConfigs{}, err
+	}
+	if out.Worker, err = cp.waitConfigMapKey(ctx, types.NamespacedName{Namespace: p.Namespace, Name: naming.WorkerConfigMap(p)}, manifests.WorkerConfigKey); err != nil {
+		return RenderedConfigs{}, err
+	}
+	return out, nil
+}
+
+func (cp *ControlPlane) waitConfigMapKey(ctx context.Context, name types.NamespacedName, key string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	var last error
+	for {
+		var cm corev1.ConfigMap
+		err := cp.Client.Get(ctx, name, &cm)
+		if err == nil {
+			if v, ok := cm.Data[key]; ok && v != "" {
+				return v, nil
+			}
+			err = fmt.Errorf("key %q is missing", key)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for the operator to render ConfigMap %s: %w (last: %v)", name, ctx.Err(), last)
+		case <-ticker.C:
+		}
+	}
+}

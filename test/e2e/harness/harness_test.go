@@ -1,0 +1,158 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
+	"sigs.k8s.io/yaml"
+
+	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
+)
+
+// writeRequest encodes a remote write 1.0 request by field number.
+func writeRequest(name string, labels [][2]string, samples ...[2]float64) []byte {
+	label := func(n, v string) []byte {
+		var b []byte
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, n)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		return protowire.AppendString(b, v)
+	}
+	var ts []byte
+	ts = protowire.AppendTag(ts, 1, protowire.BytesType)
+	ts = protowire.AppendBytes(ts, label("__name__", name))
+	for _, l := range labels {
+		ts = protowire.AppendTag(ts, 1, protowire.BytesType)
+		ts = protowire.AppendBytes(ts, label(l[0], l[1]))
+	}
+	for _, s := range samples {
+		var sb []byte
+		sb = protowire.AppendTag(sb, 1, protowire.Fixed64Type)
+		sb = protowire.AppendFixed64(sb, math.Float64bits(s[0]))
+		sb = protowire.AppendTag(sb, 2, protowire.VarintType)
+		sb = protowire.AppendVarint(sb, uint64(int64(s[1])))
+		ts = protowire.AppendTag(ts, 2, protowire.BytesType)
+		ts = protowire.AppendBytes(ts, sb)
+	}
+	var req []byte
+	req = protowire.AppendTag(req, 1, protowire.BytesType)
+	return protowire.AppendBytes(req, ts)
+}
+
+func post(t *testing.T, url string, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestReceiverStoresEverySampleWithItsWorker(t *testing.T) {
+	r, err := StartReceiver(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.Background()) })
+
+	if code := post(t, r.Endpoint(1), writeRequest("a_total", [][2]string{{"job", "x"}}, [2]float64{1.5, 1000}, [2]float64{2.5, 2000})); code != http.StatusNoContent {
+		t.Fatalf("status %d", code)
+	}
+	if code := post(t, r.Endpoint(0), []byte{0xff, 0xff}); code != http.StatusBadRequest {
+		t.Errorf("undecodable request answered %d, want 400", code)
+	}
+	key := totals.SeriesKey("a_total", map[string]string{"job": "x"})
+	got := r.Series()[key]
+	if len(got) != 2 || got[0] != (Sample{TimestampMs: 1000, Value: 1.5, Worker: 1}) || got[1].Value != 2.5 {
+		t.Errorf("stored %+v", got)
+	}
+	if r.LastValues()[key] != 2.5 {
+		t.Errorf("last value %v", r.LastValues()[key])
+	}
+	if s := r.Stats(); s.Refused != 1 || s.SamplesByWorker[1] != 2 || s.RequestsByWorker[0] != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestLocalGatewayConfigChangesOnlyAddresses(t *testing.T) {
+	rendered, err := os.ReadFile("../../../internal/manifests/testdata/default.gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := LocalGatewayConfig(string(rendered), GatewayAddresses{
+		OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Health: "127.0.0.1:3", Metrics: "127.0.0.1:4",
+		Workers: []string{"127.0.0.1:10", "127.0.0.1:11"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after map[string]any
+	if err := yaml.Unmarshal(rendered, &before); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(local), &after); err != nil {
+		t.Fatal(err)
+	}
+	resolver, _ := mapAt(after, "exporters.load_balancing.resolver")
+	if len(resolver) != 1 || !strings.Contains(local, "- 127.0.0.1:10") {
+		t.Errorf("resolver %v", resolver)
+	}
+	// Everything but the addresses is as rendered.
+	for _, path := range []string{"exporters.load_balancing.protocol", "processors", "service.pipelines"} {
+		b, _ := mapAt(before, path)
+		a, _ := mapAt(after, path)
+		bj, _ := yaml.Marshal(b)
+		aj, _ := yaml.Marshal(a)
+		if string(bj) != string(aj) || len(bj) < 5 {
+			t.Errorf("%s changed:\n%s\nto\n%s", path, bj, aj)
+		}
+	}
+	if _, err := LocalGatewayConfig("receivers: {}", GatewayAddresses{}); err == nil || !strings.Contains(err.Error(), "receivers.otlp") {
+		t.Errorf("missing receiver: error %v", err)
+	}
+}
+
+func TestVerifyFindsEveryKindOfProblem(t *testing.T) {
+	sent := totals.Totals{Series: map[string]float64{
+		"ok{}": 3, "wrong{}": 5, "missing{}": 1, "reset{}": 4, "late{}": 2, "split{}": 2,
+	}}
+	received := map[string][]Sample{
+		"ok{}":         {{1, 1, 0}, {2, 3, 0}, {2, 3, 0}}, // a redelivered sample is fine
+		"wrong{}":      {{1, 4, 0}},
+		"reset{}":      {{1, 3, 1}, {2, 1, 1}, {3, 4, 1}},
+		"late{}":       {{2, 2, 2}, {1, 1, 2}},
+		"split{}":      {{1, 1, 0}, {2, 2, 1}},
+		"unexpected{}": {{1, 1, 0}},
+	}
+	r := Verify(sent, received, 3)
+	if r.ExactMatches != 4 { // ok, reset, late and split end at the sent value
+		t.Errorf("exact matches %d", r.ExactMatches)
+	}
+	check := func(what string, got []string, want string) {
+		if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: %v, want [%s]", what, got, want)
+		}
+	}
+	check("missing", r.Missing, "missing{}")
+	check("unexpected", r.Unexpected, "unexpected{}")
+	check("decreasing", r.Decreasing, "reset{}")
+	check("out of order", r.OutOfOrder, "late{}")
+	check("split", r.SplitAcrossWorkers, "split{}")
+	if len(r.Mismatched) != 1 || r.OK() || len(r.Problems()) != 6 {
+		t.Errorf("mismatched %v, problems %v", r.Mismatched, r.Problems())
+	}
+}

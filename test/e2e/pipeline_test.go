@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
+	"github.com/deltapipeline/deltapipeline/test/e2e/harness"
+)
+
+// convergeTimeout bounds how long the backend may take to show the totals
+// once the clients stopped: gateway retries after a worker restart included.
+const convergeTimeout = 90 * time.Second
+
+var _ = Describe("A DeltaPipeline of 2 gateways and 3 workers on local processes", Ordered, func() {
+	var (
+		pipeline *harness.Pipeline
+		runDir   string
+		// sent accumulates every run's totals: later runs must not disturb
+		// the series of earlier ones.
+		sent     totals.Totals
+		anyError bool
+	)
+
+	BeforeAll(func(ctx SpecContext) {
+		binaries, err := harness.BinariesFromEnv()
+		Expect(err).NotTo(HaveOccurred())
+		runDir, err = os.MkdirTemp("", "deltapipeline-e2e-")
+		Expect(err).NotTo(HaveOccurred())
+		crdDir, err := filepath.Abs(filepath.Join("..", "..", "config", "crd", "bases"))
+		Expect(err).NotTo(HaveOccurred())
+
+		pipeline, err = harness.Start(ctx,
+			harness.WithDir(runDir),
+			harness.WithCRDDir(crdDir),
+			harness.WithBinaries(binaries),
+			harness.WithGateways(2),
+			harness.WithWorkers(3),
+			harness.WithConversionInterval(time.Second),
+			harness.WithLog(GinkgoWriter),
+		)
+		Expect(err).NotTo(HaveOccurred())
+		sent = totals.Totals{Series: map[string]float64{}}
+	}, NodeTimeout(3*time.Minute))
+
+	AfterEach(func() {
+		if CurrentSpecReport().Failed() {
+			anyError = true
+		}
+	})
+
+	AfterAll(func(ctx SpecContext) {
+		if pipeline != nil {
+			Expect(pipeline.Stop(ctx)).To(Succeed())
+		}
+		if anyError {
+			fmt.Fprintf(GinkgoWriter, "configurations, logs and state kept in %s\n", runDir)
+			return
+		}
+		Expect(os.RemoveAll(runDir)).To(Succeed())
+	}, NodeTimeout(3*time.Minute))
+
+	It("runs the configurations the operator rendered, changing only addresses", func() {
+		Expect(pipeline.Rendered.Gateway).To(ContainSubstring("load_balancing:"))
+		Expect(pipeline.Rendered.Gateway).To(ContainSubstring("k8s:"), "the rendered resolver is the Kubernetes one; only the local run makes it static")
+		Expect(pipeline.Rendered.Worker).To(ContainSubstring("prometheusRemoteWrite:"))
+		Expect(pipeline.Rendered.Worker).To(ContainSubstring("interval: 1s"))
+	})
+
+	It("delivers every series' exact total, each stream converted by one worker", func(ctx SpecContext) {
+		run, err := pipeline.StartLoad(harness.Load{
+			Name: "steady", Sessions: 40, SharedSessions: 8, Rounds: 8, ExportInterval: time.Second, Seed: 1,
+		})
+		Expect(err).NotTo(HaveOccurred())
+		steady, err := run.Wait(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(steady.FailedExports).To(BeZero())
+		sent = sent.Merge(steady)
+
+		report := pipeline.WaitForTotals(ctx, sent, convergeTimeout)
+		fmt.Fprintf(GinkgoWriter, "FIGURES steady: %s\n", report.Figures())
+		Expect(report.Problems()).To(BeEmpty())
+		Expect(report.ExactMatches).To(Equal(report.SentSeries))
+		Expect(report.SentSeries).To(BeNumerically(">=", 1000), "enough series to exercise every worker")
+		for worker, n := range report.SeriesByWorker {
+			Expect(n).To(BeNumerically(">", report.SentSeries/10), "worker %d converts a fair share of the streams", worker)
+		}
+
+		By("naming series and labels as documented for Claude Code")
+		series := pipeline.Receiver.Series()
+		for _, name := range []string{
+			"claude_code_session_count_total",
+			"claude_code_token_usage_tokens_total",
+			"claude_code_cost_usage_USD_total",
+			"claude_code_active_time_seconds_total",
+			"claude_code_lines_of_code_count_total",
+			"claude_code_code_edit_tool_decision_count_total",
+			"loadgen_request_duration_milliseconds_bucket",
+			"loadgen_request_duration_milliseconds_count",
+			"loadgen_request_duration_milliseconds_sum",
+		} {
+			key := anySeries(series, name)
+			Expect(key).NotTo(BeEmpty(), "no series named %s", name)
+			Expect(key).To(ContainSubstring(`job="claude-code"`))
+			Expect(key).To(ContainSubstring(`session_id="`))
+			Expect(key).To(ContainSubstring(`user_account_uuid="`))
+			Expect(key).To(ContainSubstring(`organization_id="`))
+			Expect(key).To(ContainSubstring(`terminal_type="`))
+			Expect(key).To(ContainSubstring(`otel_scope_name="com.anthropic.claude_code"`))
+		}
+		Expect(anySeries(series, `claude_code_token_usage_tokens_total{`)).To(MatchRegexp(`model="[^"]+".*type="(input|output|cacheRead|cacheCreation)"`))
+
+		By("counting both writers of a shared session.id")
+		Expect(steady.SharedSessionIDs).To(HaveLen(8))
+		for _, id := range steady.SharedSessionIDs {
+			key := findSeries(series, "claude_code_session_count_total", `session_id="`+id+`"`)
+			Expect(key).NotTo(BeEmpty(), "session %s has no session count", id)
+			samples := series[key]
+			Expect(samples[len(samples)-1].Value).To(Equal(2.0), "%s: two processes started session %s", key, id)
+		}
+
+		By("rejecting and dropping nothing in the workers")
+		status := pipeline.Status(ctx)
+		fmt.Fprintf(GinkgoWriter, "STATUS %s\n", status.Line(harness.Status{}))
+		Expect(status.WorkerRejectedPoints).To(BeZero())
+		Expect(status.WorkerDroppedPoints).To(BeZero())
+		Expect(pipeline.Receiver.Stats().Refused).To(BeZero())
+	}, SpecTimeout(3*time.Minute))
+
+	It("keeps every total exact, without a reset, through a SIGKILL and a rolling restart of the workers", func(ctx SpecContext) {
+		run, err := pipeline.StartLoad(harness.Load{
+			Name: "durability", Sessions: 24, SharedSessions: 4, Rounds: 45, ExportInterval: time.Second, Seed: 2,
+		})
+		Expect(err).NotTo(HaveOccurred())
+
+		pause := func(d time.Duration) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
+		pause(8 * time.Second)
+		By("killing worker 1 with SIGKILL and starting it again after 5s with the same state directory")
+		Expect(pipeline.KillWorker(1)).To(Succeed())
+		pause(5 * time.Second)
+		Expect(pipeline.StartWorker(ctx, 1)).To(Succeed())
+		pause(4 * time.Second)
+
+		By("restarting every worker in turn with SIGTERM, as a rolling update does")
+		for i := range pipeline.Workers {
+			Expect(pipeline.StopWorker(i)).To(Succeed())
+			Expect(pipeline.StartWorker(ctx, i)).To(Succeed())
+			pause(2 * time.Second)
+		}
+
+		durability, err := run.Wait(ctx)
+		Expect(err).NotTo(HaveOccurred(), "every export of the clients was acknowledged by a gateway")
+		Expect(durability.FailedExports).To(BeZero())
+		sent = sent.Merge(durability)
+
+		report := pipeline.WaitForTotals(ctx, sent, convergeTimeout)
+		fmt.Fprintf(GinkgoWriter, "FIGURES after SIGKILL and rolling restart: %s\n", report.Figures())
+		Expect(report.Problems()).To(BeEmpty())
+		Expect(report.ExactMatches).To(Equal(report.SentSeries))
+		Expect(report.Decreasing).To(BeEmpty())
+	}, SpecTimeout(4*time.Minute))
+})
+
+// anySeries returns one received series key starting with prefix.
+func anySeries(series map[string][]harness.Sample, prefix string) string {
+	for key := range series {
+		if strings.HasPrefix(key, prefix) && (strings.HasSuffix(prefix, "{") || strings.HasPrefix(key, prefix+"{")) {
+			return key
+		}
+	}
+	return ""
+}
+
+// findSeries returns the series of metric name whose key contains label.
+func findSeries(series map[string][]harness.Sample, name, label string) string {
+	for key := range series {
+		if strings.HasPrefix(key, name+"{") && strings.Contains(key, label) {
+			return key
+		}
+	}
+	return ""
+}
