@@ -128,6 +128,7 @@ var _ = Describe("A DeltaPipeline of 2 gateways and 3 workers on local processes
 		By("rejecting and dropping nothing in the workers")
 		status := pipeline.Status(ctx)
 		fmt.Fprintf(GinkgoWriter, "STATUS %s\n", status.Line(harness.Status{}))
+		Expect(status.GatewayAcceptedPoints).To(Equal(float64(steady.Points)), "the gateways accepted exactly the points the clients had acknowledged")
 		Expect(status.WorkerRejectedPoints).To(BeZero())
 		Expect(status.WorkerDroppedPoints).To(BeZero())
 		Expect(pipeline.Receiver.Stats().Refused).To(BeZero())

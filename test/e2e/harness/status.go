@@ -10,7 +10,8 @@ import (
 // Self-metrics read for the live status. The gateway's are the upstream
 // collector's own; the worker's are documented in docs/worker.md.
 const (
-	gatewayAcceptedPoints = "otelcol_receiver_accepted_metric_points_total"
+	// The collector exposes its counters without the _total suffix.
+	gatewayAcceptedPoints = "otelcol_receiver_accepted_metric_points"
 	workerActiveStreams   = "deltapipeline_worker_active_streams"
 	workerAppliedPoints   = "deltapipeline_worker_applied_points_total"
 	workerRejectedPoints  = "deltapipeline_worker_rejected_points_total"
