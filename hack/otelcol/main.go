@@ -1,7 +1,7 @@
 // Command otelcol is a minimal build of the upstream OpenTelemetry Collector
 // (core and contrib v0.161.0) holding the components DeltaPipeline's gateway
-// tier renders, the receivers and processors the golden configurations add
-// through spec.gateway.config (prometheus, resource, filter), and the
+// tier renders, the processors the golden configurations add through
+// spec.gateway.config (resource, filter), and the
 // upstream deltatocumulative processor that the benchmarks compare against.
 //
 // It is assembled the way the collector builder (ocb) assembles a
@@ -19,7 +19,6 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
-	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/provider/envprovider"
@@ -76,7 +75,6 @@ func components() (otelcol.Factories, error) {
 	)
 	if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
 		otlpreceiver.NewFactory(),
-		prometheusreceiver.NewFactory(),
 	); err != nil {
 		return otelcol.Factories{}, fmt.Errorf("registering receivers: %w", err)
 	}
