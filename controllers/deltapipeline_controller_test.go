@@ -24,6 +24,7 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
+	"github.com/deltapipeline/deltapipeline/internal/pipelinetest"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
@@ -40,7 +41,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 	Context("a new pipeline with default settings", func() {
 		var p *v1alpha1.DeltaPipeline
 		BeforeEach(func() {
-			p = createPipeline(ctx, newPipeline(ns))
+			p = createPipeline(ctx, pipelinetest.New("claude", ns))
 			waitForObjects(ctx, p)
 		})
 
@@ -316,8 +317,8 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 	})
 
 	DescribeTable("a settled pipeline is reconciled again without any write",
-		func(opts ...pipelineOption) {
-			p := createPipeline(ctx, newPipeline(ns, opts...))
+		func(opts ...pipelinetest.Option) {
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, opts...))
 			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonResolved))
 			Eventually(func() error {
 				_, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
@@ -330,15 +331,15 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(writes).To(BeEmpty(), "requests other than GET")
 			Expect(recorded).To(BeEmpty())
 		},
-		Entry("with an autoscaled gateway", withAutoscaling(2, 6)),
-		Entry("with the dns resolver", withResolver(v1alpha1.ResolverDNS)),
-		Entry("without persistence", withPersistence(false)),
-		Entry("with a Prometheus pull endpoint", withPrometheusExporter(9464)),
+		Entry("with an autoscaled gateway", pipelinetest.WithAutoscaling(2, 6)),
+		Entry("with the dns resolver", pipelinetest.WithResolver(v1alpha1.ResolverDNS)),
+		Entry("without persistence", pipelinetest.WithPersistence(false)),
+		Entry("with a Prometheus pull endpoint", pipelinetest.WithPrometheusExporter(9464)),
 		Entry("with a LoadBalancer gateway Service", func(p *v1alpha1.DeltaPipeline) {
 			p.Spec.Gateway.Service = v1alpha1.GatewayServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Annotations: map[string]string{"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}}
 		}),
-		Entry("with SigV4, IRSA and attributes routing", withSigV4("us-east-1"), withRouting(v1alpha1.RoutingKeyAttributes, "session.id"),
-			withServiceAccountAnnotation("eks.amazonaws.com/role-arn", "arn:aws:iam::111122223333:role/amp-writer")),
+		Entry("with SigV4, IRSA and attributes routing", pipelinetest.WithSigV4("us-east-1"), pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"),
+			pipelinetest.WithServiceAccountAnnotation("eks.amazonaws.com/role-arn", "arn:aws:iam::111122223333:role/amp-writer")),
 		Entry("with scheduling and resources", func(p *v1alpha1.DeltaPipeline) {
 			p.Spec.Worker.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
 			p.Spec.Worker.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "telemetry", Effect: corev1.TaintEffectNoSchedule}}
@@ -352,7 +353,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 	Context("optional features", func() {
 		It("creates the HPA while autoscaling is set, leaves replicas to it, and deletes it when autoscaling is turned off", func() {
-			p := createPipeline(ctx, newPipeline(ns, withAutoscaling(2, 6)))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithAutoscaling(2, 6)))
 			Eventually(func() (int32, error) {
 				h, err := fetch(ctx, p, &autoscalingv2.HorizontalPodAutoscaler{}, naming.GatewayHorizontalPodAutoscaler(p))
 				return h.Spec.MaxReplicas, err
@@ -388,7 +389,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("drops the state volume when persistence is turned off", func() {
-			p := createPipeline(ctx, newPipeline(ns))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns))
 			Eventually(func() (int, error) {
 				s, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
 				return len(s.Spec.VolumeClaimTemplates), err
@@ -404,7 +405,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("opens the Prometheus port on the workers only while the pull exporter is configured", func() {
-			p := createPipeline(ctx, newPipeline(ns, withPrometheusExporter(9464)))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithPrometheusExporter(9464)))
 			ports := func() ([]int32, error) {
 				s, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
 				var out []int32
@@ -421,7 +422,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("removes the resolver Role and RoleBinding with the dns resolver, which needs no API access", func() {
-			p := createPipeline(ctx, newPipeline(ns))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns))
 			waitForObjects(ctx, p)
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Routing.Resolver = v1alpha1.ResolverDNS })
 			Eventually(func() bool {
@@ -438,7 +439,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 		It("annotates the workers' ServiceAccount for IRSA", func() {
 			const roleARN = "arn:aws:iam::111122223333:role/amp-writer"
-			p := createPipeline(ctx, newPipeline(ns, withSigV4("us-east-1"), withServiceAccountAnnotation("eks.amazonaws.com/role-arn", roleARN)))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithSigV4("us-east-1"), pipelinetest.WithServiceAccountAnnotation("eks.amazonaws.com/role-arn", roleARN)))
 			Eventually(func() (map[string]string, error) {
 				sa, err := fetch(ctx, p, &corev1.ServiceAccount{}, naming.WorkerServiceAccount(p))
 				return sa.Annotations, err
@@ -461,7 +462,9 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		}`
 
 		It("runs the user's processors, in order, between memory_limiter and the routing exporter", func() {
-			p := createPipeline(ctx, newPipeline(ns, withGatewayConfig(extraProcessors)))
+			cfg, err := pipelinetest.GatewayConfig(extraProcessors)
+			Expect(err).NotTo(HaveOccurred())
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithGatewayConfig(cfg)))
 			Eventually(condition(ctx, p, v1alpha1.ConditionConfigValid)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonValid))
 			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
 			Expect(err).NotTo(HaveOccurred())
@@ -476,14 +479,14 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("refuses user exporters with a False ConfigValid condition and an Event, keeping the running gateway configuration", func() {
-			p := createPipeline(ctx, newPipeline(ns))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns))
 			waitForObjects(ctx, p)
 			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
 			Expect(err).NotTo(HaveOccurred())
 
-			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) {
-				withGatewayConfig(`{"exporters": {"debug": {}}, "service": {"pipelines": {"metrics": {"exporters": ["debug"]}}}}`)(p)
-			})
+			debugExporter, err := pipelinetest.GatewayConfig(`{"exporters": {"debug": {}}, "service": {"pipelines": {"metrics": {"exporters": ["debug"]}}}}`)
+			Expect(err).NotTo(HaveOccurred())
+			updatePipeline(ctx, p, pipelinetest.WithGatewayConfig(debugExporter))
 			Eventually(condition(ctx, p, v1alpha1.ConditionConfigValid)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonInvalidGatewayConfig))
 			Expect(condition(ctx, p, v1alpha1.ConditionConfigValid)().Message).To(ContainSubstring("spec.gateway.config.exporters"))
 			Eventually(warningEvents(ctx, p, v1alpha1.ReasonInvalidGatewayConfig)).Should(ContainElement(ContainSubstring("spec.gateway.config.exporters")))
@@ -501,7 +504,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 	Context("a pipeline reading a CA certificate from a ConfigMap that does not exist", func() {
 		It("reports the ConfigMap and the field, then mounts it once it exists", func() {
-			p := createPipeline(ctx, newPipeline(ns, withTLSCAFromConfigMap("backend-ca", "ca.crt")))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithTLSCAFromConfigMap("backend-ca", "ca.crt")))
 			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonConfigMapNotFound))
 			message := condition(ctx, p, v1alpha1.ConditionReferencesResolved)().Message
 			Expect(message).To(ContainSubstring(`"backend-ca"`))
@@ -523,7 +526,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 	Context("routing", func() {
 		It("warns that routing by resource puts every stream on one worker", func() {
-			p := createPipeline(ctx, newPipeline(ns, withRouting(v1alpha1.RoutingKeyResource)))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithRouting(v1alpha1.RoutingKeyResource)))
 			Eventually(condition(ctx, p, v1alpha1.ConditionRoutingBalanced)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonHotSpotRouting))
 			Expect(condition(ctx, p, v1alpha1.ConditionRoutingBalanced)().Message).To(ContainSubstring("spec.routing.key"))
 
@@ -539,7 +542,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		const secretName, secretKey = "remote-write-token", "token"
 
 		It("reports the missing Secret, leaves the worker tier alone, and recovers once the Secret exists", func() {
-			p := createPipeline(ctx, newPipeline(ns, withBearerTokenSecret(secretName, secretKey)))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithBearerTokenSecret(secretName, secretKey)))
 
 			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound))
 			message := condition(ctx, p, v1alpha1.ConditionReferencesResolved)().Message
@@ -588,7 +591,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("reports the problem once: reconciling it again writes nothing and repeats no Event", func() {
-			p := createPipeline(ctx, newPipeline(ns, withBearerTokenSecret(secretName, secretKey)))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithBearerTokenSecret(secretName, secretKey)))
 			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound))
 			Eventually(func() error {
 				_, err := fetch(ctx, p, &policyv1.PodDisruptionBudget{}, naming.GatewayPodDisruptionBudget(p))
@@ -609,7 +612,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("keeps the running workers' configuration when an edit references a missing Secret", func() {
-			p := createPipeline(ctx, newPipeline(ns))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns))
 			waitForObjects(ctx, p)
 			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.WorkerConfigMap(p))
 			Expect(err).NotTo(HaveOccurred())
@@ -633,7 +636,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 	Context("an object of the same name controlled by someone else", func() {
 		It("is left alone, and the pipeline reports the conflict until it is gone", func() {
-			p := newPipeline(ns)
+			p := pipelinetest.New("claude", ns)
 			blocker := &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{
 					Name: naming.GatewayConfigMap(p), Namespace: ns,
@@ -659,31 +662,31 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 	Context("invalid specs", func() {
 		DescribeTable("are refused by the API server with a message naming the field",
-			func(want string, opts ...pipelineOption) {
-				p := newPipeline(ns, opts...)
+			func(want string, opts ...pipelinetest.Option) {
+				p := pipelinetest.New("claude", ns, opts...)
 				err := k8sClient.Create(ctx, p)
 				Expect(err).To(HaveOccurred(), "the API server accepted an invalid pipeline")
 				Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid error, got %v", err)
 				Expect(err.Error()).To(ContainSubstring(want))
 			},
 			Entry("attributes routing without attributes", "spec.routing.attributes",
-				withRouting(v1alpha1.RoutingKeyAttributes)),
+				pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes)),
 			Entry("attributes with another routing key", "spec.routing.attributes is only allowed when spec.routing.key is attributes",
-				withRouting(v1alpha1.RoutingKeyStreamID, "session.id")),
+				pipelinetest.WithRouting(v1alpha1.RoutingKeyStreamID, "session.id")),
 			Entry("an unknown routing key", "spec.routing.key",
-				withRouting("session")),
+				pipelinetest.WithRouting("session")),
 			Entry("an unknown resolver", "spec.routing.resolver",
-				withResolver("consul")),
+				pipelinetest.WithResolver("consul")),
 			Entry("no exporter", "spec.exporters must set at least one of prometheusRemoteWrite, otlp, prometheus",
 				func(p *v1alpha1.DeltaPipeline) { p.Spec.Exporters = v1alpha1.ExportersSpec{} }),
 			Entry("sigv4 together with a bearer token", "sigv4, basicAuth and bearerTokenSecretRef are mutually exclusive",
-				withSigV4("us-east-1"), withBearerTokenSecret("token", "token")),
+				pipelinetest.WithSigV4("us-east-1"), pipelinetest.WithBearerTokenSecret("token", "token")),
 			Entry("zero workers", "spec.worker.replicas",
-				withReplicas(0)),
+				pipelinetest.WithWorkerReplicas(0)),
 			Entry("zero gateways", "spec.gateway.replicas",
-				withGatewayReplicas(0)),
+				pipelinetest.WithGatewayReplicas(0)),
 			Entry("autoscaling minimum above maximum", "spec.gateway.autoscaling.minReplicas must not be greater than maxReplicas",
-				withAutoscaling(5, 3)),
+				pipelinetest.WithAutoscaling(5, 3)),
 			Entry("a remote write endpoint that is not a URL", "spec.exporters.prometheusRemoteWrite.endpoint",
 				func(p *v1alpha1.DeltaPipeline) { p.Spec.Exporters.PrometheusRemoteWrite.Endpoint = "prometheus:9090" }),
 			Entry("an OTLP endpoint without a port", "spec.exporters.otlp.endpoint",
@@ -695,7 +698,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 					p.Spec.Exporters.OTLP = &v1alpha1.OTLPExporterSpec{Endpoint: "collector:4317", Insecure: true, TLS: &v1alpha1.TLSSpec{InsecureSkipVerify: true}}
 				}),
 			Entry("a Prometheus port the worker already uses", "spec.exporters.prometheus.port",
-				withPrometheusExporter(4317)),
+				pipelinetest.WithPrometheusExporter(4317)),
 			Entry("a header with a value and a Secret", "exactly one of value and valueFrom",
 				func(p *v1alpha1.DeltaPipeline) {
 					p.Spec.Exporters.PrometheusRemoteWrite.Headers = []v1alpha1.HeaderSpec{{
@@ -713,7 +716,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 					p.Spec.Exporters.PrometheusRemoteWrite.SigV4 = &v1alpha1.SigV4Spec{Region: "us-east-1", RoleARN: "amp-writer"}
 				}),
 			Entry("a name too long for the worker pods' names", "metadata.name must be at most 40 characters",
-				withName(strings.Repeat("a", 41))),
+				func(p *v1alpha1.DeltaPipeline) { p.Name = strings.Repeat("a", 41) }),
 		)
 	})
 })

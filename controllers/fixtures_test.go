@@ -2,14 +2,12 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	otelv1beta1 "github.com/open-telemetry/opentelemetry-operator/apis/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -26,100 +24,6 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
-
-type pipelineOption func(*v1alpha1.DeltaPipeline)
-
-// newPipeline is a minimal valid pipeline in namespace ns: default routing,
-// default tiers, one remote write exporter. Options change it.
-func newPipeline(ns string, opts ...pipelineOption) *v1alpha1.DeltaPipeline {
-	p := &v1alpha1.DeltaPipeline{
-		ObjectMeta: metav1.ObjectMeta{Name: "claude", Namespace: ns},
-		Spec: v1alpha1.DeltaPipelineSpec{
-			Exporters: v1alpha1.ExportersSpec{
-				PrometheusRemoteWrite: &v1alpha1.RemoteWriteSpec{Endpoint: "http://prometheus.monitoring.svc:9090/api/v1/write"},
-			},
-		},
-	}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
-}
-
-func withName(name string) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) { p.Name = name }
-}
-
-func withReplicas(workers int32) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Replicas = ptr.To(workers) }
-}
-
-func withGatewayReplicas(n int32) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Replicas = ptr.To(n) }
-}
-
-func withRouting(key v1alpha1.RoutingKey, attributes ...string) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) {
-		p.Spec.Routing.Key = key
-		p.Spec.Routing.Attributes = attributes
-	}
-}
-
-func withResolver(r v1alpha1.Resolver) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Routing.Resolver = r }
-}
-
-func withAutoscaling(min, max int32) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) {
-		p.Spec.Gateway.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: ptr.To(min), MaxReplicas: max}
-	}
-}
-
-func withPersistence(enabled bool) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Persistence.Enabled = ptr.To(enabled) }
-}
-
-func withBearerTokenSecret(name, key string) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) {
-		p.Spec.Exporters.PrometheusRemoteWrite.BearerTokenSecretRef = &v1alpha1.SecretKeyRef{Name: name, Key: key}
-	}
-}
-
-func withSigV4(region string) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) {
-		p.Spec.Exporters.PrometheusRemoteWrite.SigV4 = &v1alpha1.SigV4Spec{Region: region}
-	}
-}
-
-func withPrometheusExporter(port int32) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Exporters.Prometheus = &v1alpha1.PrometheusSpec{Port: port} }
-}
-
-// withGatewayConfig sets spec.gateway.config from JSON, as a user writes it.
-func withGatewayConfig(raw string) pipelineOption {
-	var cfg otelv1beta1.Config
-	Expect(json.Unmarshal([]byte(raw), &cfg)).To(Succeed(), "decoding gateway config %s", raw)
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Config = &cfg }
-}
-
-// withTLSCAFromConfigMap makes the remote write exporter verify its server
-// with a CA certificate from a ConfigMap key.
-func withTLSCAFromConfigMap(name, key string) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) {
-		p.Spec.Exporters.PrometheusRemoteWrite.TLS = &v1alpha1.TLSSpec{
-			CA: &v1alpha1.FileSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyRef{Name: name, Key: key}},
-		}
-	}
-}
-
-func withServiceAccountAnnotation(key, value string) pipelineOption {
-	return func(p *v1alpha1.DeltaPipeline) {
-		if p.Spec.ServiceAccount.Annotations == nil {
-			p.Spec.ServiceAccount.Annotations = map[string]string{}
-		}
-		p.Spec.ServiceAccount.Annotations[key] = value
-	}
-}
 
 // createNamespace gives each spec its own namespace, so pipelines of
 // different specs never share objects.
@@ -210,7 +114,8 @@ func fetch[T client.Object](ctx context.Context, p *v1alpha1.DeltaPipeline, obj 
 func waitForObjects(ctx context.Context, p *v1alpha1.DeltaPipeline) {
 	for _, o := range ownedObjects(p) {
 		Eventually(func() error {
-			return k8sClient.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: o.name}, o.obj.DeepCopyObject().(client.Object))
+			_, err := fetch(ctx, p, o.obj.DeepCopyObject().(client.Object), o.name)
+			return err
 		}).Should(Succeed(), "waiting for %s", o)
 	}
 }
@@ -220,8 +125,8 @@ func waitForObjects(ctx context.Context, p *v1alpha1.DeltaPipeline) {
 func resourceVersions(ctx context.Context, p *v1alpha1.DeltaPipeline) map[string]string {
 	versions := map[string]string{"DeltaPipeline " + p.Name: getPipeline(ctx, p).ResourceVersion}
 	for _, o := range ownedObjects(p) {
-		obj := o.obj.DeepCopyObject().(client.Object)
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: o.name}, obj)).To(Succeed(), "reading %s", o)
+		obj, err := fetch(ctx, p, o.obj.DeepCopyObject().(client.Object), o.name)
+		Expect(err).NotTo(HaveOccurred(), "reading %s", o)
 		versions[o.String()] = obj.GetResourceVersion()
 	}
 	return versions

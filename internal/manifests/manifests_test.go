@@ -16,27 +16,33 @@ import (
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
+	"github.com/deltapipeline/deltapipeline/internal/pipelinetest"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
+	t.Helper()
+	extraProcessors, err := pipelinetest.GatewayConfig(`{
+		"receivers": {"otlp/in-cluster": {"protocols": {"grpc": {"endpoint": "0.0.0.0:14317"}}}},
+		"processors": {
+			"filter/drop-debug": {"metrics": {"metric": ["name == \"debug.calls\""]}},
+			"resource/cluster": {"attributes": [{"key": "k8s.cluster.name", "value": "prod", "action": "upsert"}]}
+		},
+		"exporters": {},
+		"service": {"pipelines": {"metrics": {"receivers": ["otlp/in-cluster"], "processors": ["resource/cluster", "filter/drop-debug"], "exporters": []}}}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return map[string]*v1alpha1.DeltaPipeline{
-		"default":      newPipeline(),
-		"attributes":   newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id")),
-		"dns-resolver": newPipeline(withResolver(v1alpha1.ResolverDNS), withPersistence(false)),
-		"amp-sigv4":    newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id"), withExporters(ampExporters())),
-		"otlp-secrets": newPipeline(withExporters(otlpWithSecretsExporters())),
-		"extra-processors": newPipeline(withGatewayConfig(t, `{
-			"receivers": {"prometheus/self": {"config": {"scrape_configs": [{"job_name": "gateway", "static_configs": [{"targets": ["127.0.0.1:8888"]}]}]}}},
-			"processors": {
-				"filter/drop-debug": {"metrics": {"metric": ["name == \"debug.calls\""]}},
-				"resource/cluster": {"attributes": [{"key": "k8s.cluster.name", "value": "prod", "action": "upsert"}]}
-			},
-			"exporters": {},
-			"service": {"pipelines": {"metrics": {"receivers": ["prometheus/self"], "processors": ["resource/cluster", "filter/drop-debug"], "exporters": []}}}
-		}`)),
+		"default":          pipelinetest.Stored("claude", "telemetry"),
+		"attributes":       pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")),
+		"dns-resolver":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverDNS), pipelinetest.WithPersistence(false)),
+		"amp-sigv4":        pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
+		"otlp-secrets":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
+		"extra-processors": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
 	}
 }
 
@@ -105,7 +111,7 @@ func dig(m map[string]any, keys ...string) any {
 }
 
 func TestRoutingExporterRetriesPerWorkerOnly(t *testing.T) {
-	cfg := gatewayConfigMap(t, newPipeline())
+	cfg := gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry"))
 	lb := dig(cfg, "exporters", "load_balancing").(map[string]any)
 	if dig(lb, "retry_on_failure", "enabled") != false {
 		t.Errorf("top-level retry_on_failure must be disabled, got %v", lb["retry_on_failure"])
@@ -126,22 +132,22 @@ func TestRoutingExporterRetriesPerWorkerOnly(t *testing.T) {
 }
 
 func TestResolverPointsAtTheWorkerHeadlessService(t *testing.T) {
-	k8s := dig(gatewayConfigMap(t, newPipeline()), "exporters", "load_balancing", "resolver", "k8s").(map[string]any)
+	k8s := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry")), "exporters", "load_balancing", "resolver", "k8s").(map[string]any)
 	if k8s["service"] != "claude-worker.telemetry" || k8s["return_hostnames"] != true {
 		t.Errorf("k8s resolver = %v", k8s)
 	}
-	dns := dig(gatewayConfigMap(t, newPipeline(withResolver(v1alpha1.ResolverDNS))), "exporters", "load_balancing", "resolver", "dns").(map[string]any)
+	dns := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverDNS))), "exporters", "load_balancing", "resolver", "dns").(map[string]any)
 	if dns["hostname"] != "claude-worker.telemetry.svc" || dns["port"] != "4317" {
 		t.Errorf("dns resolver = %v (port must be a string)", dns)
 	}
 }
 
 func TestRoutingAttributesOnlyWithAttributesKey(t *testing.T) {
-	lb := dig(gatewayConfigMap(t, newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id"))), "exporters", "load_balancing").(map[string]any)
+	lb := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"))), "exporters", "load_balancing").(map[string]any)
 	if lb["routing_key"] != "attributes" || len(lb["routing_attributes"].([]any)) != 1 {
 		t.Errorf("attributes routing = %v", lb)
 	}
-	lb = dig(gatewayConfigMap(t, newPipeline()), "exporters", "load_balancing").(map[string]any)
+	lb = dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry")), "exporters", "load_balancing").(map[string]any)
 	if _, ok := lb["routing_attributes"]; ok || lb["routing_key"] != "streamID" {
 		t.Errorf("streamID routing = %v", lb)
 	}
@@ -154,7 +160,7 @@ func TestUserComponentsRunBeforeTheRoutingExporter(t *testing.T) {
 	if !slices.Equal(pipeline["processors"].([]any), want) {
 		t.Errorf("processors = %v, want %v", pipeline["processors"], want)
 	}
-	if !slices.Equal(pipeline["receivers"].([]any), []any{"otlp", "prometheus/self"}) {
+	if !slices.Equal(pipeline["receivers"].([]any), []any{"otlp", "otlp/in-cluster"}) {
 		t.Errorf("receivers = %v", pipeline["receivers"])
 	}
 	if !slices.Equal(pipeline["exporters"].([]any), []any{"load_balancing"}) {
@@ -171,7 +177,11 @@ func TestInvalidUserGatewayConfigNamesTheField(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := BuildGateway(newPipeline(withGatewayConfig(t, c.config)), DefaultOptions())
+			cfg, err := pipelinetest.GatewayConfig(c.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(cfg)), DefaultOptions())
 			if err == nil || !strings.Contains(err.Error(), c.field) {
 				t.Fatalf("error = %v, want one naming %s", err, c.field)
 			}
@@ -180,7 +190,7 @@ func TestInvalidUserGatewayConfigNamesTheField(t *testing.T) {
 }
 
 func TestInvalidWorkerConfigIsAnError(t *testing.T) {
-	p := newPipeline(func(p *v1alpha1.DeltaPipeline) {
+	p := pipelinetest.Stored("claude", "telemetry", func(p *v1alpha1.DeltaPipeline) {
 		p.Spec.Exporters.PrometheusRemoteWrite.ExternalLabels = map[string]string{"bad-label": "x"}
 	})
 	_, err := BuildWorker(p, DefaultOptions())
@@ -190,7 +200,7 @@ func TestInvalidWorkerConfigIsAnError(t *testing.T) {
 }
 
 func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
-	p := newPipeline(withAutoscaling(2, 5))
+	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5))
 	g, err := BuildGateway(p, DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -213,9 +223,9 @@ func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
 }
 
 func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
-	base, _ := BuildWorker(newPipeline(), DefaultOptions())
-	same, _ := BuildWorker(newPipeline(), DefaultOptions())
-	changed, _ := BuildWorker(newPipeline(withPersistence(false)), DefaultOptions())
+	base, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	same, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	changed, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions())
 	hash := func(w Worker) string { return w.StatefulSet.Spec.Template.Annotations[naming.ConfigHashAnnotation] }
 	if hash(base) == "" || hash(base) != hash(same) {
 		t.Errorf("equal pipelines give hashes %q and %q", hash(base), hash(same))
@@ -224,8 +234,8 @@ func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
 		t.Error("a worker configuration change kept the pod template hash")
 	}
 
-	gBase, _ := BuildGateway(newPipeline(), DefaultOptions())
-	gChanged, _ := BuildGateway(newPipeline(withRouting(v1alpha1.RoutingKeyAttributes, "session.id")), DefaultOptions())
+	gBase, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	gChanged, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")), DefaultOptions())
 	gHash := func(g Gateway) string { return g.Deployment.Spec.Template.Annotations[naming.ConfigHashAnnotation] }
 	if gHash(gBase) == gHash(gChanged) {
 		t.Error("a gateway configuration change kept the pod template hash")
@@ -233,7 +243,7 @@ func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
 }
 
 func TestWorkerStatefulSetShape(t *testing.T) {
-	w, err := BuildWorker(newPipeline(withWorkerReplicas(5), withExporters(otlpWithSecretsExporters())), DefaultOptions())
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(5), pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +285,7 @@ func TestWorkerStatefulSetShape(t *testing.T) {
 }
 
 func TestWorkerConfigMapNeverHoldsSecretValues(t *testing.T) {
-	w, err := BuildWorker(newPipeline(withExporters(otlpWithSecretsExporters())), DefaultOptions())
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,36 +303,36 @@ func TestWorkerConfigMapNeverHoldsSecretValues(t *testing.T) {
 }
 
 func TestPersistenceOffRemovesTheVolume(t *testing.T) {
-	w, _ := BuildWorker(newPipeline(withPersistence(false)), DefaultOptions())
+	w, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions())
 	if len(w.StatefulSet.Spec.VolumeClaimTemplates) != 0 {
 		t.Error("persistence off must not request a volume")
 	}
-	cfg, _ := WorkerConfig(newPipeline(withPersistence(false)))
+	cfg, _ := WorkerConfig(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)))
 	if cfg.State.Directory != "" {
 		t.Errorf("state directory %q without a volume", cfg.State.Directory)
 	}
 }
 
 func TestOptionalGatewayObjects(t *testing.T) {
-	g, _ := BuildGateway(newPipeline(), DefaultOptions())
+	g, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
 	if g.HPA != nil || g.Deployment.Spec.Replicas == nil || *g.Deployment.Spec.Replicas != 2 {
 		t.Error("without autoscaling: no HPA and a fixed replica count")
 	}
-	g, _ = BuildGateway(newPipeline(withAutoscaling(2, 6)), DefaultOptions())
+	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 6)), DefaultOptions())
 	if g.HPA == nil || g.HPA.Spec.MaxReplicas != 6 || g.Deployment.Spec.Replicas != nil {
 		t.Error("with autoscaling: an HPA owns the replica count")
 	}
 	if _, ok := g.Deployment.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; !ok {
 		t.Error("autoscaling on CPU needs a CPU request")
 	}
-	g, _ = BuildGateway(newPipeline(withResolver(v1alpha1.ResolverDNS)), DefaultOptions())
+	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverDNS)), DefaultOptions())
 	if g.Role != nil || g.RoleBinding != nil {
 		t.Error("the dns resolver needs no API access")
 	}
 }
 
 func TestGatewayResolverRoleReadsOnlyEndpoints(t *testing.T) {
-	r := GatewayResolverRole(newPipeline())
+	r := GatewayResolverRole(pipelinetest.Stored("claude", "telemetry"))
 	for _, rule := range r.Rules {
 		if !slices.Equal(rule.Verbs, []string{"get", "list", "watch"}) {
 			t.Errorf("verbs %v", rule.Verbs)
@@ -334,7 +344,7 @@ func TestGatewayResolverRoleReadsOnlyEndpoints(t *testing.T) {
 }
 
 func TestImages(t *testing.T) {
-	p := newPipeline()
+	p := pipelinetest.Stored("claude", "telemetry")
 	p.Spec.Gateway.Image = ""
 	opts := Options{WorkerImage: "registry.local/worker:1", GatewayImage: "registry.local/otelcol:2"}
 	g, _ := BuildGateway(p, opts)
@@ -351,7 +361,7 @@ func TestImages(t *testing.T) {
 }
 
 func TestWorkerServiceAccountCarriesIRSAAnnotation(t *testing.T) {
-	sa := WorkerServiceAccount(newPipeline(withServiceAccountAnnotation("eks.amazonaws.com/role-arn", "arn:aws:iam::123456789012:role/amp")))
+	sa := WorkerServiceAccount(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithServiceAccountAnnotation("eks.amazonaws.com/role-arn", "arn:aws:iam::123456789012:role/amp")))
 	if sa.Annotations["eks.amazonaws.com/role-arn"] == "" {
 		t.Errorf("annotations %v", sa.Annotations)
 	}
@@ -369,14 +379,14 @@ func TestRoutingSpreadsLoad(t *testing.T) {
 }
 
 func TestEndpoints(t *testing.T) {
-	e := GatewayEndpoints(newPipeline())
+	e := GatewayEndpoints(pipelinetest.Stored("claude", "telemetry"))
 	if e.GRPC != "claude-gateway.telemetry.svc:4317" || e.HTTP != "http://claude-gateway.telemetry.svc:4318" {
 		t.Errorf("endpoints %+v", e)
 	}
 }
 
 func TestReferences(t *testing.T) {
-	p := newPipeline(withExporters(otlpWithSecretsExporters()))
+	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters()))
 	if got := ReferencedSecretNames(p); !slices.Equal(got, []string{"otlp-auth", "otlp-client"}) {
 		t.Errorf("secrets %v", got)
 	}

@@ -1,0 +1,209 @@
+// Package pipelinetest builds DeltaPipeline objects for the operator's tests:
+// a minimal valid pipeline, as a user applies it or as the API server stores
+// it, changed by functional options. The controller's envtest suite and the
+// manifest builders' tests share it so both describe pipelines the same way.
+package pipelinetest
+
+import (
+	"encoding/json"
+	"fmt"
+
+	otelv1beta1 "github.com/open-telemetry/opentelemetry-operator/apis/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+)
+
+// RemoteWriteEndpoint is where the pipeline's default exporter writes.
+const RemoteWriteEndpoint = "http://prometheus.monitoring.svc:9090/api/v1/write"
+
+// StoredUID is the UID Stored gives every pipeline, so owner references in
+// golden files stay the same from run to run.
+const StoredUID types.UID = "0a1b2c3d-0000-4000-8000-000000000001"
+
+// Option changes a pipeline under construction.
+type Option func(*v1alpha1.DeltaPipeline)
+
+// New is a minimal valid pipeline as a user applies it: every field the API
+// server defaults left unset, and one Prometheus remote write exporter.
+func New(name, namespace string, opts ...Option) *v1alpha1.DeltaPipeline {
+	p := &v1alpha1.DeltaPipeline{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: v1alpha1.DeltaPipelineSpec{
+			Exporters: v1alpha1.ExportersSpec{
+				PrometheusRemoteWrite: &v1alpha1.RemoteWriteSpec{Endpoint: RemoteWriteEndpoint},
+			},
+		},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Stored is New as the API server returns it after creation: with its kind,
+// a UID, and the CRD's defaults in the routing and tier fields the options
+// left unset. Builders read these fields without defaulting them again.
+func Stored(name, namespace string, opts ...Option) *v1alpha1.DeltaPipeline {
+	p := New(name, namespace, opts...)
+	p.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "DeltaPipeline"}
+	p.UID = StoredUID
+	applyDefaults(p)
+	return p
+}
+
+// applyDefaults fills unset fields as the CRD's default markers do.
+func applyDefaults(p *v1alpha1.DeltaPipeline) {
+	s := &p.Spec
+	if s.Routing.Key == "" {
+		s.Routing.Key = v1alpha1.RoutingKeyStreamID
+	}
+	if s.Routing.Resolver == "" {
+		s.Routing.Resolver = v1alpha1.ResolverK8s
+	}
+	if s.Gateway.Replicas == nil {
+		s.Gateway.Replicas = ptr.To[int32](2)
+	}
+	if s.Gateway.Image == "" {
+		s.Gateway.Image = v1alpha1.DefaultGatewayImage
+	}
+	if s.Worker.Replicas == nil {
+		s.Worker.Replicas = ptr.To[int32](3)
+	}
+	if s.Worker.Persistence.Enabled == nil {
+		s.Worker.Persistence.Enabled = ptr.To(true)
+	}
+}
+
+// WithRouting routes by key, hashing the given attributes for the
+// attributes key.
+func WithRouting(key v1alpha1.RoutingKey, attributes ...string) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Routing.Key = key
+		p.Spec.Routing.Attributes = attributes
+	}
+}
+
+// WithResolver sets how the gateways find the workers.
+func WithResolver(r v1alpha1.Resolver) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Routing.Resolver = r }
+}
+
+// WithGatewayReplicas sets a fixed number of gateways.
+func WithGatewayReplicas(n int32) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Replicas = ptr.To(n) }
+}
+
+// WithWorkerReplicas sets the number of workers.
+func WithWorkerReplicas(n int32) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Replicas = ptr.To(n) }
+}
+
+// WithAutoscaling scales the gateways between min and max replicas.
+func WithAutoscaling(min, max int32) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Gateway.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: ptr.To(min), MaxReplicas: max}
+	}
+}
+
+// WithPersistence turns the workers' state volumes on or off.
+func WithPersistence(enabled bool) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Persistence.Enabled = ptr.To(enabled) }
+}
+
+// WithServiceAccountAnnotation annotates both tiers' ServiceAccounts, as IRSA
+// needs for a role ARN.
+func WithServiceAccountAnnotation(key, value string) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		if p.Spec.ServiceAccount.Annotations == nil {
+			p.Spec.ServiceAccount.Annotations = map[string]string{}
+		}
+		p.Spec.ServiceAccount.Annotations[key] = value
+	}
+}
+
+// WithGatewayConfig sets spec.gateway.config; GatewayConfig decodes one from
+// the JSON a user writes.
+func WithGatewayConfig(cfg *otelv1beta1.Config) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Config = cfg }
+}
+
+// GatewayConfig decodes spec.gateway.config from JSON, the way it arrives
+// from the API server.
+func GatewayConfig(raw string) (*otelv1beta1.Config, error) {
+	var cfg otelv1beta1.Config
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		return nil, fmt.Errorf("decoding gateway config %s: %w", raw, err)
+	}
+	return &cfg, nil
+}
+
+// WithExporters replaces every exporter.
+func WithExporters(e v1alpha1.ExportersSpec) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Exporters = e }
+}
+
+// WithPrometheusExporter adds a Prometheus scrape endpoint on port.
+func WithPrometheusExporter(port int32) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Exporters.Prometheus = &v1alpha1.PrometheusSpec{Port: port} }
+}
+
+// The remote write options below change the default remote write exporter,
+// so they go after any WithExporters that keeps one.
+
+// WithBearerTokenSecret authenticates remote write with a token from a Secret key.
+func WithBearerTokenSecret(name, key string) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Exporters.PrometheusRemoteWrite.BearerTokenSecretRef = &v1alpha1.SecretKeyRef{Name: name, Key: key}
+	}
+}
+
+// WithSigV4 signs remote write requests for AWS in region.
+func WithSigV4(region string) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Exporters.PrometheusRemoteWrite.SigV4 = &v1alpha1.SigV4Spec{Region: region}
+	}
+}
+
+// WithTLSCAFromConfigMap makes remote write verify its server with a CA
+// certificate from a ConfigMap key.
+func WithTLSCAFromConfigMap(name, key string) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Exporters.PrometheusRemoteWrite.TLS = &v1alpha1.TLSSpec{
+			CA: &v1alpha1.FileSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyRef{Name: name, Key: key}},
+		}
+	}
+}
+
+// AMPExporters writes to an Amazon Managed Service for Prometheus workspace
+// with SigV4.
+func AMPExporters() v1alpha1.ExportersSpec {
+	return v1alpha1.ExportersSpec{PrometheusRemoteWrite: &v1alpha1.RemoteWriteSpec{
+		Endpoint: "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-12345678-abcd-1234-abcd-123456789012/api/v1/remote_write",
+		SigV4:    &v1alpha1.SigV4Spec{Region: "us-east-1"},
+	}}
+}
+
+// OTLPWithSecretsExporters exports OTLP with a header from a Secret, mutual
+// TLS from a ConfigMap and a Secret, and a Prometheus scrape endpoint: every
+// kind of reference a worker pod mounts or reads.
+func OTLPWithSecretsExporters() v1alpha1.ExportersSpec {
+	return v1alpha1.ExportersSpec{
+		OTLP: &v1alpha1.OTLPExporterSpec{
+			Endpoint: "otlp.example.com:4317",
+			Headers: []v1alpha1.HeaderSpec{
+				{Name: "x-tenant", Value: ptr.To("team-a")},
+				{Name: "authorization", ValueFrom: &v1alpha1.SecretValueSource{SecretKeyRef: v1alpha1.SecretKeyRef{Name: "otlp-auth", Key: "header"}}},
+			},
+			TLS: &v1alpha1.TLSSpec{
+				CA:   &v1alpha1.FileSource{ConfigMapKeyRef: &v1alpha1.ConfigMapKeyRef{Name: "otlp-ca", Key: "ca.crt"}},
+				Cert: &v1alpha1.FileSource{SecretKeyRef: &v1alpha1.SecretKeyRef{Name: "otlp-client", Key: "tls.crt"}},
+				Key:  &v1alpha1.SecretKeyRef{Name: "otlp-client", Key: "tls.key"},
+			},
+			Compression: "gzip",
+		},
+		Prometheus: &v1alpha1.PrometheusSpec{Port: 9464},
+	}
+}
