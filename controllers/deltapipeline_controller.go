@@ -224,43 +224,53 @@ func (r *DeltaPipelineReconciler) ensureLogged(ctx context.Context, p *v1alpha1.
 // reports the first missing one, naming the object and the spec field.
 func (r *DeltaPipelineReconciler) referencesCondition(ctx context.Context, p *v1alpha1.DeltaPipeline) (metav1.Condition, error) {
 	for _, ref := range manifests.References(p) {
-		key := types.NamespacedName{Namespace: p.Namespace, Name: ref.Name}
-		var keys []string
-		var notFoundReason, keyReason string
-		switch ref.Kind {
-		case manifests.ReferenceSecret:
-			notFoundReason, keyReason = v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretKeyNotFound
-			var s corev1.Secret
-			if err := r.APIReader.Get(ctx, key, &s); err != nil {
-				if apierrors.IsNotFound(err) {
-					return missingReference(notFoundReason, fmt.Sprintf("Secret %q referenced by %s not found in namespace %s", ref.Name, ref.Field, p.Namespace)), nil
-				}
-				return metav1.Condition{}, fmt.Errorf("reading Secret %s referenced by %s: %w", key, ref.Field, err)
-			}
-			for k := range s.Data {
-				keys = append(keys, k)
-			}
-		case manifests.ReferenceConfigMap:
-			notFoundReason, keyReason = v1alpha1.ReasonConfigMapNotFound, v1alpha1.ReasonConfigMapKeyNotFound
-			var cm corev1.ConfigMap
-			if err := r.APIReader.Get(ctx, key, &cm); err != nil {
-				if apierrors.IsNotFound(err) {
-					return missingReference(notFoundReason, fmt.Sprintf("ConfigMap %q referenced by %s not found in namespace %s", ref.Name, ref.Field, p.Namespace)), nil
-				}
-				return metav1.Condition{}, fmt.Errorf("reading ConfigMap %s referenced by %s: %w", key, ref.Field, err)
-			}
-			for k := range cm.Data {
-				keys = append(keys, k)
-			}
-			for k := range cm.BinaryData {
-				keys = append(keys, k)
-			}
+		notFoundReason, keyReason := missingReferenceReasons(ref.Kind)
+		hasKey, err := r.referenceHasKey(ctx, p.Namespace, ref)
+		if apierrors.IsNotFound(err) {
+			return missingReference(notFoundReason, fmt.Sprintf("%s %q referenced by %s not found in namespace %s", ref.Kind, ref.Name, ref.Field, p.Namespace)), nil
 		}
-		if !containsString(keys, ref.Key) {
+		if err != nil {
+			return metav1.Condition{}, fmt.Errorf("reading %s %s/%s referenced by %s: %w", ref.Kind, p.Namespace, ref.Name, ref.Field, err)
+		}
+		if !hasKey {
 			return missingReference(keyReason, fmt.Sprintf("%s %q referenced by %s has no key %q", ref.Kind, ref.Name, ref.Field, ref.Key)), nil
 		}
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionReferencesResolved, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonResolved, Message: "every referenced Secret and ConfigMap key exists"}, nil
+}
+
+// referenceHasKey reads the referenced Secret or ConfigMap straight from the
+// API server, so the operator need not cache them, and reports whether it
+// has the key.
+func (r *DeltaPipelineReconciler) referenceHasKey(ctx context.Context, namespace string, ref manifests.Reference) (bool, error) {
+	key := types.NamespacedName{Namespace: namespace, Name: ref.Name}
+	switch ref.Kind {
+	case manifests.ReferenceSecret:
+		var s corev1.Secret
+		if err := r.APIReader.Get(ctx, key, &s); err != nil {
+			return false, err
+		}
+		_, ok := s.Data[ref.Key]
+		return ok, nil
+	case manifests.ReferenceConfigMap:
+		var cm corev1.ConfigMap
+		if err := r.APIReader.Get(ctx, key, &cm); err != nil {
+			return false, err
+		}
+		_, inData := cm.Data[ref.Key]
+		_, inBinaryData := cm.BinaryData[ref.Key]
+		return inData || inBinaryData, nil
+	}
+	return false, fmt.Errorf("unknown reference kind %q", ref.Kind)
+}
+
+// missingReferenceReasons are the condition reasons for a missing object of
+// kind and for a missing key in one.
+func missingReferenceReasons(kind manifests.ReferenceKind) (notFound, keyNotFound string) {
+	if kind == manifests.ReferenceConfigMap {
+		return v1alpha1.ReasonConfigMapNotFound, v1alpha1.ReasonConfigMapKeyNotFound
+	}
+	return v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretKeyNotFound
 }
 
 func invalidConfig(reason string, err error) metav1.Condition {
@@ -269,15 +279,6 @@ func invalidConfig(reason string, err error) metav1.Condition {
 
 func missingReference(reason, message string) metav1.Condition {
 	return metav1.Condition{Type: v1alpha1.ConditionReferencesResolved, Status: metav1.ConditionFalse, Reason: reason, Message: message}
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // observeTiers copies replica counts from the gateway Deployment and the
