@@ -320,10 +320,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		func(opts ...pipelinetest.Option) {
 			p := createPipeline(ctx, pipelinetest.New("claude", ns, opts...))
 			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonResolved))
-			Eventually(func() error {
-				_, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
-				return err
-			}).Should(Succeed())
+			waitForObject(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
 			markTiersReady(ctx, p)
 			Eventually(condition(ctx, p, v1alpha1.ConditionReady)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonAvailable))
 
@@ -378,10 +375,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 			By("turning autoscaling off")
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Autoscaling = nil })
-			Eventually(func() bool {
-				_, err := fetch(ctx, p, &autoscalingv2.HorizontalPodAutoscaler{}, naming.GatewayHorizontalPodAutoscaler(p))
-				return apierrors.IsNotFound(err)
-			}).Should(BeTrue(), "the HPA is deleted")
+			waitForDeletion(ctx, p, &autoscalingv2.HorizontalPodAutoscaler{}, naming.GatewayHorizontalPodAutoscaler(p))
 			Eventually(func() (*int32, error) {
 				d, err := fetch(ctx, p, &appsv1.Deployment{}, naming.GatewayDeployment(p))
 				return d.Spec.Replicas, err
@@ -425,10 +419,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			p := createPipeline(ctx, pipelinetest.New("claude", ns))
 			waitForObjects(ctx, p)
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Routing.Resolver = v1alpha1.ResolverDNS })
-			Eventually(func() bool {
-				_, err := fetch(ctx, p, &rbacv1.Role{}, naming.GatewayResolverRole(p))
-				return apierrors.IsNotFound(err)
-			}).Should(BeTrue())
+			waitForDeletion(ctx, p, &rbacv1.Role{}, naming.GatewayResolverRole(p))
 			_, err := fetch(ctx, p, &rbacv1.RoleBinding{}, naming.GatewayResolverRoleBinding(p))
 			Expect(apierrors.IsNotFound(err)).To(BeTrue())
 			Eventually(func() (string, error) {
@@ -472,10 +463,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 
 			By("settling without further writes: the stored configuration round-trips unchanged")
 			waitForObjects(ctx, p)
-			Eventually(func() map[string]int {
-				writes, _ := forcedReconcileWrites(ctx, p)
-				return writes
-			}).Should(BeEmpty())
+			eventuallyWritesNothing(ctx, p)
 		})
 
 		It("refuses user exporters with a False ConfigValid condition and an Event, keeping the running gateway configuration", func() {
@@ -491,10 +479,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(condition(ctx, p, v1alpha1.ConditionConfigValid)().Message).To(ContainSubstring("spec.gateway.config.exporters"))
 			Eventually(warningEvents(ctx, p, v1alpha1.ReasonInvalidGatewayConfig)).Should(ContainElement(ContainSubstring("spec.gateway.config.exporters")))
 			Expect(condition(ctx, p, v1alpha1.ConditionReady)()).To(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonNotReady))
-			Consistently(func() (string, error) {
-				now, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
-				return now.ResourceVersion, err
-			}).Should(Equal(cm.ResourceVersion))
+			Consistently(resourceVersion(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))).Should(Equal(cm.ResourceVersion))
 
 			By("removing the exporter")
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Config = nil })
@@ -552,10 +537,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Eventually(condition(ctx, p, v1alpha1.ConditionReady)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonNotReady))
 
 			By("running the gateway but no workers on a configuration whose files are missing")
-			Eventually(func() error {
-				_, err := fetch(ctx, p, &appsv1.Deployment{}, naming.GatewayDeployment(p))
-				return err
-			}).Should(Succeed())
+			waitForObject(ctx, p, &appsv1.Deployment{}, naming.GatewayDeployment(p))
 			_, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
 			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "worker StatefulSet: %v", err)
 
@@ -584,30 +566,21 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(cm.Data[manifests.WorkerConfigKey]).NotTo(ContainSubstring("s3cr3t-value"), "Secret values never go into ConfigMaps")
 
 			By("settling: reconciling the resolved pipeline again writes nothing")
-			Eventually(func() map[string]int {
-				writes, _ := forcedReconcileWrites(ctx, p)
-				return writes
-			}).Should(BeEmpty())
+			eventuallyWritesNothing(ctx, p)
 		})
 
 		It("reports the problem once: reconciling it again writes nothing and repeats no Event", func() {
 			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithBearerTokenSecret(secretName, secretKey)))
 			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound))
-			Eventually(func() error {
-				_, err := fetch(ctx, p, &policyv1.PodDisruptionBudget{}, naming.GatewayPodDisruptionBudget(p))
-				return err
-			}).Should(Succeed())
+			waitForObject(ctx, p, &policyv1.PodDisruptionBudget{}, naming.GatewayPodDisruptionBudget(p))
 			Eventually(warningEvents(ctx, p, v1alpha1.ReasonSecretNotFound)).Should(HaveLen(1))
 			pipelineVersion := getPipeline(ctx, p).ResourceVersion
 
-			c, counter := countingClient()
-			recorder := events.NewFakeRecorder(10)
-			forced := &DeltaPipelineReconciler{Client: c, APIReader: c, Recorder: recorder, Options: testOptions}
-			result, err := forced.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)})
-			Expect(err).NotTo(HaveOccurred(), "a missing Secret is reported in the status, not retried with backoff")
-			Expect(result).To(Equal(ctrl.Result{}))
-			Expect(counter.writes()).To(BeEmpty(), "requests other than GET")
-			Expect(recorder.Events).To(BeEmpty())
+			forced := reconcileCounted(ctx, p)
+			Expect(forced.err).NotTo(HaveOccurred(), "a missing Secret is reported in the status, not retried with backoff")
+			Expect(forced.result).To(Equal(ctrl.Result{}))
+			Expect(forced.writes).To(BeEmpty(), "requests other than GET")
+			Expect(forced.events).To(BeEmpty())
 			Expect(getPipeline(ctx, p).ResourceVersion).To(Equal(pipelineVersion))
 		})
 
@@ -624,10 +597,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 				p.Spec.Worker.Replicas = ptr.To[int32](4)
 			})
 			Eventually(condition(ctx, p, v1alpha1.ConditionReferencesResolved)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonSecretNotFound))
-			Consistently(func() (string, error) {
-				now, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.WorkerConfigMap(p))
-				return now.ResourceVersion, err
-			}).Should(Equal(cm.ResourceVersion))
+			Consistently(resourceVersion(ctx, p, &corev1.ConfigMap{}, naming.WorkerConfigMap(p))).Should(Equal(cm.ResourceVersion))
 			now, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(now.ResourceVersion).To(Equal(sts.ResourceVersion))

@@ -13,6 +13,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -110,13 +111,38 @@ func fetch[T client.Object](ctx context.Context, p *v1alpha1.DeltaPipeline, obj 
 	return obj, err
 }
 
+// waitForObject waits until the named object exists.
+func waitForObject(ctx context.Context, p *v1alpha1.DeltaPipeline, obj client.Object, name string) {
+	GinkgoHelper()
+	Eventually(func() error {
+		_, err := fetch(ctx, p, obj, name)
+		return err
+	}).Should(Succeed(), "waiting for %s %s", kindOf(obj), name)
+}
+
 // waitForObjects waits until every owned object exists.
 func waitForObjects(ctx context.Context, p *v1alpha1.DeltaPipeline) {
+	GinkgoHelper()
 	for _, o := range ownedObjects(p) {
-		Eventually(func() error {
-			_, err := fetch(ctx, p, o.obj.DeepCopyObject().(client.Object), o.name)
-			return err
-		}).Should(Succeed(), "waiting for %s", o)
+		waitForObject(ctx, p, o.obj.DeepCopyObject().(client.Object), o.name)
+	}
+}
+
+// waitForDeletion waits until the named object is gone.
+func waitForDeletion(ctx context.Context, p *v1alpha1.DeltaPipeline, obj client.Object, name string) {
+	GinkgoHelper()
+	Eventually(func() error {
+		_, err := fetch(ctx, p, obj, name)
+		return err
+	}).Should(Satisfy(apierrors.IsNotFound), "waiting for %s %s to be deleted", kindOf(obj), name)
+}
+
+// resourceVersion reads the named object's resourceVersion, for polling
+// that it stays unchanged.
+func resourceVersion(ctx context.Context, p *v1alpha1.DeltaPipeline, obj client.Object, name string) func() (string, error) {
+	return func() (string, error) {
+		_, err := fetch(ctx, p, obj, name)
+		return obj.GetResourceVersion(), err
 	}
 }
 
@@ -218,20 +244,47 @@ func countingClient() (client.Client, *requestCounter) {
 	return c, counter
 }
 
-// forcedReconcileWrites reconciles p once more with a reconciler whose every
-// request is counted and returns the writes it made and the Events it recorded.
-func forcedReconcileWrites(ctx context.Context, p *v1alpha1.DeltaPipeline) (map[string]int, []string) {
+// forcedReconcile is what one more reconcile of a pipeline did.
+type forcedReconcile struct {
+	result ctrl.Result
+	err    error
+	// writes counts the API requests other than reads, by HTTP method.
+	writes map[string]int
+	events []string
+}
+
+// reconcileCounted reconciles p once more with a reconciler whose every
+// request is counted.
+func reconcileCounted(ctx context.Context, p *v1alpha1.DeltaPipeline) forcedReconcile {
 	c, counter := countingClient()
 	recorder := events.NewFakeRecorder(10)
 	forced := &DeltaPipelineReconciler{Client: c, APIReader: c, Recorder: recorder, Options: testOptions}
-	_, err := forced.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)})
-	Expect(err).NotTo(HaveOccurred())
+	result, err := forced.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(p)})
 	close(recorder.Events)
 	var recorded []string
 	for e := range recorder.Events {
 		recorded = append(recorded, e)
 	}
-	return counter.writes(), recorded
+	return forcedReconcile{result: result, err: err, writes: counter.writes(), events: recorded}
+}
+
+// forcedReconcileWrites reconciles p once more, expecting success, and
+// returns the writes it made and the Events it recorded.
+func forcedReconcileWrites(ctx context.Context, p *v1alpha1.DeltaPipeline) (map[string]int, []string) {
+	GinkgoHelper()
+	forced := reconcileCounted(ctx, p)
+	Expect(forced.err).NotTo(HaveOccurred())
+	return forced.writes, forced.events
+}
+
+// eventuallyWritesNothing waits until reconciling p again writes nothing,
+// the sign that the stored objects round-trip unchanged.
+func eventuallyWritesNothing(ctx context.Context, p *v1alpha1.DeltaPipeline) {
+	GinkgoHelper()
+	Eventually(func() map[string]int {
+		writes, _ := forcedReconcileWrites(ctx, p)
+		return writes
+	}).Should(BeEmpty())
 }
 
 // expectControlledBy checks obj is controlled by p, so it is garbage-collected with p.
