@@ -33,6 +33,7 @@ func (e *Engine) EmitChunks(now time.Time, all bool, chunkPoints int, send func(
 		snaps   = make([]snapshot, 0, min(chunkPoints, int(max(e.streams.Load(), 0)))+chunkSnapshotSlack)
 		expired []streamRefs
 		nowNs   = now.UnixNano()
+		floorMs = e.emitFloorMs.Load()
 	)
 	flush := func() {
 		if len(snaps) == 0 {
@@ -54,7 +55,7 @@ func (e *Engine) EmitChunks(now time.Time, all bool, chunkPoints int, send func(
 				continue
 			}
 			if all || s.has(flagUpdated) {
-				snaps = append(snaps, takeSnapshot(s))
+				snaps = append(snaps, takeSnapshot(s, floorMs))
 			}
 			if e.isStale(s.lastSeen, nowNs) {
 				expired = append(expired, s.refs)
@@ -92,6 +93,18 @@ func emitTimestamp(newestEnd uint64, lastEmitMs int64, emittedBefore bool) (ts u
 	return newestEnd, ms
 }
 
+// EmitAfter makes every sample emitted from now on later than t.
+//
+// A restored stream knows the time of its last emitted sample only as of
+// the checkpoint; the samples emitted after it were lost with the process
+// that sent them. Prometheus refuses a sample older than the newest one of
+// its series, so after a restart the worker calls EmitAfter with the time
+// the restore finished, which is later than anything the previous process
+// emitted.
+func (e *Engine) EmitAfter(t time.Time) {
+	e.emitFloorMs.Store(t.UnixMilli())
+}
+
 // snapshot is one stream's output, copied under its shard lock so that
 // the output is built without holding it.
 type snapshot struct {
@@ -116,6 +129,7 @@ func (e *Engine) emit(now time.Time, out pmetric.Metrics, all bool) EmitResult {
 		snaps   = make([]snapshot, 0, max(e.streams.Load(), 0))
 		expired []streamRefs
 		nowNs   = now.UnixNano()
+		floorMs = e.emitFloorMs.Load()
 	)
 	for i := range e.shards {
 		sh := &e.shards[i]
@@ -126,7 +140,7 @@ func (e *Engine) emit(now time.Time, out pmetric.Metrics, all bool) EmitResult {
 				continue
 			}
 			if all || s.has(flagUpdated) {
-				snaps = append(snaps, takeSnapshot(s))
+				snaps = append(snaps, takeSnapshot(s, floorMs))
 			}
 			if e.isStale(s.lastSeen, nowNs) {
 				expired = append(expired, s.refs)
@@ -143,8 +157,12 @@ func (e *Engine) emit(now time.Time, out pmetric.Metrics, all bool) EmitResult {
 	return EmitResult{Points: len(snaps), Expired: len(expired)}
 }
 
-func takeSnapshot(s *stream) snapshot {
-	ts, ms := emitTimestamp(s.newestEnd, s.lastEmitMs, s.has(flagEmitted))
+func takeSnapshot(s *stream, floorMs int64) snapshot {
+	lastMs, emitted := s.lastEmitMs, s.has(flagEmitted)
+	if floorMs > 0 && (!emitted || lastMs < floorMs) {
+		lastMs, emitted = floorMs, true
+	}
+	ts, ms := emitTimestamp(s.newestEnd, lastMs, emitted)
 	s.lastEmitMs = ms
 	s.flags = (s.flags | flagEmitted) &^ flagUpdated
 	snap := snapshot{refs: s.refs, kind: s.kind, start: s.start, ts: ts}

@@ -41,6 +41,9 @@ type Engine struct {
 	shards   [numShards]shard
 	interner *interner
 	streams  atomic.Int64
+	// emitFloorMs is the earliest sample time, in Unix milliseconds, of any
+	// point emitted from now on; see EmitAfter.
+	emitFloorMs atomic.Int64
 }
 
 // NewEngine checks cfg and returns an empty engine.

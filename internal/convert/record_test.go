@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
@@ -146,6 +147,62 @@ func TestRestoreRejectsDamagedRecords(t *testing.T) {
 		bad[0] = 9
 		if err := newTestEngine(t).RestoreStream(bad); err == nil || !strings.Contains(err.Error(), "version") {
 			t.Fatalf("record with version 9: %v", err)
+		}
+	}
+}
+
+// newestSample is the latest sample time among points.
+func newestSample(points []emitted) pcommon.Timestamp {
+	var newest pcommon.Timestamp
+	for _, p := range points {
+		newest = max(newest, p.ts)
+	}
+	return newest
+}
+
+func TestEmitAfterKeepsSamplesLaterThanEmitsLostWithTheProcess(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	crashed := newTestEngine(t)
+	crashed.Apply(mixedBatch(0))
+	emitPoints(t, crashed, now)
+
+	// The checkpoint is taken here; what the process emits after it is
+	// sent to the backend but never recorded.
+	checkpoint := newTestEngine(t)
+	restoreInto(t, crashed, checkpoint)
+	var lost []emitted
+	for range 3 {
+		out := pmetric.NewMetrics()
+		crashed.EmitAll(now, out)
+		lost = append(lost, collect(t, out)...)
+	}
+	newestLost := newestSample(lost)
+
+	withoutFloor := newTestEngine(t)
+	restoreInto(t, checkpoint, withoutFloor)
+	out := pmetric.NewMetrics()
+	withoutFloor.EmitAll(now, out)
+	if newestSample(collect(t, out)) > newestLost {
+		t.Fatalf("the scenario does not reproduce a sample older than a lost one")
+	}
+
+	restarted := newTestEngine(t)
+	restoreInto(t, checkpoint, restarted)
+	restarted.EmitAfter(newestLost.AsTime())
+	out = pmetric.NewMetrics()
+	restarted.EmitAll(now, out)
+	for _, p := range collect(t, out) {
+		if p.ts <= newestLost {
+			t.Errorf("%s%s: sample at %s is not later than the lost sample at %s", p.metric, p.attrs, p.ts, newestLost)
+		}
+	}
+
+	// New data later than the floor keeps its own time: the end of the
+	// round's interval, or of the second writer's, offset by 5 s.
+	restarted.Apply(mixedBatch(400))
+	for _, p := range emitPoints(t, restarted, now) {
+		if p.ts != at(4010) && p.ts != at(4015) {
+			t.Errorf("%s%s: sample at %s, want the point's own end %s or %s", p.metric, p.attrs, p.ts, at(4010), at(4015))
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
@@ -36,6 +37,9 @@ func DurableHooks(store *state.Store, directory string, logger *slog.Logger) Hoo
 			}
 			logger.Info("state restored", "streams", report.Streams, "skipped", report.Skipped,
 				"replayedRecords", report.Replayed, "replayedSegments", report.ReplayedSegments)
+			// The previous process may have emitted samples after its last
+			// checkpoint; ours must be later, or the backend refuses them.
+			engine.EmitAfter(time.Now())
 			return engine, nil
 		},
 		Checkpoint: func(ctx context.Context, engine *convert.Engine) error {
