@@ -77,9 +77,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 		clock:         clock,
 		interner:      newInterner(),
 	}
-	for i := range e.shards {
-		e.shards[i].index = make(map[hash128]uint32)
-	}
 	return e, nil
 }
 

@@ -220,7 +220,7 @@ const chunkSize = 1024
 
 type shard struct {
 	mu     sync.Mutex
-	index  map[hash128]uint32
+	index  slotIndex
 	chunks []*[chunkSize]stream
 	free   []uint32
 	used   uint32
@@ -230,8 +230,10 @@ func (sh *shard) at(slot uint32) *stream {
 	return &sh.chunks[slot/chunkSize][slot%chunkSize]
 }
 
+func (sh *shard) keyAt(slot uint32) hash128 { return sh.at(slot).key }
+
 func (sh *shard) lookup(key hash128) *stream {
-	slot, ok := sh.index[key]
+	slot, ok := sh.index.find(key, sh.keyAt)
 	if !ok {
 		return nil
 	}
@@ -250,7 +252,7 @@ func (sh *shard) insert(key hash128) *stream {
 		}
 		sh.used++
 	}
-	sh.index[key] = slot
+	sh.index.insert(key, slot)
 	s := sh.at(slot)
 	*s = stream{key: key}
 	return s
@@ -258,7 +260,7 @@ func (sh *shard) insert(key hash128) *stream {
 
 func (sh *shard) remove(slot uint32) {
 	s := sh.at(slot)
-	delete(sh.index, s.key)
+	sh.index.remove(s.key, slot)
 	*s = stream{}
 	sh.free = append(sh.free, slot)
 }

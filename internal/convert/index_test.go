@@ -1,0 +1,134 @@
+package convert
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// indexModel drives a slotIndex and a Go map with the same operations and
+// checks that they always agree.
+type indexModel struct {
+	t     *testing.T
+	ix    slotIndex
+	keys  []hash128 // by slot
+	model map[hash128]uint32
+	free  []uint32
+}
+
+func newIndexModel(t *testing.T) *indexModel {
+	return &indexModel{t: t, model: map[hash128]uint32{}}
+}
+
+func (m *indexModel) keyAt(slot uint32) hash128 { return m.keys[slot] }
+
+func (m *indexModel) insert(key hash128) {
+	if _, ok := m.model[key]; ok {
+		return
+	}
+	var slot uint32
+	if n := len(m.free); n > 0 {
+		slot, m.free = m.free[n-1], m.free[:n-1]
+		m.keys[slot] = key
+	} else {
+		slot = uint32(len(m.keys))
+		m.keys = append(m.keys, key)
+	}
+	m.ix.insert(key, slot)
+	m.model[key] = slot
+}
+
+func (m *indexModel) remove(key hash128) {
+	slot, ok := m.model[key]
+	if !ok {
+		return
+	}
+	m.ix.remove(key, slot)
+	delete(m.model, key)
+	m.keys[slot] = hash128{}
+	m.free = append(m.free, slot)
+}
+
+func (m *indexModel) check(probes []hash128) {
+	m.t.Helper()
+	if m.ix.count != len(m.model) {
+		m.t.Fatalf("index counts %d keys, model %d", m.ix.count, len(m.model))
+	}
+	for key, want := range m.model {
+		got, ok := m.ix.find(key, m.keyAt)
+		if !ok || got != want {
+			m.t.Fatalf("find(%v) = %d, %v; want %d", key, got, ok, want)
+		}
+	}
+	for _, key := range probes {
+		if _, present := m.model[key]; present {
+			continue
+		}
+		if slot, ok := m.ix.find(key, m.keyAt); ok {
+			m.t.Fatalf("find(%v) found slot %d of a key never inserted or removed", key, slot)
+		}
+	}
+}
+
+// keyPool makes keys whose fingerprints collide often (few distinct high
+// words) and whose home positions wrap around the table's end, the cases
+// where linear probing and backward-shift removal go wrong.
+func keyPool(rng *rand.Rand, n int) []hash128 {
+	keys := make([]hash128, n)
+	for i := range keys {
+		hi := uint64(rng.IntN(24))<<32 | rng.Uint64()&0xffffffff
+		if i%3 == 0 {
+			hi = uint64(0xffffffff)<<32 | uint64(i%5)
+		}
+		keys[i] = hash128{hi: hi, lo: rng.Uint64()}
+	}
+	return keys
+}
+
+func TestSlotIndexAgreesWithAMap(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewPCG(seed, seed*7919))
+		keys := keyPool(rng, 300)
+		m := newIndexModel(t)
+		for op := 0; op < 5000; op++ {
+			key := keys[rng.IntN(len(keys))]
+			if rng.IntN(3) == 0 {
+				m.remove(key)
+			} else {
+				m.insert(key)
+			}
+			if op%250 == 0 {
+				m.check(keys)
+			}
+		}
+		m.check(keys)
+		for _, key := range keys {
+			m.remove(key)
+		}
+		m.check(keys)
+	}
+}
+
+func TestSlotIndexSameFingerprintDifferentKeys(t *testing.T) {
+	m := newIndexModel(t)
+	a := hash128{hi: 42 << 32, lo: 1}
+	b := hash128{hi: 42 << 32, lo: 2}
+	m.insert(a)
+	if _, ok := m.ix.find(b, m.keyAt); ok {
+		t.Fatal("a key sharing only the fingerprint was found")
+	}
+	m.insert(b)
+	m.remove(a)
+	m.check([]hash128{a, b})
+}
+
+func TestSlotIndexStaysUnderThreeQuartersFull(t *testing.T) {
+	m := newIndexModel(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10_000 {
+		m.insert(hash128{hi: rng.Uint64(), lo: rng.Uint64()})
+		if m.ix.count*4 > len(m.ix.entries)*3 {
+			t.Fatalf("%d keys in %d entries", m.ix.count, len(m.ix.entries))
+		}
+	}
+	m.check(nil)
+}
