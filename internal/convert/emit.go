@@ -249,8 +249,8 @@ func (e *Engine) build(out pmetric.Metrics, snaps []snapshot) {
 			snap.exp.writeTo(dp)
 			attrs = dp.Attributes()
 		}
-		attrs.EnsureCapacity(len(r.attrs))
-		for _, id := range r.attrs {
+		attrs.EnsureCapacity(int(r.attrs.len))
+		for _, id := range in.attrLists.get(r.attrs) {
 			in.attrs.get(id).putInto(attrs)
 		}
 	}

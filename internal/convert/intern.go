@@ -102,6 +102,49 @@ type interner struct {
 	scopes    internTable[scopeEntry]
 	metrics   internTable[metricEntry]
 	attrs     internTable[attrEntry]
+	attrLists idArena
+}
+
+// attrList locates a stream's attribute ids in the interner's idArena.
+// Streams hold it instead of a slice so that a stream record has no
+// pointer to a small object of its own: a million streams then cost a
+// million fewer heap objects, and slabs the collector need not follow.
+type attrList struct{ offset, len uint32 }
+
+// idArena stores the attribute id lists of every stream back to back, with
+// freed lists kept by length for the next stream with as many attributes.
+type idArena struct {
+	ids  []uint32
+	free map[uint32][]uint32
+}
+
+func (a *idArena) store(ids []uint32) attrList {
+	n := uint32(len(ids))
+	if n == 0 {
+		return attrList{}
+	}
+	if offsets := a.free[n]; len(offsets) > 0 {
+		off := offsets[len(offsets)-1]
+		a.free[n] = offsets[:len(offsets)-1]
+		copy(a.ids[off:off+n], ids)
+		return attrList{offset: off, len: n}
+	}
+	off := uint32(len(a.ids))
+	a.ids = append(a.ids, ids...)
+	return attrList{offset: off, len: n}
+}
+
+// get returns the ids of l; valid until the interner lock is released.
+func (a *idArena) get(l attrList) []uint32 { return a.ids[l.offset : l.offset+l.len] }
+
+func (a *idArena) release(l attrList) {
+	if l.len == 0 {
+		return
+	}
+	if a.free == nil {
+		a.free = make(map[uint32][]uint32)
+	}
+	a.free[l.len] = append(a.free[l.len], l.offset)
 }
 
 func newInterner() *interner {
@@ -116,7 +159,7 @@ func newInterner() *interner {
 // streamRefs are the interned ids one stream holds.
 type streamRefs struct {
 	resource, scope, metric uint32
-	attrs                   []uint32
+	attrs                   attrList
 }
 
 // descriptorSource is where a new stream's descriptors come from: a point
@@ -147,6 +190,7 @@ func (in *interner) acquire(enc *encoder, src *descriptorSource) streamRefs {
 	for i, kv := range kvs {
 		attrHashes[i] = enc.hashAttribute(kv.key, kv.value)
 	}
+	ids := make([]uint32, len(kvs))
 
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -161,14 +205,12 @@ func (in *interner) acquire(enc *encoder, src *descriptorSource) streamRefs {
 			return metricEntry{shape: cloneShape(src.shape), description: cloneString(src.description)}
 		}),
 	}
-	if len(kvs) > 0 {
-		refs.attrs = make([]uint32, len(kvs))
-	}
 	for i, kv := range kvs {
-		refs.attrs[i] = in.attrs.acquire(attrHashes[i], func() attrEntry {
+		ids[i] = in.attrs.acquire(attrHashes[i], func() attrEntry {
 			return newAttrEntry(kv.key, kv.value)
 		})
 	}
+	refs.attrs = in.attrLists.store(ids)
 	return refs
 }
 
@@ -209,8 +251,9 @@ func (in *interner) release(refs []streamRefs) {
 		in.resources.release(r.resource)
 		in.scopes.release(r.scope)
 		in.metrics.release(r.metric)
-		for _, a := range r.attrs {
+		for _, a := range in.attrLists.get(r.attrs) {
 			in.attrs.release(a)
 		}
+		in.attrLists.release(r.attrs)
 	}
 }

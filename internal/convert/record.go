@@ -91,8 +91,8 @@ func (e *Engine) appendRecord(b []byte, enc *encoder, s *stream) ([]byte, error)
 	b = appendString(b, me.shape.unit)
 	b = appendString(b, me.description)
 	b = append(b, byte(me.shape.typ), boolByte(me.shape.monotonic))
-	b = binary.AppendUvarint(b, uint64(len(s.refs.attrs)))
-	for _, id := range s.refs.attrs {
+	b = binary.AppendUvarint(b, uint64(s.refs.attrs.len))
+	for _, id := range in.attrLists.get(s.refs.attrs) {
 		a := in.attrs.get(id)
 		b = appendString(b, a.key)
 		if a.isStr {
