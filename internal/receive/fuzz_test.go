@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -172,7 +173,7 @@ func FuzzGRPCDecode(f *testing.F) {
 		want := pmetricotlp.NewExportRequest()
 		decodeErr := want.UnmarshalProto(body)
 
-		out, err := g.export(context.Background(), rawMessage(body))
+		out, err := g.export(context.Background(), &requestBytes{buf: mem.SliceBuffer(body)})
 		if decodeErr != nil {
 			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "decoding OTLP ExportMetricsServiceRequest") {
 				t.Fatalf("undecodable message (%v) answered %v, want InvalidArgument naming the decoding", decodeErr, err)

@@ -18,13 +18,34 @@ import (
 
 const transportGRPC = "grpc"
 
-// rawMessage carries undecoded request bytes through gRPC so that a
-// malformed payload is answered with InvalidArgument by this package rather
-// than with the Internal code gRPC uses for codec failures.
+// rawMessage carries encoded response bytes through gRPC untouched.
 type rawMessage []byte
 
-// rawCodec passes rawMessage through untouched and leaves every other type
-// to the registered protobuf codec.
+// requestBytes carries an undecoded request through gRPC so that a
+// malformed payload is answered with InvalidArgument by this package rather
+// than with the Internal code gRPC uses for codec failures. It holds a
+// reference to gRPC's pooled receive buffer instead of a copy: requests
+// arrive at full speed, and a fresh copy of each would be garbage the
+// collector has to keep up with. The handler must call release once the
+// request is decoded (pdata copies every string and byte field it keeps).
+type requestBytes struct{ buf mem.Buffer }
+
+func (r *requestBytes) bytes() []byte {
+	if r.buf == nil {
+		return nil
+	}
+	return r.buf.ReadOnlyData()
+}
+
+func (r *requestBytes) release() {
+	if r.buf != nil {
+		r.buf.Free()
+		r.buf = nil
+	}
+}
+
+// rawCodec passes rawMessage and requestBytes through undecoded and leaves
+// every other type to the registered protobuf codec.
 type rawCodec struct{ proto encoding.CodecV2 }
 
 func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -35,8 +56,10 @@ func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*rawMessage); ok {
-		*m = data.Materialize()
+	if r, ok := v.(*requestBytes); ok {
+		// A request received in one piece is only referenced, not copied;
+		// gRPC frees data when this returns, so the reference keeps it.
+		r.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
 		return nil
 	}
 	return c.proto.Unmarshal(data, v)
@@ -72,11 +95,12 @@ var metricsServiceDesc = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Export",
 		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			var in rawMessage
+			var in requestBytes
+			defer in.release()
 			if err := dec(&in); err != nil {
 				return nil, err
 			}
-			return srv.(*grpcServer).export(ctx, in)
+			return srv.(*grpcServer).export(ctx, &in)
 		},
 	}},
 	Streams:  []grpc.StreamDesc{},
@@ -88,9 +112,11 @@ func (g *grpcServer) refuse(reason string, err error) error {
 	return err
 }
 
-func (g *grpcServer) export(ctx context.Context, body rawMessage) (*rawMessage, error) {
+func (g *grpcServer) export(ctx context.Context, body *requestBytes) (*rawMessage, error) {
 	req := pmetricotlp.NewExportRequest()
-	if err := req.UnmarshalProto(body); err != nil {
+	err := req.UnmarshalProto(body.bytes())
+	body.release()
+	if err != nil {
 		return nil, g.refuse("malformed", status.Errorf(codes.InvalidArgument,
 			"decoding OTLP ExportMetricsServiceRequest: %v", err))
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,6 +155,50 @@ func TestGRPCMalformedPayloadIsInvalidArgument(t *testing.T) {
 	}
 	if !strings.Contains(status.Convert(err).Message(), "decoding OTLP") {
 		t.Errorf("message %q does not say what failed", status.Convert(err).Message())
+	}
+}
+
+// A consumer may keep a request after answering it (passthrough data queued
+// for export), while the receive buffer it was decoded from is reused for
+// the next requests: what it kept must not change.
+func TestGRPCKeptRequestSurvivesLaterRequests(t *testing.T) {
+	var kept []pmetric.Metrics
+	var mu sync.Mutex
+	f := newFixture(t, withConsumer(ConsumerFunc(func(_ context.Context, md pmetric.Metrics) (Outcome, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		kept = append(kept, md)
+		return Outcome{}, nil
+	})))
+	client, _ := f.grpcClient(t)
+	const requests = 20
+	for r := range requests {
+		md := sampleMetrics(50)
+		md.ResourceMetrics().At(0).Resource().Attributes().PutStr("request", strings.Repeat(string(rune('a'+r)), 64))
+		if _, err := client.Export(t.Context(), pmetricotlp.NewExportRequestFromMetrics(md)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(kept) != requests {
+		t.Fatalf("consumer kept %d requests, want %d", len(kept), requests)
+	}
+	for r, md := range kept {
+		want := sampleMetrics(50)
+		want.ResourceMetrics().At(0).Resource().Attributes().PutStr("request", strings.Repeat(string(rune('a'+r)), 64))
+		var m pmetric.ProtoMarshaler
+		wantBytes, err := m.MarshalMetrics(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotBytes, err := m.MarshalMetrics(md)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(wantBytes, gotBytes) {
+			t.Errorf("request %d changed after later requests", r)
+		}
 	}
 }
 
