@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,9 +39,10 @@ func main() {
 	// instead of waiting for the graceful shutdown to finish.
 	go func() { <-ctx.Done(); stop() }()
 	os.Exit(run(ctx, os.Args[1:], environment{
-		stdout: os.Stdout,
-		stderr: os.Stderr,
-		getenv: os.Getenv,
+		stdout:     os.Stdout,
+		stderr:     os.Stderr,
+		getenv:     os.Getenv,
+		tuneMemory: true,
 	}))
 }
 
@@ -53,6 +55,9 @@ type environment struct {
 	// listeners are bound (tests learn the addresses of ports chosen by the
 	// kernel this way).
 	started func(*worker.Worker)
+	// tuneMemory runs worker.MemoryPolicy, which changes settings of the
+	// whole Go runtime; in-process tests leave it off.
+	tuneMemory bool
 }
 
 // overrides are the fields settable by flag or environment variable. A flag
@@ -64,6 +69,7 @@ type overrides struct {
 	stateDirectory    string
 	telemetryEndpoint string
 	shutdownTimeout   time.Duration
+	gcHeadroomMiB     int
 	validateOnly      bool
 	printVersion      bool
 }
@@ -88,6 +94,8 @@ func parseFlags(args []string, env environment) (overrides, error) {
 	fs.StringVar(&o.telemetryEndpoint, "telemetry-endpoint", "", "override telemetry.endpoint, host:port (env "+envPrefix+"TELEMETRY_ENDPOINT)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 0,
 		fmt.Sprintf("bound on the graceful shutdown, flush included (default %s; env %sSHUTDOWN_TIMEOUT)", worker.DefaultShutdownTimeout, envPrefix))
+	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", worker.DefaultGCHeadroom>>20,
+		"garbage in MiB the Go collector may let pile up above the live heap; 0 keeps Go's default, as does setting GOGC (env "+envPrefix+"GC_HEADROOM_MIB)")
 	fs.BoolVar(&o.validateOnly, "validate", false, "load and validate the configuration, print the effective configuration and exit")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -118,6 +126,18 @@ func parseFlags(args []string, env environment) (overrides, error) {
 			}
 			o.shutdownTimeout = d
 		}
+	}
+	if !set["gc-headroom-mib"] {
+		if v := env.getenv(envPrefix + "GC_HEADROOM_MIB"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return o, fmt.Errorf("%sGC_HEADROOM_MIB: %q is not a whole number of MiB", envPrefix, v)
+			}
+			o.gcHeadroomMiB = n
+		}
+	}
+	if o.gcHeadroomMiB < 0 {
+		return o, fmt.Errorf("--gc-headroom-mib: %d is negative", o.gcHeadroomMiB)
 	}
 	if o.shutdownTimeout < 0 {
 		return o, fmt.Errorf("--shutdown-timeout: %s is negative", o.shutdownTimeout)
@@ -190,6 +210,11 @@ func run(ctx context.Context, args []string, env environment) int {
 		return exitUsage
 	}
 	logger.Info("starting worker", "version", version.Version, "config", o.configPath)
+	if env.tuneMemory {
+		policy := worker.DefaultMemoryPolicy(env.getenv, logger)
+		policy.GCHeadroom = uint64(o.gcHeadroomMiB) << 20
+		go policy.Run(ctx)
+	}
 
 	// New opens the state directory itself when state.directory is set and
 	// wires the journal, restore and checkpoint hooks (worker.DurableHooks).
