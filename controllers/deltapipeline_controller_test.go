@@ -38,10 +38,25 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		ns = createNamespace(ctx)
 	})
 
-	Context("a new pipeline with default settings", func() {
+	It("lists every worker pod in the gateways' static resolver by default, which needs no API access", func() {
+		p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithWorkerReplicas(2)))
+		Expect(p.Spec.Routing.Resolver).To(Equal(v1alpha1.ResolverStatic))
+		waitForObjects(ctx, p)
+		Eventually(func() (string, error) {
+			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
+			return cm.Data[manifests.GatewayConfigFile], err
+		}).Should(And(
+			ContainSubstring("- claude-worker-0.claude-worker."+ns+".svc:4317"),
+			ContainSubstring("- claude-worker-1.claude-worker."+ns+".svc:4317"),
+			Not(ContainSubstring("claude-worker-2."))))
+		_, err := fetch(ctx, p, &rbacv1.Role{}, naming.GatewayResolverRole(p))
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no resolver Role for the static resolver")
+	})
+
+	Context("a new pipeline with default settings and the k8s resolver, so that every owned kind exists", func() {
 		var p *v1alpha1.DeltaPipeline
 		BeforeEach(func() {
-			p = createPipeline(ctx, pipelinetest.New("claude", ns))
+			p = createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
 			waitForObjects(ctx, p)
 		})
 
@@ -416,7 +431,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("removes the resolver Role and RoleBinding with the dns resolver, which needs no API access", func() {
-			p := createPipeline(ctx, pipelinetest.New("claude", ns))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
 			waitForObjects(ctx, p)
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Routing.Resolver = v1alpha1.ResolverDNS })
 			waitForDeletion(ctx, p, &rbacv1.Role{}, naming.GatewayResolverRole(p))

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
@@ -87,20 +88,24 @@ type ownedObject struct {
 // ownedObjects lists every object a pipeline with the k8s resolver and
 // without autoscaling reconciles into, empty, for Get.
 func ownedObjects(p *v1alpha1.DeltaPipeline) []ownedObject {
-	return []ownedObject{
+	objects := []ownedObject{
 		{&corev1.ConfigMap{}, naming.GatewayConfigMap(p)},
 		{&appsv1.Deployment{}, naming.GatewayDeployment(p)},
 		{&corev1.Service{}, naming.GatewayService(p)},
 		{&policyv1.PodDisruptionBudget{}, naming.GatewayPodDisruptionBudget(p)},
 		{&corev1.ServiceAccount{}, naming.GatewayServiceAccount(p)},
-		{&rbacv1.Role{}, naming.GatewayResolverRole(p)},
-		{&rbacv1.RoleBinding{}, naming.GatewayResolverRoleBinding(p)},
 		{&corev1.ConfigMap{}, naming.WorkerConfigMap(p)},
 		{&appsv1.StatefulSet{}, naming.WorkerStatefulSet(p)},
 		{&corev1.Service{}, naming.WorkerHeadlessService(p)},
 		{&policyv1.PodDisruptionBudget{}, naming.WorkerPodDisruptionBudget(p)},
 		{&corev1.ServiceAccount{}, naming.WorkerServiceAccount(p)},
 	}
+	if manifests.UsesKubernetesResolver(p) {
+		objects = append(objects,
+			ownedObject{&rbacv1.Role{}, naming.GatewayResolverRole(p)},
+			ownedObject{&rbacv1.RoleBinding{}, naming.GatewayResolverRoleBinding(p)})
+	}
+	return objects
 }
 
 func (o ownedObject) String() string { return fmt.Sprintf("%s %s", kindOf(o.obj), o.name) }

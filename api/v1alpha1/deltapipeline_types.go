@@ -54,14 +54,21 @@ const (
 )
 
 // Resolver is how gateways discover the workers.
-// +kubebuilder:validation:Enum=k8s;dns
+// +kubebuilder:validation:Enum=static;k8s;dns
 type Resolver string
 
 const (
+	// ResolverStatic lists the stable DNS name of every worker pod
+	// (NAME-worker-0.NAME-worker.NAMESPACE.svc, ...). The hash ring changes
+	// only when spec.worker.replicas does: a restarting worker keeps its
+	// streams, which wait in the gateways' per-worker queues until it is back.
+	ResolverStatic Resolver = "static"
 	// ResolverK8s watches the endpoints of the worker headless Service and
-	// uses pod host names, so ring members keep their names across restarts.
+	// uses pod host names. A worker that is not ready leaves the ring, so
+	// its streams move to other workers while it restarts.
 	ResolverK8s Resolver = "k8s"
-	// ResolverDNS polls the A records of the worker headless Service.
+	// ResolverDNS polls the A records of the worker headless Service; like
+	// k8s, the ring follows worker readiness.
 	ResolverDNS Resolver = "dns"
 )
 
@@ -85,8 +92,10 @@ type RoutingSpec struct {
 	// +optional
 	Attributes []string `json:"attributes,omitempty"`
 
-	// Resolver is k8s (default) or dns.
-	// +kubebuilder:default=k8s
+	// Resolver is static (default), k8s or dns. Only static keeps every
+	// stream on its worker while that worker restarts, which exact totals
+	// need; k8s and dns follow worker readiness.
+	// +kubebuilder:default=static
 	// +optional
 	Resolver Resolver `json:"resolver,omitempty"`
 }

@@ -26,13 +26,17 @@ const (
 // Per-worker delivery settings of the routing exporter. A worker restart takes
 // up to 60 s (terminationGracePeriodSeconds plus start-up); retries for twice
 // that long and a queue that holds that much traffic per worker let the
-// gateway wait for it instead of dropping its streams' points.
+// gateway wait for it instead of dropping its streams' points. One consumer
+// per worker keeps each gateway's requests to a worker in the order they
+// arrived, also when they are retried after the worker was away: the
+// worker's duplicate detection remembers a few recent intervals per stream
+// and refuses a point older than those.
 const (
 	perWorkerRetryMaxElapsed = "180s"
 	perWorkerRetryInitial    = "1s"
 	perWorkerRetryMaxBackoff = "10s"
 	perWorkerQueueSize       = 10000
-	perWorkerQueueConsumers  = 8
+	perWorkerQueueConsumers  = 1
 	perWorkerTimeout         = "10s"
 	resolverTimeout          = "5s"
 	dnsResolverInterval      = "5s"
@@ -170,20 +174,34 @@ func routingKey(r v1alpha1.RoutingSpec) v1alpha1.RoutingKey {
 // so a restarted worker keeps its place on the hash ring.
 func resolver(p *v1alpha1.DeltaPipeline) map[string]any {
 	service := naming.WorkerHeadlessService(p)
-	if !UsesKubernetesResolver(p) {
+	switch p.Spec.Routing.Resolver {
+	case v1alpha1.ResolverK8s:
+		return map[string]any{"k8s": map[string]any{
+			"service":          service + "." + p.Namespace,
+			"ports":            []any{OTLPGRPCPort},
+			"return_hostnames": true,
+			"timeout":          resolverTimeout,
+		}}
+	case v1alpha1.ResolverDNS:
 		return map[string]any{"dns": map[string]any{
 			"hostname": naming.ServiceHost(service, p.Namespace),
 			"port":     strconv.Itoa(OTLPGRPCPort),
 			"interval": dnsResolverInterval,
 			"timeout":  resolverTimeout,
 		}}
+	default:
+		return map[string]any{"static": map[string]any{"hostnames": workerHostnames(p)}}
 	}
-	return map[string]any{"k8s": map[string]any{
-		"service":          service + "." + p.Namespace,
-		"ports":            []any{OTLPGRPCPort},
-		"return_hostnames": true,
-		"timeout":          resolverTimeout,
-	}}
+}
+
+// workerHostnames are the ring members of the static resolver: one stable
+// pod DNS name per worker replica.
+func workerHostnames(p *v1alpha1.DeltaPipeline) []any {
+	hosts := make([]any, WorkerReplicas(p))
+	for i := range hosts {
+		hosts[i] = naming.WorkerPodHost(p, p.Namespace, i) + ":" + strconv.Itoa(OTLPGRPCPort)
+	}
+	return hosts
 }
 
 // RoutingSpreadsLoad reports whether the routing key can spread streams over

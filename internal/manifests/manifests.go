@@ -127,7 +127,7 @@ func PersistenceEnabled(p *v1alpha1.DeltaPipeline) bool {
 // UsesKubernetesResolver reports whether gateways discover workers through
 // the Kubernetes API, which needs the resolver Role.
 func UsesKubernetesResolver(p *v1alpha1.DeltaPipeline) bool {
-	return p.Spec.Routing.Resolver != v1alpha1.ResolverDNS
+	return p.Spec.Routing.Resolver == v1alpha1.ResolverK8s
 }
 
 // GatewayEndpoints are the in-cluster addresses clients send OTLP to.

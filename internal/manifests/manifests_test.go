@@ -40,6 +40,7 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 		"default":          pipelinetest.Stored("claude", "telemetry"),
 		"attributes":       pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")),
 		"dns-resolver":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverDNS), pipelinetest.WithPersistence(false)),
+		"k8s-resolver":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverK8s)),
 		"amp-sigv4":        pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
 		"otlp-secrets":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
 		"extra-processors": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
@@ -131,8 +132,23 @@ func TestRoutingExporterRetriesPerWorkerOnly(t *testing.T) {
 	}
 }
 
+func TestStaticResolverListsEveryWorkerPod(t *testing.T) {
+	static := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(2))), "exporters", "load_balancing", "resolver", "static").(map[string]any)
+	want := []any{"claude-worker-0.claude-worker.telemetry.svc:4317", "claude-worker-1.claude-worker.telemetry.svc:4317"}
+	if !slices.Equal(static["hostnames"].([]any), want) {
+		t.Errorf("static resolver hostnames = %v, want %v", static["hostnames"], want)
+	}
+	g, err := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Role != nil || g.RoleBinding != nil {
+		t.Error("the static resolver needs no API access")
+	}
+}
+
 func TestResolverPointsAtTheWorkerHeadlessService(t *testing.T) {
-	k8s := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry")), "exporters", "load_balancing", "resolver", "k8s").(map[string]any)
+	k8s := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverK8s))), "exporters", "load_balancing", "resolver", "k8s").(map[string]any)
 	if k8s["service"] != "claude-worker.telemetry" || k8s["return_hostnames"] != true {
 		t.Errorf("k8s resolver = %v", k8s)
 	}
@@ -200,7 +216,7 @@ func TestInvalidWorkerConfigIsAnError(t *testing.T) {
 }
 
 func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
-	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5))
+	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s))
 	g, err := BuildGateway(p, DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +348,7 @@ func TestOptionalGatewayObjects(t *testing.T) {
 }
 
 func TestGatewayResolverRoleReadsOnlyEndpoints(t *testing.T) {
-	r := GatewayResolverRole(pipelinetest.Stored("claude", "telemetry"))
+	r := GatewayResolverRole(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
 	for _, rule := range r.Rules {
 		if !slices.Equal(rule.Verbs, []string{"get", "list", "watch"}) {
 			t.Errorf("verbs %v", rule.Verbs)

@@ -96,6 +96,12 @@ func WorkerPod(p Named, ordinal int) string {
 	return fmt.Sprintf("%s-%d", WorkerStatefulSet(p), ordinal)
 }
 
+// WorkerPodHost is the stable in-cluster DNS name of worker pod ordinal i,
+// published by the worker headless Service.
+func WorkerPodHost(p Named, namespace string, ordinal int) string {
+	return WorkerPod(p, ordinal) + "." + ServiceHost(WorkerHeadlessService(p), namespace)
+}
+
 // ServiceHost is the in-cluster DNS name of a Service.
 func ServiceHost(service, namespace string) string {
 	return service + "." + namespace + ".svc"

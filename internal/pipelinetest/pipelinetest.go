@@ -61,7 +61,7 @@ func applyDefaults(p *v1alpha1.DeltaPipeline) {
 		s.Routing.Key = v1alpha1.RoutingKeyStreamID
 	}
 	if s.Routing.Resolver == "" {
-		s.Routing.Resolver = v1alpha1.ResolverK8s
+		s.Routing.Resolver = v1alpha1.ResolverStatic
 	}
 	if s.Gateway.Replicas == nil {
 		s.Gateway.Replicas = ptr.To[int32](2)

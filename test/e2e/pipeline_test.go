@@ -68,7 +68,8 @@ var _ = Describe("A DeltaPipeline of 2 gateways and 3 workers on local processes
 
 	It("runs the configurations the operator rendered, changing only addresses", func() {
 		Expect(pipeline.Rendered.Gateway).To(ContainSubstring("load_balancing:"))
-		Expect(pipeline.Rendered.Gateway).To(ContainSubstring("k8s:"), "the rendered resolver is the Kubernetes one; only the local run makes it static")
+		Expect(pipeline.Rendered.Gateway).To(ContainSubstring("- claude-worker-2.claude-worker."), "the rendered static resolver lists the worker pods' DNS names; only the local run replaces them with addresses")
+		Expect(pipeline.Rendered.Gateway).To(ContainSubstring("num_consumers: 1"), "one consumer per worker keeps retried requests in order")
 		Expect(pipeline.Rendered.Worker).To(ContainSubstring("prometheusRemoteWrite:"))
 		Expect(pipeline.Rendered.Worker).To(ContainSubstring("interval: 1s"))
 	})

@@ -95,10 +95,16 @@ func TestLocalGatewayConfigChangesOnlyAddresses(t *testing.T) {
 	}
 	local, err := LocalGatewayConfig(string(rendered), GatewayAddresses{
 		OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Health: "127.0.0.1:3", Metrics: "127.0.0.1:4",
-		Workers: []string{"127.0.0.1:10", "127.0.0.1:11"},
+		Workers: []string{"127.0.0.1:10", "127.0.0.1:11", "127.0.0.1:12"},
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := LocalGatewayConfig(string(rendered), GatewayAddresses{
+		OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Health: "127.0.0.1:3", Metrics: "127.0.0.1:4",
+		Workers: []string{"127.0.0.1:10"},
+	}); err == nil || !strings.Contains(err.Error(), "lists 3 workers, 1 run locally") {
+		t.Errorf("fewer local workers than the static resolver lists: error %v", err)
 	}
 	var before, after map[string]any
 	if err := yaml.Unmarshal(rendered, &before); err != nil {
@@ -108,7 +114,7 @@ func TestLocalGatewayConfigChangesOnlyAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	resolver, _ := mapAt(after, "exporters.load_balancing.resolver")
-	if len(resolver) != 1 || !strings.Contains(local, "- 127.0.0.1:10") {
+	if len(resolver) != 1 || !strings.Contains(local, "- 127.0.0.1:10") || !strings.Contains(local, "- 127.0.0.1:12") || strings.Contains(local, ".svc:4317") {
 		t.Errorf("resolver %v", resolver)
 	}
 	// Everything but the addresses is as rendered.

@@ -22,8 +22,9 @@ type GatewayAddresses struct {
 }
 
 // LocalGatewayConfig rewrites a rendered gateway configuration for a local
-// process: the k8s (or dns) resolver becomes a static list of the local
-// workers.
+// process: the static resolver's pod DNS names become the local workers'
+// addresses, in ordinal order; a k8s or dns resolver becomes a static list
+// of them.
 func LocalGatewayConfig(rendered string, a GatewayAddresses) (string, error) {
 	var cfg map[string]any
 	if err := yaml.Unmarshal([]byte(rendered), &cfg); err != nil {
@@ -49,9 +50,13 @@ func LocalGatewayConfig(rendered string, a GatewayAddresses) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("gateway configuration: %w", err)
 	}
-	if _, ok := resolver["k8s"]; !ok {
+	if static, ok := resolver["static"].(map[string]any); ok {
+		if rendered, _ := static["hostnames"].([]any); len(rendered) != len(a.Workers) {
+			return "", fmt.Errorf("gateway configuration: the static resolver lists %d workers, %d run locally", len(rendered), len(a.Workers))
+		}
+	} else if _, ok := resolver["k8s"]; !ok {
 		if _, ok := resolver["dns"]; !ok {
-			return "", fmt.Errorf("gateway configuration: exporters.load_balancing.resolver has neither k8s nor dns: %v", resolver)
+			return "", fmt.Errorf("gateway configuration: exporters.load_balancing.resolver has none of static, k8s, dns: %v", resolver)
 		}
 	}
 	clear(resolver)
