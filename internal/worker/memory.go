@@ -52,7 +52,7 @@ type MemoryPolicy struct {
 
 // DefaultGCHeadroom is enough garbage for a few hundred full-size requests
 // between collections at any stream count.
-const DefaultGCHeadroom = 64 << 20
+const DefaultGCHeadroom = 48 << 20
 
 // DefaultMemoryPolicy is what cmd/worker runs unless told otherwise.
 func DefaultMemoryPolicy(getenv func(string) string, logger *slog.Logger) MemoryPolicy {
