@@ -1,8 +1,12 @@
 package convert
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
 // indexModel drives a slotIndex and a Go map with the same operations and
@@ -131,4 +135,51 @@ func TestSlotIndexStaysUnderThreeQuartersFull(t *testing.T) {
 		}
 	}
 	m.check(nil)
+}
+
+// Streams forgotten as stale free their index entries and attribute id
+// lists; streams created afterwards reuse both and must still emit their
+// own attributes and totals, never those of the streams they replaced.
+func TestStreamsCreatedAfterExpiryKeepTheirOwnAttributes(t *testing.T) {
+	clock := &fakeClock{now: epoch}
+	e := newTestEngine(t, withMaxStale(time.Minute), withClock(clock))
+	old := newRequest()
+	for i := range 200 {
+		old.deltaSum("tokens", 0, 10, 1, withAttr("session.id", fmt.Sprintf("old-%d", i)), withAttr("type", "input"))
+	}
+	e.Apply(old.md)
+	if got := len(emitPoints(t, e, clock.now)); got != 200 {
+		t.Fatalf("emitted %d points, want 200", got)
+	}
+	clock.now = epoch.Add(2 * time.Minute)
+	if r := e.Emit(clock.now, pmetric.NewMetrics()); r.Expired != 200 {
+		t.Fatalf("expired %d streams, want 200", r.Expired)
+	}
+
+	fresh := newRequest()
+	for i := range 300 {
+		fresh.deltaSum("tokens", 100, 110, float64(i), withAttr("session.id", fmt.Sprintf("new-%d", i)), withAttr("type", "output"))
+	}
+	e.Apply(fresh.md)
+	points := emitPoints(t, e, clock.now)
+	if len(points) != 300 {
+		t.Fatalf("emitted %d points, want 300", len(points))
+	}
+	seen := map[string]bool{}
+	for _, p := range points {
+		var i int
+		if _, err := fmt.Sscanf(p.attrs, "session.id=new-%d,type=output,", &i); err != nil {
+			t.Fatalf("stream emitted attributes %q, want a new session's", p.attrs)
+		}
+		if p.value != float64(i) || p.start != at(100) {
+			t.Errorf("stream %q emitted %v from %v, want %d from %v", p.attrs, p.value, p.start, i, at(100))
+		}
+		seen[p.attrs] = true
+	}
+	if len(seen) != 300 {
+		t.Errorf("%d distinct streams emitted, want 300", len(seen))
+	}
+	if e.Streams() != 300 {
+		t.Errorf("engine holds %d streams, want 300", e.Streams())
+	}
 }
