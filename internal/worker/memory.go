@@ -50,9 +50,11 @@ type MemoryPolicy struct {
 	Logger     *slog.Logger
 }
 
-// DefaultGCHeadroom is enough garbage for a few hundred full-size requests
-// between collections at any stream count.
-const DefaultGCHeadroom = 48 << 20
+// DefaultGCHeadroom holds the garbage of a few dozen decoded requests of a
+// thousand points between collections, whatever the stream count; it was
+// chosen with hack/bench to keep a million streams under 400 bytes each
+// (docs/benchmarks.md has the trade against throughput).
+const DefaultGCHeadroom = 32 << 20
 
 // DefaultMemoryPolicy is what cmd/worker runs unless told otherwise.
 func DefaultMemoryPolicy(getenv func(string) string, logger *slog.Logger) MemoryPolicy {
