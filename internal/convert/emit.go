@@ -47,23 +47,7 @@ func (e *Engine) EmitChunks(now time.Time, all bool, chunkPoints int, send func(
 		send(out)
 	}
 	for i := range e.shards {
-		sh := &e.shards[i]
-		sh.mu.Lock()
-		for slot := uint32(0); slot < sh.used; slot++ {
-			s := sh.at(slot)
-			if s.kind == 0 {
-				continue
-			}
-			if all || s.has(flagUpdated) {
-				snaps = append(snaps, takeSnapshot(s, floorMs))
-			}
-			if e.isStale(s.lastSeen, nowNs) {
-				expired = append(expired, s.refs)
-				sh.remove(slot)
-				e.streams.Add(-1)
-			}
-		}
-		sh.mu.Unlock()
+		snaps, expired = e.scanShard(&e.shards[i], all, nowNs, floorMs, snaps, expired)
 		// Parts are cut between shards, never while a shard is locked.
 		if len(snaps) >= chunkPoints {
 			flush()
@@ -132,29 +116,37 @@ func (e *Engine) emit(now time.Time, out pmetric.Metrics, all bool) EmitResult {
 		floorMs = e.emitFloorMs.Load()
 	)
 	for i := range e.shards {
-		sh := &e.shards[i]
-		sh.mu.Lock()
-		for slot := uint32(0); slot < sh.used; slot++ {
-			s := sh.at(slot)
-			if s.kind == 0 {
-				continue
-			}
-			if all || s.has(flagUpdated) {
-				snaps = append(snaps, takeSnapshot(s, floorMs))
-			}
-			if e.isStale(s.lastSeen, nowNs) {
-				expired = append(expired, s.refs)
-				sh.remove(slot)
-				e.streams.Add(-1)
-			}
-		}
-		sh.mu.Unlock()
+		snaps, expired = e.scanShard(&e.shards[i], all, nowNs, floorMs, snaps, expired)
 	}
 	e.build(out, snaps)
 	// Released only after build: the snapshots of expired streams still
 	// refer to their interned descriptors.
 	e.interner.release(expired)
 	return EmitResult{Points: len(snaps), Expired: len(expired)}
+}
+
+// scanShard appends a snapshot of every stream of sh due for output (all,
+// or updated since the last emit) and removes the streams that went stale,
+// appending their descriptors to expired for release after the output is
+// built. The shard is locked only while it is scanned.
+func (e *Engine) scanShard(sh *shard, all bool, nowNs, floorMs int64, snaps []snapshot, expired []streamRefs) ([]snapshot, []streamRefs) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for slot := uint32(0); slot < sh.used; slot++ {
+		s := sh.at(slot)
+		if s.kind == 0 {
+			continue
+		}
+		if all || s.has(flagUpdated) {
+			snaps = append(snaps, takeSnapshot(s, floorMs))
+		}
+		if e.isStale(s.lastSeen, nowNs) {
+			expired = append(expired, s.refs)
+			sh.remove(slot)
+			e.streams.Add(-1)
+		}
+	}
+	return snaps, expired
 }
 
 func takeSnapshot(s *stream, floorMs int64) snapshot {
