@@ -15,8 +15,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/mem"
+
+	"github.com/deltapipeline/deltapipeline/internal/otlpraw"
 )
 
 // Placeholder timestamps written into every template point; their fixed64
@@ -175,30 +175,6 @@ func buildTemplates(streams, batch int, kind mix) ([]*template, error) {
 	return out, nil
 }
 
-// rawMessage passes pre-encoded bytes through gRPC untouched.
-type rawMessage []byte
-
-type rawCodec struct{ proto encoding.CodecV2 }
-
-func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if m, ok := v.(*rawMessage); ok {
-		return mem.BufferSlice{mem.SliceBuffer(*m)}, nil
-	}
-	return c.proto.Marshal(v)
-}
-
-func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*rawMessage); ok {
-		*m = data.Materialize()
-		return nil
-	}
-	return c.proto.Unmarshal(data, v)
-}
-
-func (rawCodec) Name() string { return "proto" }
-
-const exportMethod = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-
 // loadResult is what one load run achieved.
 type loadResult struct {
 	accepted  int64 // points in requests answered OK, minus partial-success rejections
@@ -227,7 +203,7 @@ type generator struct {
 
 func newGenerator(target string, templates []*template, connections, sendersPerConnection int) (*generator, error) {
 	g := &generator{base: time.Now().Truncate(time.Second)}
-	codec := grpc.ForceCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")})
+	codec := otlpraw.CallOption()
 	for range connections {
 		conn, err := grpc.NewClient(target,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -275,8 +251,7 @@ func (g *generator) run(ctx context.Context, measureFrom, end time.Time) loadRes
 				r := g.round[s]
 				for _, t := range templates {
 					t.setRound(g.base, r)
-					in, out := rawMessage(t.body), rawMessage(nil)
-					err := conn.Invoke(ctx, exportMethod, &in, &out)
+					out, err := otlpraw.Export(ctx, conn, t.body)
 					answered := time.Now()
 					if answered.After(end) {
 						return
@@ -322,8 +297,8 @@ func (g *generator) sendOnce(ctx context.Context) (loadResult, error) {
 			r := g.round[s]
 			for _, t := range templates {
 				t.setRound(g.base, r)
-				in, out := rawMessage(t.body), rawMessage(nil)
-				if err := conn.Invoke(ctx, exportMethod, &in, &out); err != nil {
+				out, err := otlpraw.Export(ctx, conn, t.body)
+				if err != nil {
 					errs <- err
 					return
 				}

@@ -18,9 +18,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/mem"
 
+	"github.com/deltapipeline/deltapipeline/internal/otlpraw"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
@@ -136,27 +135,6 @@ func benchBatch(b *testing.B, first, points int) *benchRequest {
 	return r
 }
 
-type benchRaw []byte
-
-type benchCodec struct{ proto encoding.CodecV2 }
-
-func (c benchCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if m, ok := v.(*benchRaw); ok {
-		return mem.BufferSlice{mem.SliceBuffer(*m)}, nil
-	}
-	return c.proto.Marshal(v)
-}
-
-func (c benchCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if m, ok := v.(*benchRaw); ok {
-		*m = data.Materialize()
-		return nil
-	}
-	return c.proto.Unmarshal(data, v)
-}
-
-func (benchCodec) Name() string { return "proto" }
-
 // BenchmarkIngestOTLPGRPC measures the whole ingest path of a running
 // worker: OTLP/gRPC over loopback, decoding, conversion, and the periodic
 // OTLP export of cumulative values to an in-process sink. One op is one
@@ -196,7 +174,7 @@ func BenchmarkIngestOTLPGRPC(b *testing.B) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	codec := grpc.ForceCodecV2(benchCodec{proto: encoding.GetCodecV2("proto")})
+	codec := otlpraw.CallOption()
 	conns := make([]*grpc.ClientConn, connections)
 	for i := range conns {
 		if conns[i], err = grpc.NewClient(w.GRPCAddr().String(),
@@ -212,8 +190,7 @@ func BenchmarkIngestOTLPGRPC(b *testing.B) {
 	base := time.Now().UnixNano()
 	send := func(s, round int, r *benchRequest) {
 		r.setRound(base, round)
-		in, out := benchRaw(r.body), benchRaw(nil)
-		if err := conns[s%connections].Invoke(ctx, "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &in, &out); err != nil {
+		if _, err := otlpraw.Export(ctx, conns[s%connections], r.body); err != nil {
 			b.Error(err)
 		}
 	}
