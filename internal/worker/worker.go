@@ -354,17 +354,22 @@ func (w *Worker) exportAll(ctx context.Context, md pmetric.Metrics) {
 	}
 }
 
-func (w *Worker) emitLoop(ctx context.Context) {
-	ticker := time.NewTicker(w.cfg.Conversion.Interval.Duration)
+// every runs fn every period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func()) {
+	ticker := time.NewTicker(period)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			w.emit(ctx, false)
+			fn()
 		}
 	}
+}
+
+func (w *Worker) emitLoop(ctx context.Context) {
+	every(ctx, w.cfg.Conversion.Interval.Duration, func() { w.emit(ctx, false) })
 }
 
 // emitChunkPoints bounds the points of one emitted request, so that an
@@ -407,18 +412,11 @@ func (w *Worker) waitForBacklog(ctx context.Context, until time.Time) {
 }
 
 func (w *Worker) checkpointLoop(ctx context.Context) {
-	ticker := time.NewTicker(w.cfg.State.CheckpointInterval.Duration)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if err := w.opts.Hooks.Checkpoint(ctx, w.currentEngine()); err != nil {
-				w.logger.Error("writing checkpoint", "error", err)
-			}
+	every(ctx, w.cfg.State.CheckpointInterval.Duration, func() {
+		if err := w.opts.Hooks.Checkpoint(ctx, w.currentEngine()); err != nil {
+			w.logger.Error("writing checkpoint", "error", err)
 		}
-	}
+	})
 }
 
 // shutdown stops receiving, emits every running total, checkpoints and
