@@ -8,6 +8,12 @@ WORKER_IMG ?= $(IMG_REGISTRY)/deltapipeline-worker:$(VERSION)
 CONTAINER_TOOL ?= docker
 
 GO ?= go
+# Every Go build and test uses the flags of the release binaries (static,
+# trimmed), so that the tests and the binaries of this module share one build
+# cache: a first `make test` compiles each dependency once, not once per flag
+# set. Set CGO_ENABLED=1 on the command line for `go test -race`.
+export CGO_ENABLED ?= 0
+export GOFLAGS ?= -trimpath
 LOCALBIN ?= $(CURDIR)/bin
 export PATH := $(LOCALBIN):$(PATH)
 
@@ -95,6 +101,15 @@ demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this mac
 	$(E2E_ENV) $(LOCALBIN)/demo --crd-dir config/crd/bases $(DEMO_FLAGS)
 
 ##@ Test
+
+.PHONY: test-tools
+test-tools: controller-gen helm envtest otelcol module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
+
+# The binaries of this module share most of their dependencies: built one
+# after the other, each reuses what the previous one compiled.
+.PHONY: module-binaries
+module-binaries:
+	$(MAKE) -j1 build-manager build-worker loadgen
 
 .PHONY: test
 test: $(TEST_TARGETS) ## Run every check CI runs: generated files, Go unit and envtest suites, Helm chart checks, and the checks others append to TEST_TARGETS.
