@@ -246,6 +246,10 @@ func (e *Engine) admit(s *stream, iv interval, now int64, res *Result) bool {
 		return false
 	case verdictApplyOverlapping:
 		s.growForSharedWriters()
+	case verdictApply:
+		if e.sharedWriters && s.wouldForgetRecent(now) {
+			s.growForSharedWriters()
+		}
 	}
 	return true
 }

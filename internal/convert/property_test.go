@@ -116,6 +116,86 @@ func TestPropertySharedWritersAreSummed(t *testing.T) {
 	}
 }
 
+// Two writers of one stream, exporting every second, reach the worker
+// through two gateways. Writer
+// A's gateway stalls (its queue waits out a retry backoff) right after a
+// request the worker applied but never acknowledged; meanwhile the other
+// gateway delivers a burst of writer B's intervals, all newer than
+// anything applied so far, so nothing yet shows that the stream has two
+// writers. When the stalled gateway catches up, its redelivery counts once
+// and every one of writer A's queued points counts.
+func TestPropertyStalledGatewayBacklogCounts(t *testing.T) {
+	for seed := uint64(1); seed <= 25; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 13))
+			before, burst := 1+rng.IntN(6), recentSingleWriter+1+rng.IntN(20)
+			offset := 0.1 + rng.Float64()*0.8
+			clock := &fakeClock{now: epoch.Add(time.Duration(before+burst+5) * time.Second)}
+			e := newTestEngine(t, withClock(clock))
+			point := func(start float64) delivery {
+				return delivery{stream: "shared", start: start, end: start + 1, value: float64(1 + rng.IntN(9))}
+			}
+			var want float64
+			for r := range before {
+				a := point(float64(r))
+				want += a.value
+				applyDeliveries(e, []delivery{a})
+			}
+			unacknowledged := point(float64(before))
+			want += unacknowledged.value
+			applyDeliveries(e, []delivery{unacknowledged})
+			queuedA := []delivery{unacknowledged}
+			for r := before + 1; r <= before+burst; r++ {
+				a, b := point(float64(r)), point(float64(r)+offset)
+				want += a.value + b.value
+				queuedA = append(queuedA, a)
+				if res := applyDeliveries(e, []delivery{b}); res.Applied != 1 {
+					t.Fatalf("writer B round %d: %+v", r, res)
+				}
+			}
+			var res Result
+			for _, a := range queuedA {
+				r := applyDeliveries(e, []delivery{a})
+				res.Applied += r.Applied
+				res.Duplicates += r.Duplicates
+				if r.RejectedTotal() != 0 {
+					t.Fatalf("stalled gateway's backlog refused: %s", r.Message())
+				}
+			}
+			if res.Duplicates != 1 || res.Applied != len(queuedA)-1 {
+				t.Fatalf("backlog: %+v, want %d applied and 1 duplicate", res, len(queuedA)-1)
+			}
+			if got := totals(t, e)["session.id=shared,"]; got != want {
+				t.Fatalf("total %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// A stream exported once a minute forgets old intervals and never pays for
+// the larger interval memory, however long it lives.
+func TestMinuteStreamsKeepTheSmallIntervalMemory(t *testing.T) {
+	clock := &fakeClock{now: epoch}
+	e := newTestEngine(t, withClock(clock))
+	for r := range 20 {
+		clock.now = epoch.Add(time.Duration(60*r+61) * time.Second)
+		if res := applyDeliveries(e, []delivery{{stream: "s", start: float64(60 * r), end: float64(60*r + 60), value: 1}}); res.Applied != 1 {
+			t.Fatalf("round %d: %+v", r, res)
+		}
+	}
+	for i := range e.shards {
+		sh := &e.shards[i]
+		for slot := uint32(0); slot < sh.used; slot++ {
+			if s := sh.at(slot); s.kind != 0 && s.ext != nil {
+				t.Fatalf("stream holds the larger interval memory (%d intervals remembered)", s.ringLen)
+			}
+		}
+	}
+	if got := totals(t, e)["session.id=s,"]; got != 20 {
+		t.Fatalf("total %v, want 20", got)
+	}
+}
+
 // Concurrent Apply and Emit calls lose nothing.
 func TestConcurrentApplyAndEmit(t *testing.T) {
 	e := newTestEngine(t)

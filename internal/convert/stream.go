@@ -3,6 +3,7 @@ package convert
 import (
 	"math"
 	"sync"
+	"time"
 )
 
 // interval is the (start, end] window of one delta point in Unix ns.
@@ -13,9 +14,19 @@ const (
 	// recentSingleWriter intervals are remembered inline by every stream.
 	recentSingleWriter = 4
 	// recentSharedWriters intervals are remembered once a stream has seen
-	// overlapping intervals from a second writer.
+	// overlapping intervals from a second writer, or once its few
+	// remembered intervals are all too recent to forget (lateDataWindow).
 	recentSharedWriters = 64
 )
+
+// lateDataWindow is how long after an interval ends points that repeat or
+// overlap it can still arrive: the gateways retry a worker for up to 180 s
+// (the rendered max_elapsed_time), and while one gateway is still retrying
+// another may already have delivered newer intervals of the same stream.
+// Forgetting an interval younger than this could refuse a second writer's
+// queued points, so a stream that would do so grows its memory instead.
+// Streams exported every minute or less often never reach it.
+const lateDataWindow = 3 * time.Minute
 
 type streamKind uint8
 
@@ -138,6 +149,15 @@ func (s *stream) growForSharedWriters() {
 	s.ringLen = uint8(len(ordered))
 	s.ringNext = 0
 	s.recent = [recentSingleWriter]interval{}
+}
+
+// wouldForgetRecent reports whether remembering one more interval would
+// push out one that ended within lateDataWindow of now (Unix ns).
+func (s *stream) wouldForgetRecent(now int64) bool {
+	if s.ext != nil && s.ext.shared != nil || int(s.ringLen) < recentSingleWriter {
+		return false
+	}
+	return now-int64(s.recent[s.ringNext].end) < int64(lateDataWindow)
 }
 
 func (s *stream) isRemembered(iv interval) bool {

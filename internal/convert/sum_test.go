@@ -80,11 +80,36 @@ func TestSumConversion(t *testing.T) {
 		},
 		{
 			name: "redelivery older than the remembered intervals is refused, never counted twice", monotonic: true,
+			engine: []engineOption{withClock(&fakeClock{now: epoch.Add(time.Hour)})},
 			steps: []step{
 				s(0, 10, 1), s(10, 20, 1), s(20, 30, 1), s(30, 40, 1), s(40, 50, 1), s(50, 60, 1),
 				s(0, 10, 1), s(20, 30, 1),
 			},
 			want:      Result{Applied: 6, Duplicates: 1, Rejected: [NumReasons]int{ReasonOutOfOrder: 1}},
+			wantValue: 6, wantStart: 0, wantTS: 60,
+		},
+		{
+			// One gateway delivers six intervals of writer B while the other
+			// still queues writer A's points: intervals younger than
+			// lateDataWindow are not forgotten, so A's redelivery is still
+			// known and A's new point still counts.
+			name: "a burst of recent intervals is remembered in shared mode", monotonic: true,
+			engine: []engineOption{withClock(&fakeClock{now: epoch.Add(70 * time.Second)})},
+			steps: []step{
+				s(0, 10, 1), s(10, 20, 1), s(20, 30, 1), s(30, 40, 1), s(40, 50, 1), s(50, 60, 1),
+				s(0, 10, 1), s(5, 15, 2),
+			},
+			want:      Result{Applied: 7, Duplicates: 1},
+			wantValue: 8, wantStart: 0, wantTS: 60,
+		},
+		{
+			name: "a burst of recent intervals is not remembered in single mode", monotonic: true,
+			engine: []engineOption{withSingleWriter(), withClock(&fakeClock{now: epoch.Add(70 * time.Second)})},
+			steps: []step{
+				s(0, 10, 1), s(10, 20, 1), s(20, 30, 1), s(30, 40, 1), s(40, 50, 1), s(50, 60, 1),
+				s(0, 10, 1), s(5, 15, 2),
+			},
+			want:      Result{Applied: 6, Rejected: [NumReasons]int{ReasonOutOfOrder: 2}},
 			wantValue: 6, wantStart: 0, wantTS: 60,
 		},
 		{
