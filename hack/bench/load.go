@@ -28,8 +28,18 @@ const (
 	placeholderEnd   uint64 = 0x0badc0ffee0ddf01
 )
 
-// roundStep is the synthetic length of one round's interval.
-const roundStep = 10 * time.Millisecond
+// dataClock places the generator's rounds in data time: round r is the
+// interval [start+r*step, start+(r+1)*step) of every stream.
+type dataClock struct {
+	start time.Time
+	step  time.Duration
+}
+
+// interval is round r's (start, end] in Unix ns.
+func (c dataClock) interval(r int) (start, end uint64) {
+	s := c.start.Add(time.Duration(r) * c.step)
+	return uint64(s.UnixNano()), uint64(s.Add(c.step).UnixNano())
+}
 
 // mix says which kinds of points a template carries.
 type mix int
@@ -51,11 +61,9 @@ type template struct {
 	points int
 }
 
-// setRound rewrites every point's interval to round r of the synthetic clock
-// starting at base: [base+r*step, base+(r+1)*step).
-func (t *template) setRound(base time.Time, r int) {
-	start := uint64(base.Add(time.Duration(r) * roundStep).UnixNano())
-	end := start + uint64(roundStep)
+// setRound rewrites every point's interval to round r of clock.
+func (t *template) setRound(clock dataClock, r int) {
+	start, end := clock.interval(r)
 	for _, off := range t.starts {
 		binary.LittleEndian.PutUint64(t.body[off:], start)
 	}
@@ -197,12 +205,12 @@ func (r loadResult) pointsPerSecond() float64 {
 type generator struct {
 	conns   []*grpc.ClientConn
 	senders [][]*template
-	base    time.Time
+	clock   dataClock
 	round   []int // next round per sender
 }
 
-func newGenerator(target string, templates []*template, connections, sendersPerConnection int) (*generator, error) {
-	g := &generator{base: time.Now().Truncate(time.Second)}
+func newGenerator(target string, templates []*template, connections, sendersPerConnection int, clock dataClock) (*generator, error) {
+	g := &generator{clock: clock}
 	codec := otlpraw.CallOption()
 	for range connections {
 		conn, err := grpc.NewClient(target,
@@ -250,7 +258,7 @@ func (g *generator) run(ctx context.Context, measureFrom, end time.Time) loadRes
 			for ctx.Err() == nil && time.Now().Before(end) {
 				r := g.round[s]
 				for _, t := range templates {
-					t.setRound(g.base, r)
+					t.setRound(g.clock, r)
 					out, err := otlpraw.Export(ctx, conn, t.body)
 					answered := time.Now()
 					if answered.After(end) {
@@ -296,7 +304,7 @@ func (g *generator) sendOnce(ctx context.Context) (loadResult, error) {
 		wg.Go(func() {
 			r := g.round[s]
 			for _, t := range templates {
-				t.setRound(g.base, r)
+				t.setRound(g.clock, r)
 				out, err := otlpraw.Export(ctx, conn, t.body)
 				if err != nil {
 					errs <- err

@@ -16,18 +16,18 @@ func TestTemplateRoundsRewriteEveryInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clock := dataClock{start: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), step: time.Minute}
 	for _, round := range []int{0, 7} {
-		tmpl.setRound(base, round)
+		tmpl.setRound(clock, round)
 		req := pmetricotlp.NewExportRequest()
 		if err := req.UnmarshalProto(tmpl.body); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		wantStart := base.Add(time.Duration(round) * roundStep)
+		wantStart := clock.start.Add(time.Duration(round) * clock.step)
 		sums, histograms := 0, 0
 		check := func(start, end time.Time) {
-			if !start.Equal(wantStart) || !end.Equal(wantStart.Add(roundStep)) {
-				t.Errorf("round %d: interval %s..%s, want %s..%s", round, start, end, wantStart, wantStart.Add(roundStep))
+			if !start.Equal(wantStart) || !end.Equal(wantStart.Add(clock.step)) {
+				t.Errorf("round %d: interval %s..%s, want %s..%s", round, start, end, wantStart, wantStart.Add(clock.step))
 			}
 		}
 		for _, m := range req.Metrics().ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().All() {

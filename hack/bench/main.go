@@ -47,6 +47,13 @@ type settings struct {
 	only                  string
 	workerEnv             string
 	repeat                int
+	roundStep, dataAge    time.Duration
+}
+
+// dataClock starts the load's data time dataAge before now, so that every
+// run sends the same kind of intervals whatever the rate it reaches.
+func (s settings) dataClock() dataClock {
+	return dataClock{start: time.Now().Add(-s.dataAge).Truncate(time.Second), step: s.roundStep}
 }
 
 func main() {
@@ -67,6 +74,8 @@ func main() {
 	flag.IntVar(&s.upstreamMemoryStreams, "upstream-memory-streams", 1_000_000, "streams in upstream's memory phase; 0 skips it")
 	flag.IntVar(&s.repeat, "repeat", 3, "throughput rounds; the pipelines take turns in each round and the median is reported, which evens out other load on the machine")
 	flag.StringVar(&s.workerEnv, "worker-env", "", "extra environment of the worker process, NAME=VALUE[,NAME=VALUE] (for example GOGC=50)")
+	flag.DurationVar(&s.roundStep, "round-step", time.Minute, "data-time length of each round's interval: every round is one export of every stream, once a minute like Claude Code's by default")
+	flag.DurationVar(&s.dataAge, "data-age", 30*24*time.Hour, "how long before now the first round's interval starts; with --round-step 10ms --data-age 0 the intervals follow the wall clock and are denser than any SDK exports")
 	flag.StringVar(&s.only, "only", "", "run only this pipeline's throughput phase: worker, upstream or sink")
 	flag.Parse()
 
@@ -123,8 +132,8 @@ func run(ctx context.Context, s settings, out io.Writer) error {
 
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(out, "machine: %d CPUs, %s, load average %s\n", runtime.NumCPU(), runtime.GOARCH, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Fprintf(out, "load: %d streams (half delta sums, half delta histograms), %d points/request, %d connections x %d senders, %s warm-up + %s measured per pipeline\n\n",
-		s.streams, s.batch, s.connections, s.senders, s.warmup, s.duration)
+	fmt.Fprintf(out, "load: %d streams (half delta sums, half delta histograms), %d points/request, %d connections x %d senders, %s warm-up + %s measured per pipeline; each round one %s interval of every stream, starting %s ago\n\n",
+		s.streams, s.batch, s.connections, s.senders, s.warmup, s.duration, s.roundStep, s.dataAge)
 
 	templates, err := buildTemplates(s.streams, s.batch, mixSumsAndHistograms)
 	if err != nil {
@@ -341,7 +350,7 @@ func measureThroughput(ctx context.Context, s settings, self, name string, share
 		}
 		return row, err
 	}
-	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders)
+	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders, s.dataClock())
 	if err != nil {
 		_ = t.proc.stop(10 * time.Second)
 		return row, err
@@ -387,7 +396,7 @@ func measureMemory(ctx context.Context, s settings, name string, streams int, sh
 		return row, err
 	}
 	defer func() { _ = t.proc.stop(120 * time.Second) }()
-	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders)
+	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders, s.dataClock())
 	if err != nil {
 		return row, err
 	}
