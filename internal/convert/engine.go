@@ -245,10 +245,10 @@ func (e *Engine) admit(s *stream, iv interval, now int64, res *Result) bool {
 		res.reject(ReasonOutOfOrder)
 		return false
 	case verdictApplyOverlapping:
-		s.growForSharedWriters()
+		s.growIntervalMemory()
 	case verdictApply:
 		if e.sharedWriters && s.wouldForgetRecent(now) {
-			s.growForSharedWriters()
+			s.growIntervalMemory()
 		}
 	}
 	return true

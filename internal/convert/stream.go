@@ -134,9 +134,9 @@ func (s *stream) oldestFirst() []interval {
 	return append(out, r[:s.ringNext]...)
 }
 
-// growForSharedWriters moves the remembered intervals to a larger ring the
-// first time a second writer shows up.
-func (s *stream) growForSharedWriters() {
+// growIntervalMemory moves the remembered intervals to the larger ring, the
+// first time a second writer shows up or a burst would forget recent ones.
+func (s *stream) growIntervalMemory() {
 	if s.ext != nil && s.ext.shared != nil {
 		return
 	}
