@@ -144,13 +144,7 @@ FUZZ_DIRS ?= cmd internal
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target (func Fuzz... under cmd/ and internal/) for FUZZTIME each, one after the other.
-	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' $(FUZZ_DIRS) | sort); do \
-		pkg=./$$(dirname $$file); \
-		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
-			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
-		done; \
-	done
+	GO="$(GO)" FUZZTIME="$(FUZZTIME)" hack/fuzz.sh $(FUZZ_DIRS)
 
 # Flags of the process-level comparison, for example
 # BENCH_FLAGS="--duration 30s --upstream-memory-streams 200000"; see `go run ./hack/bench -h`.
