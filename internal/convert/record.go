@@ -114,7 +114,7 @@ func (e *Engine) appendRecord(b []byte, enc *encoder, s *stream) ([]byte, error)
 	if evicted {
 		b = binary.AppendUvarint(b, s.horizon)
 	}
-	b = append(b, boolByte(s.ext != nil && s.ext.shared != nil))
+	b = append(b, boolByte(s.hasLargeRing()))
 	ordered := s.oldestFirst()
 	b = binary.AppendUvarint(b, uint64(len(ordered)))
 	for _, iv := range ordered {

@@ -3,7 +3,8 @@ package convert
 import (
 	"math"
 	"sync"
-	"time"
+
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
 // interval is the (start, end] window of one delta point in Unix ns.
@@ -20,13 +21,13 @@ const (
 )
 
 // lateDataWindow is how long after an interval ends points that repeat or
-// overlap it can still arrive: the gateways retry a worker for up to 180 s
-// (the rendered max_elapsed_time), and while one gateway is still retrying
-// another may already have delivered newer intervals of the same stream.
-// Forgetting an interval younger than this could refuse a second writer's
-// queued points, so a stream that would do so grows its memory instead.
-// Streams exported every minute or less often never reach it.
-const lateDataWindow = 3 * time.Minute
+// overlap it can still arrive: the gateways retry a worker that long, and
+// while one gateway is still retrying another may already have delivered
+// newer intervals of the same stream. Forgetting an interval younger than
+// this could refuse a second writer's queued points, so a stream that
+// would do so grows its memory instead. Streams exported every minute or
+// less often never reach it.
+const lateDataWindow = workerconfig.GatewayRetryBudget
 
 type streamKind uint8
 
@@ -87,15 +88,19 @@ type streamExt struct {
 
 func (s *stream) has(f streamFlags) bool { return s.flags&f != 0 }
 
+// hasLargeRing reports whether the stream remembers recentSharedWriters
+// intervals rather than the inline recentSingleWriter.
+func (s *stream) hasLargeRing() bool { return s.ext != nil && s.ext.shared != nil }
+
 func (s *stream) remembered() []interval {
-	if s.ext != nil && s.ext.shared != nil {
+	if s.hasLargeRing() {
 		return s.ext.shared[:s.ringLen]
 	}
 	return s.recent[:s.ringLen]
 }
 
 func (s *stream) ringCapacity() int {
-	if s.ext != nil && s.ext.shared != nil {
+	if s.hasLargeRing() {
 		return recentSharedWriters
 	}
 	return recentSingleWriter
@@ -105,7 +110,7 @@ func (s *stream) ringCapacity() int {
 // one when full.
 func (s *stream) remember(iv interval) {
 	ring := s.recent[:]
-	if s.ext != nil && s.ext.shared != nil {
+	if s.hasLargeRing() {
 		ring = s.ext.shared
 	}
 	if int(s.ringLen) < len(ring) {
@@ -137,7 +142,7 @@ func (s *stream) oldestFirst() []interval {
 // growIntervalMemory moves the remembered intervals to the larger ring, the
 // first time a second writer shows up or a burst would forget recent ones.
 func (s *stream) growIntervalMemory() {
-	if s.ext != nil && s.ext.shared != nil {
+	if s.hasLargeRing() {
 		return
 	}
 	ordered := s.oldestFirst()
@@ -154,7 +159,7 @@ func (s *stream) growIntervalMemory() {
 // wouldForgetRecent reports whether remembering one more interval would
 // push out one that ended within lateDataWindow of now (Unix ns).
 func (s *stream) wouldForgetRecent(now int64) bool {
-	if s.ext != nil && s.ext.shared != nil || int(s.ringLen) < recentSingleWriter {
+	if s.hasLargeRing() || int(s.ringLen) < recentSingleWriter {
 		return false
 	}
 	return now-int64(s.recent[s.ringNext].end) < int64(lateDataWindow)

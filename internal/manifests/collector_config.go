@@ -5,12 +5,14 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	otelv1beta1 "github.com/open-telemetry/opentelemetry-operator/apis/v1beta1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
 // Component IDs the gateway configuration always contains; user
@@ -31,8 +33,9 @@ const (
 // arrived, also when they are retried after the worker was away: the
 // worker's duplicate detection remembers a few recent intervals per stream
 // and refuses a point older than those.
+var perWorkerRetryMaxElapsed = fmt.Sprintf("%ds", int(workerconfig.GatewayRetryBudget/time.Second))
+
 const (
-	perWorkerRetryMaxElapsed = "180s"
 	perWorkerRetryInitial    = "1s"
 	perWorkerRetryMaxBackoff = "10s"
 	perWorkerQueueSize       = 10000

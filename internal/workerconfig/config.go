@@ -30,6 +30,12 @@ const (
 	DefaultPrometheusPort = 9464
 )
 
+// GatewayRetryBudget is how long a gateway keeps retrying a request to one
+// worker before it drops it (the rendered max_elapsed_time). The operator
+// renders it; the converter keeps intervals younger than it, because
+// points that repeat or overlap them may still be on their way.
+const GatewayRetryBudget = 180 * time.Second
+
 // Writers selects how the converter treats points of one stream whose
 // intervals overlap, which happens when several processes write the same
 // stream (for example two Claude Code processes sharing a session.id).
