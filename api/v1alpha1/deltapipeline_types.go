@@ -520,7 +520,3 @@ type DeltaPipelineList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []DeltaPipeline `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&DeltaPipeline{}, &DeltaPipelineList{})
-}
