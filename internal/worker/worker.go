@@ -144,12 +144,20 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 }
 
 func (w *Worker) newEngine() (*convert.Engine, error) {
-	return convert.NewEngine(convert.Config{
-		MaxStreams: w.cfg.Conversion.MaxStreams,
-		MaxStale:   w.cfg.Conversion.MaxStale.Duration,
-		Writers:    w.cfg.Conversion.Writers,
-		Clock:      w.opts.Clock,
-	})
+	return convert.NewEngine(engineConfig(w.cfg.Conversion, w.opts.Clock))
+}
+
+// engineConfig translates the configuration file's conversion section into
+// the engine's plain settings.
+func engineConfig(c workerconfig.Conversion, clock func() time.Time) convert.Config {
+	return convert.Config{
+		MaxStreams:   c.MaxStreams,
+		MaxStale:     c.MaxStale.Duration,
+		SingleWriter: c.Writers == workerconfig.WritersSingle,
+		// Points may arrive late for as long as the gateways retry.
+		LateDataWindow: workerconfig.GatewayRetryBudget,
+		Clock:          clock,
+	}
 }
 
 // openState plugs in the durable state store when state.directory is set
