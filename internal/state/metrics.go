@@ -14,6 +14,7 @@ type metrics struct {
 	checkpointStreams     prometheus.Gauge
 	checkpointLastSuccess prometheus.Gauge
 	checkpointFailures    prometheus.Counter
+	checkpointsFailing    prometheus.Gauge
 	restoreFailures       prometheus.Counter
 	restoredStreams       prometheus.Gauge
 	skippedStreams        prometheus.Counter
@@ -25,7 +26,7 @@ type metrics struct {
 	walUndecodable        prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, walStats func() wal.Stats) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, walStats func() wal.Stats, healthy func() error) (*metrics, error) {
 	const ns, sub = "deltapipeline", "worker"
 	m := &metrics{
 		checkpointDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer, walStats func() wal.Stats) (*metrics,
 		checkpointFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "checkpoint_failures_total",
 			Help: "Checkpoints that could not be written; the write-ahead log keeps the data meanwhile.",
+		}),
+		checkpointsFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "checkpoint_consecutive_failures",
+			Help: "Checkpoints failed in a row since the last one that succeeded; 0 when the last one succeeded.",
 		}),
 		restoreFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "checkpoint_restore_failures_total",
@@ -91,6 +96,15 @@ func newMetrics(reg prometheus.Registerer, walStats func() wal.Stats) (*metrics,
 		Namespace: ns, Subsystem: sub, Name: "wal_size_bytes",
 		Help: "Bytes held by write-ahead log segments on disk.",
 	}, func() float64 { return float64(walStats().Bytes) })
+	walWritable := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: sub, Name: "wal_writable",
+		Help: "1 while the write-ahead log makes requests durable; 0 before state is restored, after a write or fsync failed (requests are refused until a new segment can be started) and once the worker shuts down.",
+	}, func() float64 {
+		if healthy() != nil {
+			return 0
+		}
+		return 1
+	})
 	walSegments := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: sub, Name: "wal_segments",
 		Help: "Write-ahead log segments on disk.",
@@ -98,8 +112,8 @@ func newMetrics(reg prometheus.Registerer, walStats func() wal.Stats) (*metrics,
 
 	for _, c := range []prometheus.Collector{
 		m.checkpointDuration, m.checkpointBytes, m.checkpointStreams, m.checkpointLastSuccess,
-		m.checkpointFailures, m.restoreFailures, m.restoredStreams, m.skippedStreams, m.walFsync, m.walAppendedRecords,
-		m.walAppendedBytes, m.walReplayedRecords, m.walDamage, m.walUndecodable, walBytes, walSegments,
+		m.checkpointFailures, m.checkpointsFailing, m.restoreFailures, m.restoredStreams, m.skippedStreams, m.walFsync, m.walAppendedRecords,
+		m.walAppendedBytes, m.walReplayedRecords, m.walDamage, m.walUndecodable, walBytes, walSegments, walWritable,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

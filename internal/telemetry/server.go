@@ -45,13 +45,16 @@ func Handler(metrics *Metrics, readiness *Readiness) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		ready, reason := readiness.State()
+		ready, reason, warnings := readiness.Probe()
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, "not ready: "+reason+"\n")
-			return
+		} else {
+			_, _ = io.WriteString(w, "ready\n")
 		}
-		_, _ = io.WriteString(w, "ready\n")
+		for _, warning := range warnings {
+			_, _ = io.WriteString(w, "warning: "+warning+"\n")
+		}
 	})
 	return mux
 }

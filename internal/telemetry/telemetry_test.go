@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -50,6 +51,52 @@ func TestReadinessFollowsState(t *testing.T) {
 	r.NotReady("shutting down")
 	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
 		t.Errorf("/readyz while shutting down = %d %q", code, body)
+	}
+}
+
+func TestReadinessProbeIncludesTheChecksOfOtherPackages(t *testing.T) {
+	r := NewReadiness("restoring state from /data")
+	var journal, checkpoint atomic.Pointer[error]
+	load := func(p *atomic.Pointer[error]) func() error {
+		return func() error {
+			if err := p.Load(); err != nil {
+				return *err
+			}
+			return nil
+		}
+	}
+	r.Require(load(&journal))
+	r.Notice(load(&checkpoint))
+	set := func(p *atomic.Pointer[error], msg string) {
+		err := errors.New(msg)
+		p.Store(&err)
+	}
+	base := serve(t, NewMetrics(nil), r)
+
+	set(&journal, "replaying the write-ahead log from segment 3")
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable ||
+		body != "not ready: restoring state from /data; replaying the write-ahead log from segment 3\n" {
+		t.Errorf("/readyz while restoring = %d %q", code, body)
+	}
+	journal.Store(nil)
+	r.Ready()
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK || body != "ready\n" {
+		t.Errorf("/readyz when ready = %d %q", code, body)
+	}
+
+	set(&journal, "the write-ahead log cannot make requests durable: disk full")
+	code, body := get(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable || body != "not ready: the write-ahead log cannot make requests durable: disk full\n" {
+		t.Errorf("/readyz with a failed journal = %d %q", code, body)
+	}
+	if ready, _ := r.State(); !ready {
+		t.Error("a failed check changed the worker's own phase, which gates requests")
+	}
+	journal.Store(nil)
+
+	set(&checkpoint, "the last 2 checkpoint(s) failed")
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK || body != "ready\nwarning: the last 2 checkpoint(s) failed\n" {
+		t.Errorf("/readyz with a failed checkpoint = %d %q", code, body)
 	}
 }
 

@@ -4,9 +4,11 @@
 // loop, and shuts everything down in the order that loses nothing:
 // stop receiving, emit every running total, flush the exporters.
 //
-// Durable state plugs in through Hooks: a Journal on the ingest path, a
-// Restore hook that runs before the worker reports ready, and a Checkpoint
-// hook run periodically and once at shutdown.
+// With state.directory set, the worker hands its durable state to a
+// state.Store (see durable.go): each request is journaled before it is
+// applied, state is restored before the worker reports ready, the store
+// checkpoints on its own cadence and once more when it closes at shutdown,
+// and readiness shows the store's health.
 package worker
 
 import (
@@ -31,36 +33,9 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
-// Journal durably records an accepted request before it is acknowledged.
-// nil when state.directory is empty.
-type Journal interface {
-	// Record returns once md is durable; the caller must call done() after
-	// md was applied to the engine.
-	Record(ctx context.Context, md pmetric.Metrics) (done func(), err error)
-}
-
-// Hooks connect durable state to the worker. Every field is optional.
-type Hooks struct {
-	// Journal is called on the ingest path before the engine sees a request.
-	Journal Journal
-	// Restore runs after the listeners are bound and before the worker
-	// reports ready; requests meanwhile are refused as retryable. It may
-	// replace the engine by calling fresh (for example when a damaged
-	// checkpoint left a partial state) and returns the engine to use.
-	Restore func(ctx context.Context, engine *convert.Engine, fresh func() (*convert.Engine, error)) (*convert.Engine, error)
-	// RestoreStatus explains readiness while Restore runs.
-	RestoreStatus func() string
-	// Checkpoint runs every state.checkpointInterval.
-	Checkpoint func(ctx context.Context, engine *convert.Engine) error
-	// Close runs once at shutdown, after the receivers stopped and the final
-	// emit, so that a final checkpoint holds every acknowledged request.
-	Close func(ctx context.Context, engine *convert.Engine) error
-}
-
 // Options are what the configuration file does not say.
 type Options struct {
 	Logger *slog.Logger
-	Hooks  Hooks
 	// Clock drives emits and staleness; time.Now when nil.
 	Clock func() time.Time
 	// ShutdownTimeout bounds the whole shutdown, flush included.
@@ -80,6 +55,8 @@ type Worker struct {
 
 	engineMu sync.RWMutex
 	engine   *convert.Engine
+	// store holds the durable state; nil when state.directory is empty.
+	store *state.Store
 
 	receivers *receive.Servers
 	telemetry *telemetry.Server
@@ -144,27 +121,20 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 }
 
 func (w *Worker) newEngine() (*convert.Engine, error) {
-	return convert.NewEngine(convert.Config{
-		MaxStreams: w.cfg.Conversion.MaxStreams,
-		MaxStale:   w.cfg.Conversion.MaxStale.Duration,
-		Writers:    w.cfg.Conversion.Writers,
-		Clock:      w.opts.Clock,
-	})
+	return convert.NewEngine(engineConfig(w.cfg.Conversion, w.opts.Clock))
 }
 
-// openState plugs in the durable state store when state.directory is set
-// and the caller did not bring its own hooks.
-func (w *Worker) openState() error {
-	dir := w.cfg.State.Directory
-	if dir == "" || w.opts.Hooks.Journal != nil || w.opts.Hooks.Restore != nil {
-		return nil
+// engineConfig translates the configuration file's conversion section into
+// the engine's plain settings.
+func engineConfig(c workerconfig.Conversion, clock func() time.Time) convert.Config {
+	return convert.Config{
+		MaxStreams:   c.MaxStreams,
+		MaxStale:     c.MaxStale.Duration,
+		SingleWriter: c.Writers == workerconfig.WritersSingle,
+		// Points may arrive late for as long as the gateways retry.
+		LateDataWindow: workerconfig.GatewayRetryBudget,
+		Clock:          clock,
 	}
-	store, err := state.Open(state.Options{Directory: dir, Registerer: w.metrics.Registry, Logger: w.logger})
-	if err != nil {
-		return err
-	}
-	w.opts.Hooks = DurableHooks(store, dir, w.logger)
-	return nil
 }
 
 func (w *Worker) buildExporters(ctx context.Context) error {
@@ -217,8 +187,8 @@ func (w *Worker) closeOnError() {
 	for _, e := range w.exporters {
 		_ = e.Shutdown(ctx)
 	}
-	if w.opts.Hooks.Close != nil {
-		_ = w.opts.Hooks.Close(ctx, nil)
+	if w.store != nil {
+		_ = w.store.Close(ctx, nil) // start-up failed: nothing to checkpoint
 	}
 }
 
@@ -272,8 +242,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var loops sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	loops.Go(func() { w.emitLoop(loopCtx) })
-	if w.opts.Hooks.Checkpoint != nil {
-		loops.Go(func() { w.checkpointLoop(loopCtx) })
+	if w.store != nil {
+		loops.Go(func() { w.runCheckpoints(loopCtx) })
 	}
 
 	var runErr error
@@ -289,35 +259,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	return errors.Join(runErr, w.shutdown(true))
 }
 
-func (w *Worker) restore(ctx context.Context) error {
-	h := w.opts.Hooks
-	if h.Restore == nil {
-		return nil
-	}
-	reason := "restoring state"
-	if h.RestoreStatus != nil {
-		reason = h.RestoreStatus()
-	}
-	w.readiness.NotReady(reason)
-	engine, err := h.Restore(ctx, w.currentEngine(), w.newEngine)
-	if err != nil {
-		return fmt.Errorf("restoring worker state: %w", err)
-	}
-	w.engineMu.Lock()
-	w.engine = engine
-	w.engineMu.Unlock()
-	return nil
-}
-
 // consume is the ingest path: journal, apply, forward passthrough, answer.
 func (w *Worker) consume(ctx context.Context, md pmetric.Metrics) (receive.Outcome, error) {
 	if ready, reason := w.readiness.State(); !ready {
 		return receive.Outcome{}, receive.Unavailable("not_ready", receive.DefaultRetryAfter, errors.New(reason))
 	}
 	var done func()
-	if j := w.opts.Hooks.Journal; j != nil {
+	if w.store != nil {
 		var err error
-		if done, err = j.Record(ctx, md); err != nil {
+		if done, err = w.store.Record(ctx, md); err != nil {
 			return receive.Outcome{}, receive.Unavailable("journal", receive.DefaultRetryAfter,
 				fmt.Errorf("recording the request durably: %w", err))
 		}
@@ -411,14 +361,6 @@ func (w *Worker) waitForBacklog(ctx context.Context, until time.Time) {
 	}
 }
 
-func (w *Worker) checkpointLoop(ctx context.Context) {
-	every(ctx, w.cfg.State.CheckpointInterval.Duration, func() {
-		if err := w.opts.Hooks.Checkpoint(ctx, w.currentEngine()); err != nil {
-			w.logger.Error("writing checkpoint", "error", err)
-		}
-	})
-}
-
 // shutdown stops receiving, emits every running total, checkpoints and
 // flushes the exporters, all within ShutdownTimeout.
 func (w *Worker) shutdown(ready bool) error {
@@ -432,8 +374,8 @@ func (w *Worker) shutdown(ready bool) error {
 	if ready {
 		w.emit(ctx, true)
 	}
-	if w.opts.Hooks.Close != nil {
-		if err := w.opts.Hooks.Close(ctx, w.currentEngine()); err != nil {
+	if w.store != nil {
+		if err := w.store.Close(ctx, w.currentEngine()); err != nil {
 			errs = append(errs, fmt.Errorf("closing worker state: %w", err))
 		}
 	}
