@@ -51,12 +51,16 @@ type DeltaPipelineReconciler struct {
 // +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines/finalizers,verbs=update
+
+// The owned kinds (ownedKinds in owned_kinds.go) are watched, applied and
+// pruned, so each needs every verb; a controller test checks the ClusterRole.
 // +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=endpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
