@@ -10,7 +10,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
@@ -64,14 +63,6 @@ func tierPodSpecs(ctx context.Context, p *v1alpha1.DeltaPipeline) (gateway, work
 	return d.Spec.Template.Spec, s.Spec.Template.Spec
 }
 
-func quantities(pairs ...string) corev1.ResourceList {
-	l := corev1.ResourceList{}
-	for i := 0; i < len(pairs); i += 2 {
-		l[corev1.ResourceName(pairs[i])] = resource.MustParse(pairs[i+1])
-	}
-	return l
-}
-
 // haveResources matches a container's resources by value, as the API server
 // compares quantities.
 func haveResources(requests, limits corev1.ResourceList) OmegaMatcher {
@@ -115,53 +106,49 @@ var _ = Describe("pod resources", func() {
 
 	It("keeps every default the user does not set, field by field, and follows changes", func() {
 		ns := createNamespace(ctx)
-		p := createPipeline(ctx, pipelinetest.New("claude", ns, func(p *v1alpha1.DeltaPipeline) {
-			p.Spec.Worker.Conversion.MaxStreams = ptr.To[int32](10_000)
-			p.Spec.Worker.Resources = corev1.ResourceRequirements{Limits: quantities("cpu", "2")}
-			p.Spec.Gateway.Resources = corev1.ResourceRequirements{Requests: quantities("cpu", "250m")}
-		}))
+		p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithMaxStreams(10_000),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")}),
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "250m")})))
 		gateway, worker := tierPodSpecs(ctx, p)
 		Expect(worker.Containers[0].Resources).To(haveResources(
-			quantities("cpu", "100m", "memory", "68Mi"),
-			quantities("cpu", "2", "memory", "329Mi")), "the CPU limit is the user's, everything else the default for 10 000 streams")
+			pipelinetest.Resources("cpu", "100m", "memory", "68Mi"),
+			pipelinetest.Resources("cpu", "2", "memory", "329Mi")), "the CPU limit is the user's, everything else the default for 10 000 streams")
 		Expect(gateway.Containers[0].Resources).To(haveResources(
-			quantities("cpu", "250m", "memory", "128Mi"),
-			quantities("memory", "512Mi")), "the CPU request is the user's")
+			pipelinetest.Resources("cpu", "250m", "memory", "128Mi"),
+			pipelinetest.Resources("memory", "512Mi")), "the CPU request is the user's")
 
 		By("removing the worker's memory limit with a zero quantity")
 		updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) {
-			p.Spec.Worker.Resources.Limits[corev1.ResourceMemory] = resource.MustParse("0")
+			p.Spec.Worker.Resources.Limits = pipelinetest.Resources("cpu", "2", "memory", "0")
 		})
 		Eventually(func() corev1.ResourceRequirements {
 			_, worker := tierPodSpecs(ctx, p)
 			return worker.Containers[0].Resources
-		}).Should(haveResources(quantities("cpu", "100m", "memory", "68Mi"), quantities("cpu", "2")))
+		}).Should(haveResources(pipelinetest.Resources("cpu", "100m", "memory", "68Mi"), pipelinetest.Resources("cpu", "2")))
 		Eventually(condition(ctx, p, v1alpha1.ConditionWorkerMemoryFits)).Should(haveCondition(ctx, p, metav1.ConditionTrue, v1alpha1.ReasonNoMemoryLimit))
 
 		By("lowering the gateway's memory limit below the default request, which follows it, as does the memory_limiter")
 		updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) {
-			p.Spec.Gateway.Resources.Limits = quantities("memory", "100Mi")
+			p.Spec.Gateway.Resources.Limits = pipelinetest.Resources("memory", "100Mi")
 		})
 		Eventually(func() corev1.ResourceRequirements {
 			gateway, _ := tierPodSpecs(ctx, p)
 			return gateway.Containers[0].Resources
-		}).Should(haveResources(quantities("cpu", "250m", "memory", "100Mi"), quantities("memory", "100Mi")))
+		}).Should(haveResources(pipelinetest.Resources("cpu", "250m", "memory", "100Mi"), pipelinetest.Resources("memory", "100Mi")))
 		Eventually(func() (string, error) {
 			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
 			return cm.Data[manifests.GatewayConfigFile], err
 		}).Should(And(ContainSubstring("limit_mib: 80\n"), ContainSubstring("spike_limit_mib: 20\n")))
 		Eventually(func() corev1.ResourceRequirements {
 			return ptr.Deref(getPipeline(ctx, p).Status.Gateway.Resources, corev1.ResourceRequirements{})
-		}).Should(haveResources(quantities("cpu", "250m", "memory", "100Mi"), quantities("memory", "100Mi")))
+		}).Should(haveResources(pipelinetest.Resources("cpu", "250m", "memory", "100Mi"), pipelinetest.Resources("memory", "100Mi")))
 		eventuallyWritesNothing(ctx, p)
 	})
 
 	It("reports a memory limit too small for maxStreams, with a Warning Event, until it fits", func() {
 		ns := createNamespace(ctx)
-		p := createPipeline(ctx, pipelinetest.New("claude", ns, func(p *v1alpha1.DeltaPipeline) {
-			p.Spec.Worker.Conversion.MaxStreams = ptr.To[int32](5_000_000)
-			p.Spec.Worker.Resources = corev1.ResourceRequirements{Limits: quantities("memory", "1Gi")}
-		}))
+		p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithMaxStreams(5_000_000),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")})))
 		Eventually(condition(ctx, p, v1alpha1.ConditionWorkerMemoryFits)).Should(haveCondition(ctx, p, metav1.ConditionFalse, v1alpha1.ReasonMaxStreamsExceedMemory))
 		message := condition(ctx, p, v1alpha1.ConditionWorkerMemoryFits)().Message
 		Expect(message).To(And(

@@ -45,14 +45,14 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 		"otlp-secrets":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
 		"extra-processors": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
 		"resources-partial": pipelinetest.Stored("claude", "telemetry",
-			withGatewayResources(corev1.ResourceRequirements{Limits: list("memory", "1Gi")}),
-			withWorkerResources(corev1.ResourceRequirements{Limits: list("cpu", "2")})),
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")})),
 		"resources-unlimited": pipelinetest.Stored("claude", "telemetry",
-			withGatewayResources(corev1.ResourceRequirements{Limits: list("memory", "0")}),
-			withWorkerResources(corev1.ResourceRequirements{Limits: list("memory", "0")})),
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")})),
 		"resources-none": pipelinetest.Stored("claude", "telemetry",
-			withGatewayResources(corev1.ResourceRequirements{Requests: list("cpu", "0", "memory", "0"), Limits: list("memory", "0")}),
-			withWorkerResources(corev1.ResourceRequirements{Requests: list("cpu", "0", "memory", "0"), Limits: list("memory", "0")})),
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "0", "memory", "0"), Limits: pipelinetest.Resources("memory", "0")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "0", "memory", "0"), Limits: pipelinetest.Resources("memory", "0")})),
 	}
 }
 
@@ -62,7 +62,7 @@ var workloadGoldenCases = []string{"default", "resources-partial", "resources-un
 
 func TestGoldenWorkloads(t *testing.T) {
 	cases := goldenCases(t)
-	cases["small-pipeline"] = pipelinetest.Stored("claude", "telemetry", withMaxStreams(10_000))
+	cases["small-pipeline"] = pipelinetest.Stored("claude", "telemetry", pipelinetest.WithMaxStreams(10_000))
 	for _, name := range workloadGoldenCases {
 		t.Run(name, func(t *testing.T) {
 			p := cases[name]

@@ -6,33 +6,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/utils/ptr"
 
-	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/pipelinetest"
 )
-
-// list builds a ResourceList from name/quantity pairs.
-func list(pairs ...string) corev1.ResourceList {
-	l := corev1.ResourceList{}
-	for i := 0; i < len(pairs); i += 2 {
-		l[corev1.ResourceName(pairs[i])] = resource.MustParse(pairs[i+1])
-	}
-	return l
-}
-
-func withMaxStreams(n int32) pipelinetest.Option {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Conversion.MaxStreams = ptr.To(n) }
-}
-
-func withWorkerResources(r corev1.ResourceRequirements) pipelinetest.Option {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Resources = r }
-}
-
-func withGatewayResources(r corev1.ResourceRequirements) pipelinetest.Option {
-	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Resources = r }
-}
 
 func TestWorkerResourcesPolicy(t *testing.T) {
 	cases := []struct {
@@ -45,83 +21,83 @@ func TestWorkerResourcesPolicy(t *testing.T) {
 			name: "defaults for the default 1 000 000 streams",
 			// 64 MiB + 1e6 × 400 B = 445.5 MiB → 446Mi; 320 MiB + 1e6 × 920 B = 1197.4 MiB → 1198Mi;
 			// 1e6 / 60 s / 300 000 per core = 56m, below the 100m floor.
-			wantRequests: list("cpu", "100m", "memory", "446Mi"),
-			wantLimits:   list("memory", "1198Mi"),
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "446Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "1198Mi"),
 		},
 		{
 			name:         "a small pipeline",
-			opts:         []pipelinetest.Option{withMaxStreams(10_000)},
-			wantRequests: list("cpu", "100m", "memory", "68Mi"),
-			wantLimits:   list("memory", "329Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithMaxStreams(10_000)},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "68Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "329Mi"),
 		},
 		{
 			name: "many streams raise the CPU request above the floor",
-			opts: []pipelinetest.Option{withMaxStreams(3_600_000)},
+			opts: []pipelinetest.Option{pipelinetest.WithMaxStreams(3_600_000)},
 			// 3.6e6 / 60 s = 60 000 points/s = 0.2 cores.
-			wantRequests: list("cpu", "200m", "memory", "1438Mi"),
-			wantLimits:   list("memory", "3479Mi"),
+			wantRequests: pipelinetest.Resources("cpu", "200m", "memory", "1438Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "3479Mi"),
 		},
 		{
 			name: "huge maxStreams scale without overflow",
-			opts: []pipelinetest.Option{withMaxStreams(math.MaxInt32)},
+			opts: []pipelinetest.Option{pipelinetest.WithMaxStreams(math.MaxInt32)},
 			// 2 147 483 647 streams: int64 arithmetic, 35 791 394 points/s = 119.3 cores.
-			wantRequests: list("cpu", "119305m", "memory", "819264Mi"),
-			wantLimits:   list("memory", "1884480Mi"),
+			wantRequests: pipelinetest.Resources("cpu", "119305m", "memory", "819264Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "1884480Mi"),
 		},
 		{
 			name:         "a CPU limit alone keeps every default request",
-			opts:         []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Limits: list("cpu", "2")})},
-			wantRequests: list("cpu", "100m", "memory", "446Mi"),
-			wantLimits:   list("cpu", "2", "memory", "1198Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")})},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "446Mi"),
+			wantLimits:   pipelinetest.Resources("cpu", "2", "memory", "1198Mi"),
 		},
 		{
 			name:         "a memory request alone keeps the default limit",
-			opts:         []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Requests: list("memory", "1Gi")})},
-			wantRequests: list("cpu", "100m", "memory", "1Gi"),
-			wantLimits:   list("memory", "1198Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("memory", "1Gi")})},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "1Gi"),
+			wantLimits:   pipelinetest.Resources("memory", "1198Mi"),
 		},
 		{
 			name:         "a memory limit below the default request lowers the request to it",
-			opts:         []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Limits: list("memory", "256Mi")})},
-			wantRequests: list("cpu", "100m", "memory", "256Mi"),
-			wantLimits:   list("memory", "256Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "256Mi")})},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "256Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "256Mi"),
 		},
 		{
 			name:         "a CPU limit below the default request lowers the request to it",
-			opts:         []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Limits: list("cpu", "50m")})},
-			wantRequests: list("cpu", "50m", "memory", "446Mi"),
-			wantLimits:   list("cpu", "50m", "memory", "1198Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "50m")})},
+			wantRequests: pipelinetest.Resources("cpu", "50m", "memory", "446Mi"),
+			wantLimits:   pipelinetest.Resources("cpu", "50m", "memory", "1198Mi"),
 		},
 		{
 			name:         "a memory request above the default limit raises the limit to it",
-			opts:         []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Requests: list("memory", "2Gi")})},
-			wantRequests: list("cpu", "100m", "memory", "2Gi"),
-			wantLimits:   list("memory", "2Gi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("memory", "2Gi")})},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "2Gi"),
+			wantLimits:   pipelinetest.Resources("memory", "2Gi"),
 		},
 		{
 			name:         "a zero limit removes the default limit",
-			opts:         []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Limits: list("memory", "0")})},
-			wantRequests: list("cpu", "100m", "memory", "446Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")})},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "446Mi"),
 		},
 		{
 			name: "zero everywhere removes every default",
-			opts: []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{
-				Requests: list("cpu", "0", "memory", "0"), Limits: list("memory", "0"),
+			opts: []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{
+				Requests: pipelinetest.Resources("cpu", "0", "memory", "0"), Limits: pipelinetest.Resources("memory", "0"),
 			})},
 		},
 		{
 			name: "user requests and limits all win",
-			opts: []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{
-				Requests: list("cpu", "500m", "memory", "512Mi"), Limits: list("cpu", "1", "memory", "1Gi"),
+			opts: []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{
+				Requests: pipelinetest.Resources("cpu", "500m", "memory", "512Mi"), Limits: pipelinetest.Resources("cpu", "1", "memory", "1Gi"),
 			})},
-			wantRequests: list("cpu", "500m", "memory", "512Mi"),
-			wantLimits:   list("cpu", "1", "memory", "1Gi"),
+			wantRequests: pipelinetest.Resources("cpu", "500m", "memory", "512Mi"),
+			wantLimits:   pipelinetest.Resources("cpu", "1", "memory", "1Gi"),
 		},
 		{
 			name:         "other resources pass through",
-			opts:         []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Requests: list("ephemeral-storage", "1Gi")})},
-			wantRequests: list("cpu", "100m", "memory", "446Mi", "ephemeral-storage", "1Gi"),
-			wantLimits:   list("memory", "1198Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("ephemeral-storage", "1Gi")})},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "446Mi", "ephemeral-storage", "1Gi"),
+			wantLimits:   pipelinetest.Resources("memory", "1198Mi"),
 		},
 	}
 	for _, c := range cases {
@@ -147,27 +123,27 @@ func TestGatewayResourcesPolicy(t *testing.T) {
 	}{
 		{
 			name:         "defaults, whatever the worker tier",
-			opts:         []pipelinetest.Option{withMaxStreams(math.MaxInt32)},
-			wantRequests: list("cpu", "100m", "memory", "128Mi"),
-			wantLimits:   list("memory", "512Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithMaxStreams(math.MaxInt32)},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "128Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "512Mi"),
 		},
 		{
 			name:         "autoscaling keeps the default CPU request it measures against",
 			opts:         []pipelinetest.Option{pipelinetest.WithAutoscaling(2, 6)},
-			wantRequests: list("cpu", "100m", "memory", "128Mi"),
-			wantLimits:   list("memory", "512Mi"),
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "128Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "512Mi"),
 		},
 		{
 			name:         "a user CPU request wins over the default",
-			opts:         []pipelinetest.Option{withGatewayResources(corev1.ResourceRequirements{Requests: list("cpu", "250m")})},
-			wantRequests: list("cpu", "250m", "memory", "128Mi"),
-			wantLimits:   list("memory", "512Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "250m")})},
+			wantRequests: pipelinetest.Resources("cpu", "250m", "memory", "128Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "512Mi"),
 		},
 		{
 			name:         "a memory limit below the default request lowers the request",
-			opts:         []pipelinetest.Option{withGatewayResources(corev1.ResourceRequirements{Limits: list("memory", "100Mi")})},
-			wantRequests: list("cpu", "100m", "memory", "100Mi"),
-			wantLimits:   list("memory", "100Mi"),
+			opts:         []pipelinetest.Option{pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "100Mi")})},
+			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "100Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "100Mi"),
 		},
 	}
 	for _, c := range cases {
@@ -203,25 +179,25 @@ func TestWorkerMemoryFit(t *testing.T) {
 		wantCapacity int64
 	}{
 		{name: "the default limit holds the default maxStreams", wantFits: true, wantLimited: true, wantCapacity: 1_000_706},
-		{name: "the default limit follows a huge maxStreams", opts: []pipelinetest.Option{withMaxStreams(math.MaxInt32)}, wantFits: true, wantLimited: true, wantCapacity: math.MaxInt32 + 1},
+		{name: "the default limit follows a huge maxStreams", opts: []pipelinetest.Option{pipelinetest.WithMaxStreams(math.MaxInt32)}, wantFits: true, wantLimited: true, wantCapacity: math.MaxInt32 + 1},
 		{
 			name:        "a user limit too small for maxStreams",
-			opts:        []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Limits: list("memory", "1Gi")})},
+			opts:        []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")})},
 			wantLimited: true, wantCapacity: 802_388,
 		},
 		{
 			name:        "a user limit below the base memory holds no stream",
-			opts:        []pipelinetest.Option{withMaxStreams(1), withWorkerResources(corev1.ResourceRequirements{Limits: list("memory", "64Mi")})},
+			opts:        []pipelinetest.Option{pipelinetest.WithMaxStreams(1), pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "64Mi")})},
 			wantLimited: true, wantCapacity: 0,
 		},
 		{
 			name:     "a user limit that fits",
-			opts:     []pipelinetest.Option{withMaxStreams(100_000), withWorkerResources(corev1.ResourceRequirements{Limits: list("memory", "1Gi")})},
+			opts:     []pipelinetest.Option{pipelinetest.WithMaxStreams(100_000), pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")})},
 			wantFits: true, wantLimited: true, wantCapacity: 802_388,
 		},
 		{
 			name:     "no limit: nothing to overcommit",
-			opts:     []pipelinetest.Option{withWorkerResources(corev1.ResourceRequirements{Limits: list("memory", "0")})},
+			opts:     []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")})},
 			wantFits: true,
 		},
 	}
@@ -244,17 +220,17 @@ func TestGatewayMemoryLimiterFollowsTheEffectiveMemory(t *testing.T) {
 		{name: "the default limit", want: map[string]any{"check_interval": "1s", "limit_mib": int64(409), "spike_limit_mib": int64(102)}},
 		{
 			name: "a user limit",
-			opts: []pipelinetest.Option{withGatewayResources(corev1.ResourceRequirements{Limits: list("memory", "2Gi")})},
+			opts: []pipelinetest.Option{pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "2Gi")})},
 			want: map[string]any{"check_interval": "1s", "limit_mib": int64(1638), "spike_limit_mib": int64(409)},
 		},
 		{
 			name: "no limit: the request",
-			opts: []pipelinetest.Option{withGatewayResources(corev1.ResourceRequirements{Limits: list("memory", "0")})},
+			opts: []pipelinetest.Option{pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")})},
 			want: map[string]any{"check_interval": "1s", "limit_mib": int64(102), "spike_limit_mib": int64(25)},
 		},
 		{
 			name: "neither limit nor request: the node's memory",
-			opts: []pipelinetest.Option{withGatewayResources(corev1.ResourceRequirements{Requests: list("memory", "0"), Limits: list("memory", "0")})},
+			opts: []pipelinetest.Option{pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("memory", "0"), Limits: pipelinetest.Resources("memory", "0")})},
 			want: map[string]any{"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
 		},
 	}
