@@ -112,7 +112,7 @@ var _ = Describe("pod resources", func() {
 		gateway, worker := tierPodSpecs(ctx, p)
 		Expect(worker.Containers[0].Resources).To(haveResources(
 			pipelinetest.Resources("cpu", "100m", "memory", "68Mi"),
-			pipelinetest.Resources("cpu", "2", "memory", "329Mi")), "the CPU limit is the user's, everything else the default for 10 000 streams")
+			pipelinetest.Resources("cpu", "2", "memory", "331Mi")), "the CPU limit is the user's, everything else the default for 10 000 streams")
 		Expect(gateway.Containers[0].Resources).To(haveResources(
 			pipelinetest.Resources("cpu", "250m", "memory", "128Mi"),
 			pipelinetest.Resources("memory", "512Mi")), "the CPU request is the user's")

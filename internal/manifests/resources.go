@@ -23,10 +23,10 @@ const (
 	WorkerMemoryRequestBytesPerStream = 400
 	// WorkerMemoryLimitBytesPerStream covers the costlier streams a worker
 	// may be filled with: an explicit-bucket histogram of 16 buckets holds
-	// 610 B of live heap (BenchmarkMemoryPerHistogramStream), and what the
-	// runtime keeps besides the live heap adds half of that again (377 B of
-	// RSS per sum stream against its 253 B of live heap).
-	WorkerMemoryLimitBytesPerStream = 920
+	// 714 B of live heap (BenchmarkMemoryPerHistogramStream), and resident
+	// memory is 1.5 times the live heap (377 B of RSS per sum stream against
+	// its 253 B of heap): 1 071 B, rounded up.
+	WorkerMemoryLimitBytesPerStream = 1100
 	// WorkerBaseMemoryRequest is a worker's resident memory with no streams
 	// at a moderate ingest rate: its idle RSS (17 MiB) plus the garbage
 	// collector's fixed headroom (32 MiB), rounded up.
@@ -70,7 +70,7 @@ func MaxStreams(p *v1alpha1.DeltaPipeline) int64 {
 // sets none, from spec.worker.conversion.maxStreams:
 //
 //	requests.memory = 64 MiB  + maxStreams × 400 B
-//	limits.memory   = 320 MiB + maxStreams × 920 B
+//	limits.memory   = 320 MiB + maxStreams × 1100 B
 //	requests.cpu    = max(100m, maxStreams / 60 s / 300 000 points/s per core)
 //
 // The request is what a worker full of sum streams uses; the limit leaves room

@@ -19,42 +19,42 @@ func TestWorkerResourcesPolicy(t *testing.T) {
 	}{
 		{
 			name: "defaults for the default 1 000 000 streams",
-			// 64 MiB + 1e6 × 400 B = 445.5 MiB → 446Mi; 320 MiB + 1e6 × 920 B = 1197.4 MiB → 1198Mi;
+			// 64 MiB + 1e6 × 400 B = 445.5 MiB → 446Mi; 320 MiB + 1e6 × 1100 B = 1369.1 MiB → 1370Mi;
 			// 1e6 / 60 s / 300 000 per core = 56m, below the 100m floor.
 			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "446Mi"),
-			wantLimits:   pipelinetest.Resources("memory", "1198Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "1370Mi"),
 		},
 		{
 			name:         "a small pipeline",
 			opts:         []pipelinetest.Option{pipelinetest.WithMaxStreams(10_000)},
 			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "68Mi"),
-			wantLimits:   pipelinetest.Resources("memory", "329Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "331Mi"),
 		},
 		{
 			name: "many streams raise the CPU request above the floor",
 			opts: []pipelinetest.Option{pipelinetest.WithMaxStreams(3_600_000)},
 			// 3.6e6 / 60 s = 60 000 points/s = 0.2 cores.
 			wantRequests: pipelinetest.Resources("cpu", "200m", "memory", "1438Mi"),
-			wantLimits:   pipelinetest.Resources("memory", "3479Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "4097Mi"),
 		},
 		{
 			name: "huge maxStreams scale without overflow",
 			opts: []pipelinetest.Option{pipelinetest.WithMaxStreams(math.MaxInt32)},
 			// 2 147 483 647 streams: int64 arithmetic, 35 791 394 points/s = 119.3 cores.
 			wantRequests: pipelinetest.Resources("cpu", "119305m", "memory", "819264Mi"),
-			wantLimits:   pipelinetest.Resources("memory", "1884480Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "2253120Mi"),
 		},
 		{
 			name:         "a CPU limit alone keeps every default request",
 			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")})},
 			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "446Mi"),
-			wantLimits:   pipelinetest.Resources("cpu", "2", "memory", "1198Mi"),
+			wantLimits:   pipelinetest.Resources("cpu", "2", "memory", "1370Mi"),
 		},
 		{
 			name:         "a memory request alone keeps the default limit",
 			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("memory", "1Gi")})},
 			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "1Gi"),
-			wantLimits:   pipelinetest.Resources("memory", "1198Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "1370Mi"),
 		},
 		{
 			name:         "a memory limit below the default request lowers the request to it",
@@ -66,7 +66,7 @@ func TestWorkerResourcesPolicy(t *testing.T) {
 			name:         "a CPU limit below the default request lowers the request to it",
 			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "50m")})},
 			wantRequests: pipelinetest.Resources("cpu", "50m", "memory", "446Mi"),
-			wantLimits:   pipelinetest.Resources("cpu", "50m", "memory", "1198Mi"),
+			wantLimits:   pipelinetest.Resources("cpu", "50m", "memory", "1370Mi"),
 		},
 		{
 			name:         "a memory request above the default limit raises the limit to it",
@@ -97,7 +97,7 @@ func TestWorkerResourcesPolicy(t *testing.T) {
 			name:         "other resources pass through",
 			opts:         []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("ephemeral-storage", "1Gi")})},
 			wantRequests: pipelinetest.Resources("cpu", "100m", "memory", "446Mi", "ephemeral-storage", "1Gi"),
-			wantLimits:   pipelinetest.Resources("memory", "1198Mi"),
+			wantLimits:   pipelinetest.Resources("memory", "1370Mi"),
 		},
 	}
 	for _, c := range cases {
@@ -178,12 +178,12 @@ func TestWorkerMemoryFit(t *testing.T) {
 		wantLimited  bool
 		wantCapacity int64
 	}{
-		{name: "the default limit holds the default maxStreams", wantFits: true, wantLimited: true, wantCapacity: 1_000_706},
+		{name: "the default limit holds the default maxStreams", wantFits: true, wantLimited: true, wantCapacity: 1_000_913},
 		{name: "the default limit follows a huge maxStreams", opts: []pipelinetest.Option{pipelinetest.WithMaxStreams(math.MaxInt32)}, wantFits: true, wantLimited: true, wantCapacity: math.MaxInt32 + 1},
 		{
 			name:        "a user limit too small for maxStreams",
 			opts:        []pipelinetest.Option{pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")})},
-			wantLimited: true, wantCapacity: 802_388,
+			wantLimited: true, wantCapacity: 671_088,
 		},
 		{
 			name:        "a user limit below the base memory holds no stream",
@@ -193,7 +193,7 @@ func TestWorkerMemoryFit(t *testing.T) {
 		{
 			name:     "a user limit that fits",
 			opts:     []pipelinetest.Option{pipelinetest.WithMaxStreams(100_000), pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")})},
-			wantFits: true, wantLimited: true, wantCapacity: 802_388,
+			wantFits: true, wantLimited: true, wantCapacity: 671_088,
 		},
 		{
 			name:     "no limit: nothing to overcommit",
