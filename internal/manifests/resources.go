@@ -47,9 +47,9 @@ const (
 	MinWorkerCPURequestMilli = 100
 
 	// GatewayMemoryRequest and GatewayMemoryLimit frame the collector's
-	// measured footprint: 50 MiB of idle RSS, growing with the per-worker
-	// queues while a worker is away; the memory_limiter refuses data from
-	// 80 % of the limit on.
+	// measured footprint: 54 MiB of idle RSS, 83 MiB taking 5 000 points/s,
+	// 467 MiB at its peak with a per-worker queue full and the
+	// memory_limiter (80 % of the limit) refusing data.
 	GatewayMemoryRequest = 128 << 20
 	GatewayMemoryLimit   = 512 << 20
 	// GatewayCPURequestMilli is what the gateway HPA measures utilisation
@@ -57,8 +57,8 @@ const (
 	GatewayCPURequestMilli = 100
 )
 
-// Default pipeline settings the sizing reads; the API server defaults them,
-// these cover objects built before defaulting.
+// defaultMaxStreams is the CRD's default of spec.worker.conversion.maxStreams,
+// for objects built before the API server defaulted them.
 const defaultMaxStreams = 1_000_000
 
 // MaxStreams is the number of streams one worker holds at most.
