@@ -135,6 +135,7 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.observeTiers(ctx, &p, status); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.reportResources(&p, status)
 	setCondition(status, &p, readyCondition(status))
 
 	if statusEqual(&p.Status, status) {

@@ -46,6 +46,44 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 		"amp-sigv4":        pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
 		"otlp-secrets":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
 		"extra-processors": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
+		"resources-partial": pipelinetest.Stored("claude", "telemetry",
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")})),
+		"resources-unlimited": pipelinetest.Stored("claude", "telemetry",
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")})),
+		"resources-none": pipelinetest.Stored("claude", "telemetry",
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "0", "memory", "0"), Limits: pipelinetest.Resources("memory", "0")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "0", "memory", "0"), Limits: pipelinetest.Resources("memory", "0")})),
+	}
+}
+
+// workloadGoldenCases are the pipelines whose Deployment and StatefulSet
+// are kept as golden files: the pod templates show the sizing policy.
+var workloadGoldenCases = []string{"default", "resources-partial", "resources-unlimited", "resources-none", "small-pipeline"}
+
+func TestGoldenWorkloads(t *testing.T) {
+	cases := goldenCases(t)
+	cases["small-pipeline"] = pipelinetest.Stored("claude", "telemetry", pipelinetest.WithMaxStreams(10_000))
+	for _, name := range workloadGoldenCases {
+		t.Run(name, func(t *testing.T) {
+			p := cases[name]
+			g, err := BuildGateway(p, DefaultOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := BuildWorker(p, DefaultOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for file, obj := range map[string]any{name + ".gateway-deployment.yaml": g.Deployment, name + ".worker-statefulset.yaml": w.StatefulSet} {
+				out, err := yaml.Marshal(obj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareGolden(t, filepath.Join("testdata", file), out)
+			}
+		})
 	}
 }
 
