@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"transport"}),
 		refusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "refused_requests_total",
-			Help: "Whole OTLP requests refused, by transport and reason (malformed, too_large, overloaded, not_ready, unsupported_media_type, method_not_allowed, journal).",
+			Help: "Whole OTLP requests refused, by transport and reason (malformed, too_large, overloaded, not_ready, unsupported_media_type, method_not_allowed, journal, consumer_error, internal).",
 		}, []string{"transport", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.receivedPoints, m.refusedRequests} {
