@@ -24,7 +24,7 @@ func (w *Worker) openState() error {
 	store, err := state.Open(state.Options{
 		Directory:          dir,
 		CheckpointInterval: w.cfg.State.CheckpointInterval.Duration,
-		Registerer:         w.metrics.Registry,
+		Registerer:         w.registry,
 		Logger:             w.logger,
 	})
 	if err != nil {

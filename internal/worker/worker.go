@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/deltapipeline/deltapipeline/internal/convert"
@@ -47,11 +48,13 @@ type Options struct {
 
 // Worker is one running worker process.
 type Worker struct {
-	cfg       workerconfig.Config
-	opts      Options
-	logger    *slog.Logger
-	metrics   *telemetry.Metrics
-	readiness *telemetry.Readiness
+	cfg           workerconfig.Config
+	opts          Options
+	logger        *slog.Logger
+	registry      *prometheus.Registry
+	metrics       *engineMetrics
+	exportMetrics *export.Metrics
+	readiness     *telemetry.Readiness
 
 	engineMu sync.RWMutex
 	engine   *convert.Engine
@@ -86,7 +89,13 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 		logger:    opts.Logger,
 		readiness: telemetry.NewReadiness("starting"),
 	}
-	w.metrics = telemetry.NewMetrics(w.streams)
+	w.registry = telemetry.NewRegistry()
+	if w.metrics, err = newEngineMetrics(w.registry, w.streams); err != nil {
+		return nil, err
+	}
+	if w.exportMetrics, err = export.NewMetrics(w.registry); err != nil {
+		return nil, err
+	}
 	if w.engine, err = w.newEngine(); err != nil {
 		return nil, err
 	}
@@ -109,12 +118,12 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 		MaxRequestBody: int64(otlp.HTTP.MaxRequestBodyMiB) << 20,
 		MaxInFlight:    otlp.MaxConcurrentRequests,
 		Consumer:       receive.ConsumerFunc(w.consume),
-		Metrics:        w.metrics,
+		Registerer:     w.registry,
 		Logger:         w.logger,
 	}); err != nil {
 		return nil, err
 	}
-	if w.telemetry, err = telemetry.Listen(cfg.Telemetry.Endpoint, w.metrics, w.readiness, w.logger); err != nil {
+	if w.telemetry, err = telemetry.Listen(cfg.Telemetry.Endpoint, w.registry, w.readiness, w.logger); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -140,7 +149,7 @@ func engineConfig(c workerconfig.Conversion, clock func() time.Time) convert.Con
 func (w *Worker) buildExporters(ctx context.Context) error {
 	e := w.cfg.Exporters
 	if e.PrometheusRemoteWrite != nil {
-		o := remotewrite.Options{Config: *e.PrometheusRemoteWrite, Metrics: w.metrics, Logger: w.logger}
+		o := remotewrite.Options{Config: *e.PrometheusRemoteWrite, Metrics: w.exportMetrics, Logger: w.logger}
 		if w.opts.RemoteWrite != nil {
 			w.opts.RemoteWrite(&o)
 		}
@@ -151,7 +160,7 @@ func (w *Worker) buildExporters(ctx context.Context) error {
 		w.exporters = append(w.exporters, rw)
 	}
 	if e.OTLP != nil {
-		o, err := otlpexport.New(ctx, otlpexport.Options{Config: *e.OTLP, Metrics: w.metrics, Logger: w.logger})
+		o, err := otlpexport.New(ctx, otlpexport.Options{Config: *e.OTLP, Metrics: w.exportMetrics, Logger: w.logger})
 		if err != nil {
 			return err
 		}
@@ -159,11 +168,12 @@ func (w *Worker) buildExporters(ctx context.Context) error {
 	}
 	if e.Prometheus != nil {
 		p, err := promexport.Listen(promexport.Options{
-			Endpoint: e.Prometheus.Endpoint,
-			MaxStale: w.cfg.Conversion.MaxStale.Duration,
-			Metrics:  w.metrics,
-			Logger:   w.logger,
-			Now:      w.opts.Clock,
+			Endpoint:   e.Prometheus.Endpoint,
+			MaxStale:   w.cfg.Conversion.MaxStale.Duration,
+			Metrics:    w.exportMetrics,
+			Registerer: w.registry,
+			Logger:     w.logger,
+			Now:        w.opts.Clock,
 		})
 		if err != nil {
 			return err
@@ -218,8 +228,8 @@ func (w *Worker) PrometheusAddr() net.Addr {
 	return w.pull.Addr()
 }
 
-// Metrics exposes the self-metrics registry.
-func (w *Worker) Metrics() *telemetry.Metrics { return w.metrics }
+// Registry is the self-metrics registry served at telemetry.endpoint.
+func (w *Worker) Registry() *prometheus.Registry { return w.registry }
 
 // Run serves until ctx ends, then shuts down gracefully. It returns the
 // first error that stopped the worker early, or what went wrong during
@@ -276,22 +286,11 @@ func (w *Worker) consume(ctx context.Context, md pmetric.Metrics) (receive.Outco
 	if done != nil {
 		done()
 	}
-	w.countApply(res)
+	w.metrics.countApply(res)
 	if res.Passthrough > 0 {
 		w.exportAll(ctx, md)
 	}
 	return receive.Outcome{RejectedPoints: int64(res.RejectedTotal()), Message: res.Message()}, nil
-}
-
-func (w *Worker) countApply(res convert.Result) {
-	w.metrics.AppliedPoints.Add(float64(res.Applied))
-	w.metrics.DuplicatePoints.Add(float64(res.Duplicates))
-	w.metrics.PassthroughPoints.Add(float64(res.Passthrough))
-	for reason, n := range res.Rejected {
-		if n > 0 {
-			w.metrics.RejectedPoints.WithLabelValues(convert.Reason(reason).String()).Add(float64(n))
-		}
-	}
 }
 
 // exportAll hands md to every exporter. md is never modified afterwards
@@ -337,26 +336,21 @@ const emitMaxPending = 8
 func (w *Worker) emit(ctx context.Context, all bool) {
 	// A destination that stays slow must not stall emits for longer than
 	// one interval; past that, parts queue and the queues' own bounds apply.
-	waitUntil := time.Now().Add(w.cfg.Conversion.Interval.Duration)
+	backlogCtx, cancel := context.WithTimeout(ctx, w.cfg.Conversion.Interval.Duration)
+	defer cancel()
 	res := w.currentEngine().EmitChunks(w.opts.Clock(), all, emitChunkPoints, func(part pmetric.Metrics) {
 		w.exportAll(ctx, part)
-		w.waitForBacklog(ctx, waitUntil)
+		w.awaitBacklog(backlogCtx)
 	})
-	w.metrics.EmittedPoints.Add(float64(res.Points))
-	w.metrics.ExpiredStreams.Add(float64(res.Expired))
+	w.metrics.countEmit(res)
 }
 
-// waitForBacklog waits until every queueing exporter has at most
-// emitMaxPending requests waiting, ctx ends or until passes.
-func (w *Worker) waitForBacklog(ctx context.Context, until time.Time) {
-	const poll = 2 * time.Millisecond
+// awaitBacklog returns once every queueing exporter has at most
+// emitMaxPending requests waiting, woken by its sender, or when ctx ends.
+func (w *Worker) awaitBacklog(ctx context.Context) {
 	for _, e := range w.exporters {
-		b, ok := e.(export.Backlog)
-		if !ok {
-			continue
-		}
-		for b.Pending() > emitMaxPending && ctx.Err() == nil && time.Now().Before(until) {
-			time.Sleep(poll)
+		if b, ok := e.(export.Backlog); ok && b.AwaitBacklog(ctx, emitMaxPending) != nil {
+			return
 		}
 	}
 }
