@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -144,7 +145,9 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	p.Status = *status
 	if err := r.Status().Update(ctx, &p); err != nil {
 		if apierrors.IsConflict(err) {
-			return ctrl.Result{Requeue: true}, nil
+			// Another write raced ours; the next reconcile recomputes the
+			// status from the newer object.
+			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
 		if apierrors.IsNotFound(err) {
 			return ctrl.Result{}, nil

@@ -154,7 +154,7 @@ func (l *ledger) name(m metricdata.Metrics, kind otlptranslator.MetricType) stri
 func (l *ledger) pointLabels(scope map[string]string, attrs attribute.Set) map[string]string {
 	labels := copyLabels(scope)
 	for _, kv := range attrs.ToSlice() {
-		value := kv.Value.Emit()
+		value := kv.Value.String()
 		if value == "" {
 			continue
 		}
@@ -176,14 +176,14 @@ func resourceLabels(res *resource.Resource) map[string]string {
 	}
 	name, _ := res.Set().Value("service.name")
 	namespace, _ := res.Set().Value("service.namespace")
-	if job := name.Emit(); job != "" {
-		if ns := namespace.Emit(); ns != "" {
+	if job := name.String(); job != "" {
+		if ns := namespace.String(); ns != "" {
 			job = ns + "/" + job
 		}
 		labels["job"] = job
 	}
-	if id, ok := res.Set().Value("service.instance.id"); ok && id.Emit() != "" {
-		labels["instance"] = id.Emit()
+	if id, ok := res.Set().Value("service.instance.id"); ok && id.String() != "" {
+		labels["instance"] = id.String()
 	}
 	return labels
 }

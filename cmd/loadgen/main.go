@@ -127,6 +127,3 @@ func (c config) validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// writerCount is one writer per session plus a second one per shared session.
-func (c config) writerCount() int { return c.sessions + c.sharedSessions }

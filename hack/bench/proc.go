@@ -124,8 +124,8 @@ func (p *process) stop(timeout time.Duration) error {
 		return nil
 	case <-time.After(timeout):
 		_ = p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, timeout)
+		killed := <-p.exited
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed (%w)", p.name, timeout, killed)
 	}
 }
 

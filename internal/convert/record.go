@@ -340,7 +340,6 @@ func (r *recordReader) stats(what string) (hasSum, hasMin, hasMax bool, sum, lo,
 // decodedRecord is a record's identity, as pdata, and the stream state.
 type decodedRecord struct {
 	src        descriptorSource
-	scopeAttrs pcommon.Map
 	stream     stream
 	ordered    []interval
 	sharedRing bool
@@ -458,7 +457,7 @@ func (r *recordReader) histogram() *histogramState {
 		h.bounds = append(h.bounds, f)
 	}
 	h.counts = r.counts("histogram bucket counts")
-	if r.err == nil && len(h.counts) != len(h.bounds)+1 && !(len(h.counts) == 0 && len(h.bounds) == 0) {
+	if r.err == nil && len(h.counts) != len(h.bounds)+1 && (len(h.counts) != 0 || len(h.bounds) != 0) {
 		r.fail("histogram: %d bucket counts for %d bounds", len(h.counts), len(h.bounds))
 	}
 	h.count = r.uvarint("histogram count")

@@ -235,7 +235,13 @@ func TestGRPCConsumerFailureIsRetryableWithRetryInfo(t *testing.T) {
 	}
 }
 
-func post(t *testing.T, url, contentType, contentEncoding string, body []byte) (*http.Response, []byte) {
+// answer is what a test reads of an HTTP response once its body is read.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func post(t *testing.T, url, contentType, contentEncoding string, body []byte) (answer, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -254,7 +260,7 @@ func post(t *testing.T, url, contentType, contentEncoding string, body []byte) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, out
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header}, out
 }
 
 func gzipped(t *testing.T, b []byte) []byte {

@@ -329,10 +329,10 @@ func (s *Store) restoreCheckpoint(sink StreamSink, report *RestoreReport) (uint6
 		"file", s.ckpt, "error", err, "setAside", aside)
 	s.setStatus("checkpoint damaged, set aside as " + aside)
 	if asideErr != nil {
-		return 0, fmt.Errorf("checkpoint refused (%v), and it could not be set aside: %w", err, asideErr)
+		return 0, fmt.Errorf("checkpoint refused (%w), and it could not be set aside: %w", err, asideErr)
 	}
 	if report.Streams > 0 {
-		return 0, fmt.Errorf("%w: %v", ErrDiscardSink, err)
+		return 0, fmt.Errorf("%w: %w", ErrDiscardSink, err)
 	}
 	return 0, nil
 }

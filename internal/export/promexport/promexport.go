@@ -160,7 +160,7 @@ func clonePoint(p *promseries.Point) promseries.Point {
 // ServeHTTP renders every live series in the format the scraper asked for.
 func (e *Exporter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	families := e.gather()
-	format := expfmt.Negotiate(r.Header)
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
 	w.Header().Set("Content-Type", string(format))
 	enc := expfmt.NewEncoder(w, format)
 	for _, mf := range families {

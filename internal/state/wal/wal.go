@@ -396,7 +396,7 @@ func (l *Log) recover() error {
 		return nil
 	}
 	if err := l.startSegment(l.cur.seq + 1); err != nil {
-		return fmt.Errorf("write-ahead log unavailable since %v; starting a new segment failed: %w", l.broken, err)
+		return fmt.Errorf("write-ahead log unavailable since %w; starting a new segment failed: %w", l.broken, err)
 	}
 	l.setBroken(nil)
 	return nil

@@ -169,7 +169,7 @@ func (cp *ControlPlane) waitConfigMapKey(ctx context.Context, name types.Namespa
 		last = err
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for the operator to render ConfigMap %s: %w (last: %v)", name, ctx.Err(), last)
+			return "", fmt.Errorf("waiting for the operator to render ConfigMap %s: %w (last: %w)", name, ctx.Err(), last)
 		case <-ticker.C:
 		}
 	}

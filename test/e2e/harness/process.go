@@ -173,7 +173,7 @@ func (p *Process) WaitHTTPOK(ctx context.Context, url string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s at %s (log: %s): %w (last: %v)", p.Name, url, p.LogPath, ctx.Err(), last)
+			return fmt.Errorf("waiting for %s at %s (log: %s): %w (last: %w)", p.Name, url, p.LogPath, ctx.Err(), last)
 		case <-ticker.C:
 		}
 	}

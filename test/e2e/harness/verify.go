@@ -128,10 +128,7 @@ func (p *Pipeline) WaitForTotals(ctx context.Context, sent totals.Totals, timeou
 	defer cancel()
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
-	for {
-		if allReached(sent, p.Receiver.LastValues()) {
-			break
-		}
+	for !allReached(sent, p.Receiver.LastValues()) {
 		select {
 		case <-ctx.Done():
 			return Verify(sent, p.Receiver.Series(), len(p.Workers))
