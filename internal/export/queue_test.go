@@ -11,7 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
+
+	"github.com/deltapipeline/deltapipeline/internal/telemetry/telemetrytest"
 )
 
 // request stands for one export request of a given number of points.
@@ -59,21 +60,6 @@ func startTestQueue(t *testing.T, capacity int, s *gatedSender) (*Queue[request]
 	return q, reg, m
 }
 
-func exposition(t *testing.T, reg *prometheus.Registry) string {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, mf := range families {
-		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.String()
-}
-
 func TestQueueCountsWhatItGivesUpByReason(t *testing.T) {
 	s := newGatedSender()
 	q, reg, m := startTestQueue(t, 1, s)
@@ -99,7 +85,7 @@ func TestQueueCountsWhatItGivesUpByReason(t *testing.T) {
 	if got := s.sent; len(got) != 2 || got[0] != 1 || got[1] != 5 {
 		t.Errorf("sent %v, want [1 5]: the full queue gives up its oldest request", got)
 	}
-	got := exposition(t, reg)
+	got := telemetrytest.Exposition(t, reg)
 	for _, want := range []string{
 		`deltapipeline_worker_export_dropped_points_total{exporter="otlp",reason="queue_full"} 3`,
 		`deltapipeline_worker_export_dropped_points_total{exporter="otlp",reason="shutdown"} 7`,

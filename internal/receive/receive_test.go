@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -27,6 +26,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/deltapipeline/deltapipeline/internal/telemetry/telemetrytest"
 )
 
 type fixture struct {
@@ -427,22 +428,6 @@ func TestHTTPOverloadIsRetryableWithRetryAfter(t *testing.T) {
 	}
 }
 
-// exposition renders a registry as /metrics would.
-func exposition(t *testing.T, reg *prometheus.Registry) string {
-	t.Helper()
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, mf := range families {
-		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b.String()
-}
-
 // Both transports count through the one ingest path, under the names the
 // documentation lists.
 func TestReceiversCountPointsAndRefusals(t *testing.T) {
@@ -478,7 +463,7 @@ func TestReceiversCountPointsAndRefusals(t *testing.T) {
 	post(t, f.httpURL, "application/x-protobuf", "", pb)
 	post(t, f.httpURL, "application/x-protobuf", "", []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
 
-	got := exposition(t, f.registry)
+	got := telemetrytest.Exposition(t, f.registry)
 	for _, want := range []string{
 		`deltapipeline_worker_received_points_total{transport="grpc"} 7`,
 		`deltapipeline_worker_received_points_total{transport="http"} 1`,
