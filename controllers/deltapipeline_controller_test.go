@@ -507,14 +507,17 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			sourcesOf := func(name string, port int32) func() ([]networkingv1.NetworkPolicyPeer, error) {
 				return func() ([]networkingv1.NetworkPolicyPeer, error) {
 					policy, err := fetch(ctx, p, &networkingv1.NetworkPolicy{}, name)
+					if err != nil {
+						return nil, err
+					}
 					for _, rule := range policy.Spec.Ingress {
 						for _, rulePort := range rule.Ports {
 							if rulePort.Port.IntValue() == int(port) {
-								return rule.From, err
+								return rule.From, nil
 							}
 						}
 					}
-					return nil, fmt.Errorf("%s admits nothing on port %d (%v)", name, port, err)
+					return nil, fmt.Errorf("%s admits nothing on port %d", name, port)
 				}
 			}
 			Eventually(sourcesOf(naming.GatewayNetworkPolicy(p), manifests.OTLPGRPCPort)).Should(ConsistOf(
