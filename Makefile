@@ -170,6 +170,7 @@ bench: build-worker otelcol ## Run the engine, state and worker benchmarks, then
 helm-lint: helm ## Lint the Helm chart with default and non-default values.
 	$(HELM) lint --strict $(CHART_DIR)
 	$(HELM) lint --strict $(CHART_DIR) -f test/chart/testdata/values-custom.yaml
+	$(HELM) lint --strict $(CHART_DIR) -f test/chart/testdata/values-watch-namespaces.yaml
 
 ##@ Build
 

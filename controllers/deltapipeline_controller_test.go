@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -138,6 +140,45 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(binding.RoleRef.Name).To(Equal(role.Name))
 			Expect(binding.Subjects).To(ConsistOf(HaveField("Name", naming.GatewayServiceAccount(p))))
+		})
+
+		It("drains a stopping gateway before SIGTERM and rolls the gateways without losing a ready replica", func() {
+			d, err := fetch(ctx, p, &appsv1.Deployment{}, naming.GatewayDeployment(p))
+			Expect(err).NotTo(HaveOccurred())
+			c := d.Spec.Template.Spec.Containers[0]
+			Expect(c.Lifecycle).NotTo(BeNil())
+			Expect(c.Lifecycle.PreStop).NotTo(BeNil())
+			Expect(c.Lifecycle.PreStop.Sleep).To(HaveValue(HaveField("Seconds", int64(manifests.GatewayPreStopDelaySeconds))), "the API server kept the pre-stop sleep action")
+			Expect(d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(HaveValue(Equal(int64(manifests.GatewayTerminationGracePeriodSeconds))))
+			Expect(d.Spec.Strategy.Type).To(Equal(appsv1.RollingUpdateDeploymentStrategyType))
+			Expect(d.Spec.Strategy.RollingUpdate.MaxUnavailable).To(HaveValue(Equal(intstr.FromInt32(0))))
+			Expect(d.Spec.Strategy.RollingUpdate.MaxSurge).To(HaveValue(Equal(intstr.FromInt32(1))))
+		})
+
+		It("lets only the pipeline's gateways send OTLP to its workers and leaves scraping and egress open", func() {
+			worker, err := fetch(ctx, p, &networkingv1.NetworkPolicy{}, naming.WorkerNetworkPolicy(p))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(worker.Spec.PodSelector.MatchLabels).To(Equal(naming.SelectorLabels(p, naming.ComponentWorker)))
+			Expect(worker.Spec.PolicyTypes).To(ConsistOf(networkingv1.PolicyTypeIngress))
+			Expect(worker.Spec.Egress).To(BeEmpty())
+			Expect(worker.Spec.Ingress).To(ConsistOf(
+				SatisfyAll(
+					HaveField("From", ConsistOf(HaveField("PodSelector", HaveValue(HaveField("MatchLabels", Equal(naming.SelectorLabels(p, naming.ComponentGateway))))))),
+					HaveField("Ports", ConsistOf(HaveField("Port", HaveValue(Equal(intstr.FromInt32(manifests.OTLPGRPCPort)))), HaveField("Port", HaveValue(Equal(intstr.FromInt32(manifests.OTLPHTTPPort)))))),
+				),
+				SatisfyAll(
+					HaveField("From", BeEmpty()),
+					HaveField("Ports", ConsistOf(HaveField("Port", HaveValue(Equal(intstr.FromInt32(8888)))))),
+				),
+			))
+
+			gateway, err := fetch(ctx, p, &networkingv1.NetworkPolicy{}, naming.GatewayNetworkPolicy(p))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(gateway.Spec.PodSelector.MatchLabels).To(Equal(naming.SelectorLabels(p, naming.ComponentGateway)))
+			Expect(gateway.Spec.PolicyTypes).To(ConsistOf(networkingv1.PolicyTypeIngress))
+			for _, rule := range gateway.Spec.Ingress {
+				Expect(rule.From).To(BeEmpty(), "without allowedSources and telemetryFrom the gateway accepts anyone: %+v", rule)
+			}
 		})
 
 		It("allows one gateway and one worker pod to be disrupted at a time", func() {
@@ -446,6 +487,51 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			}).Should(ContainSubstring("dns:"))
 		})
 
+		It("deletes the NetworkPolicies when they are turned off and puts them back when turned on", func() {
+			p := createPipeline(ctx, pipelinetest.New("claude", ns))
+			waitForObject(ctx, p, &networkingv1.NetworkPolicy{}, naming.GatewayNetworkPolicy(p))
+			waitForObject(ctx, p, &networkingv1.NetworkPolicy{}, naming.WorkerNetworkPolicy(p))
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.NetworkPolicy.Enabled = ptr.To(false) })
+			waitForDeletion(ctx, p, &networkingv1.NetworkPolicy{}, naming.GatewayNetworkPolicy(p))
+			waitForDeletion(ctx, p, &networkingv1.NetworkPolicy{}, naming.WorkerNetworkPolicy(p))
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.NetworkPolicy.Enabled = ptr.To(true) })
+			waitForObject(ctx, p, &networkingv1.NetworkPolicy{}, naming.WorkerNetworkPolicy(p))
+		})
+
+		It("limits OTLP to the gateways to spec.gateway.allowedSources and scraping to spec.networkPolicy.telemetryFrom", func() {
+			monitoring := map[string]string{"kubernetes.io/metadata.name": "monitoring"}
+			p := createPipeline(ctx, pipelinetest.New("claude", ns,
+				pipelinetest.WithPrometheusExporter(9464),
+				pipelinetest.WithAllowedSources(pipelinetest.CIDRSource("10.20.0.0/16", "10.20.99.0/24")),
+				pipelinetest.WithTelemetryFrom(pipelinetest.NamespaceSource(monitoring))))
+			sourcesOf := func(name string, port int32) func() ([]networkingv1.NetworkPolicyPeer, error) {
+				return func() ([]networkingv1.NetworkPolicyPeer, error) {
+					policy, err := fetch(ctx, p, &networkingv1.NetworkPolicy{}, name)
+					if err != nil {
+						return nil, err
+					}
+					for _, rule := range policy.Spec.Ingress {
+						for _, rulePort := range rule.Ports {
+							if rulePort.Port.IntValue() == int(port) {
+								return rule.From, nil
+							}
+						}
+					}
+					return nil, fmt.Errorf("%s admits nothing on port %d", name, port)
+				}
+			}
+			Eventually(sourcesOf(naming.GatewayNetworkPolicy(p), manifests.OTLPGRPCPort)).Should(ConsistOf(
+				HaveField("IPBlock", HaveValue(Equal(networkingv1.IPBlock{CIDR: "10.20.0.0/16", Except: []string{"10.20.99.0/24"}})))))
+			scrapers := ConsistOf(HaveField("NamespaceSelector", HaveValue(HaveField("MatchLabels", Equal(monitoring)))))
+			Eventually(sourcesOf(naming.GatewayNetworkPolicy(p), manifests.CollectorMetricsPort)).Should(scrapers)
+			Eventually(sourcesOf(naming.WorkerNetworkPolicy(p), 8888)).Should(scrapers)
+			Eventually(sourcesOf(naming.WorkerNetworkPolicy(p), 9464)).Should(scrapers)
+
+			By("clearing allowedSources")
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.AllowedSources = nil })
+			Eventually(sourcesOf(naming.GatewayNetworkPolicy(p), manifests.OTLPGRPCPort)).Should(BeEmpty())
+		})
+
 		It("annotates the workers' ServiceAccount for IRSA", func() {
 			const roleARN = "arn:aws:iam::111122223333:role/amp-writer"
 			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithSigV4("us-east-1"), pipelinetest.WithServiceAccountAnnotation("eks.amazonaws.com/role-arn", roleARN)))
@@ -705,6 +791,21 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 				}),
 			Entry("a name too long for the worker pods' names", "metadata.name must be at most 40 characters",
 				func(p *v1alpha1.DeltaPipeline) { p.Name = strings.Repeat("a", 41) }),
+			Entry("an allowed source that is not a CIDR", "must be a CIDR such as 10.0.0.0/8",
+				pipelinetest.WithAllowedSources(pipelinetest.CIDRSource("10.0.0.300/8"))),
+			Entry("an allowed source address without a prefix length", "spec.gateway.allowedSources[0].ipBlock.cidr",
+				pipelinetest.WithAllowedSources(pipelinetest.CIDRSource("10.0.0.1"))),
+			Entry("an exception outside its CIDR", "every ipBlock.except entry must be a CIDR inside ipBlock.cidr",
+				pipelinetest.WithAllowedSources(pipelinetest.CIDRSource("10.0.0.0/8", "192.168.0.0/16"))),
+			Entry("an IPv6 exception in an IPv4 block", "every ipBlock.except entry must be a CIDR inside ipBlock.cidr",
+				pipelinetest.WithAllowedSources(pipelinetest.CIDRSource("10.0.0.0/8", "2001:db8::/32"))),
+			Entry("a telemetry source with both a CIDR and a selector", "set either ipBlock or namespaceSelector/podSelector on a traffic source",
+				pipelinetest.WithTelemetryFrom(v1alpha1.TrafficSource{
+					IPBlock:           &v1alpha1.IPBlock{CIDR: "10.0.0.0/8"},
+					NamespaceSelector: &metav1.LabelSelector{},
+				})),
+			Entry("an empty traffic source", "set either ipBlock or namespaceSelector/podSelector on a traffic source",
+				pipelinetest.WithAllowedSources(v1alpha1.TrafficSource{})),
 		)
 	})
 })

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -99,6 +100,11 @@ func ownedObjects(p *v1alpha1.DeltaPipeline) []ownedObject {
 		{&corev1.Service{}, naming.WorkerHeadlessService(p)},
 		{&policyv1.PodDisruptionBudget{}, naming.WorkerPodDisruptionBudget(p)},
 		{&corev1.ServiceAccount{}, naming.WorkerServiceAccount(p)},
+	}
+	if manifests.NetworkPoliciesEnabled(p) {
+		objects = append(objects,
+			ownedObject{&networkingv1.NetworkPolicy{}, naming.GatewayNetworkPolicy(p)},
+			ownedObject{&networkingv1.NetworkPolicy{}, naming.WorkerNetworkPolicy(p)})
 	}
 	if manifests.UsesKubernetesResolver(p) {
 		objects = append(objects,

@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +43,10 @@ var ownedKinds = []ownedKind{
 	kindEntry(&policyv1.PodDisruptionBudget{}, &policyv1.PodDisruptionBudgetList{}, ownedParts[*policyv1.PodDisruptionBudget]{
 		managed: func(o *policyv1.PodDisruptionBudget) any { return o.Spec },
 		copy:    func(dst, src *policyv1.PodDisruptionBudget) { dst.Spec = src.Spec },
+	}),
+	kindEntry(&networkingv1.NetworkPolicy{}, &networkingv1.NetworkPolicyList{}, ownedParts[*networkingv1.NetworkPolicy]{
+		managed: func(o *networkingv1.NetworkPolicy) any { return o.Spec },
+		copy:    func(dst, src *networkingv1.NetworkPolicy) { dst.Spec = src.Spec },
 	}),
 	kindEntry(&rbacv1.Role{}, &rbacv1.RoleList{}, ownedParts[*rbacv1.Role]{
 		exact:   true,

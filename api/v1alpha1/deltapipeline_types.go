@@ -36,7 +36,66 @@ type DeltaPipelineSpec struct {
 	// IRSA annotation eks.amazonaws.com/role-arn used to sign requests to AMP.
 	// +optional
 	ServiceAccount ServiceAccountSpec `json:"serviceAccount,omitempty"`
+
+	// NetworkPolicy restricts who may connect to the pipeline's pods.
+	// +kubebuilder:default={}
+	// +optional
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
 }
+
+// NetworkPolicySpec configures the ingress NetworkPolicies of both tiers.
+// Egress is never restricted. The policies take effect only in clusters
+// whose network plugin enforces NetworkPolicy.
+type NetworkPolicySpec struct {
+	// Enabled creates the NetworkPolicies: workers accept OTLP from their
+	// gateways only, gateways from spec.gateway.allowedSources (anyone when
+	// empty). Turning it off deletes them.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// TelemetryFrom lists who may scrape the pods' own metrics (gateway 8888,
+	// worker 8888 and the prometheus exporter port). Empty allows every pod in
+	// every namespace, so a Prometheus in its own namespace keeps scraping.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	TelemetryFrom []TrafficSource `json:"telemetryFrom,omitempty"`
+}
+
+// TrafficSource is one allowed origin of connections: a CIDR block, or pods
+// chosen by a namespace selector, a pod selector, or both. It is the subset
+// of networking.k8s.io/v1 NetworkPolicyPeer that makes sense here.
+// +kubebuilder:validation:XValidation:rule="has(self.ipBlock) != (has(self.namespaceSelector) || has(self.podSelector))",message="set either ipBlock or namespaceSelector/podSelector on a traffic source, not both and not neither"
+type TrafficSource struct {
+	// IPBlock allows a CIDR block, for example the laptops' VPN range.
+	// +optional
+	IPBlock *IPBlock `json:"ipBlock,omitempty"`
+	// NamespaceSelector selects namespaces; alone, every pod in them.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// PodSelector selects pods, in the pipeline's namespace unless
+	// namespaceSelector is set too.
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+}
+
+// IPBlock is a CIDR block with optional exceptions inside it.
+// +kubebuilder:validation:XValidation:rule="!has(self.except) || self.except.all(e, cidr(e).ip().family() == cidr(self.cidr).ip().family() && cidr(self.cidr).containsCIDR(e))",message="every ipBlock.except entry must be a CIDR inside ipBlock.cidr",fieldPath=".except"
+type IPBlock struct {
+	// CIDR such as 10.0.0.0/8 or 2001:db8::/32.
+	CIDR CIDR `json:"cidr"`
+	// Except are CIDRs inside cidr that are not allowed.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	Except []CIDR `json:"except,omitempty"`
+}
+
+// CIDR is an IPv4 or IPv6 address block in CIDR notation.
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32"
+type CIDR string
 
 // RoutingKey is what the gateway hashes to pick a worker.
 // +kubebuilder:validation:Enum=streamID;attributes;resource;service
@@ -142,6 +201,16 @@ type GatewaySpec struct {
 	// Service exposes the gateway to clients.
 	// +optional
 	Service GatewayServiceSpec `json:"service,omitempty"`
+
+	// AllowedSources, when set and spec.networkPolicy.enabled, are the only
+	// origins allowed to send OTLP to the gateways; empty allows everyone,
+	// as laptops outside the cluster must reach them. With a LoadBalancer
+	// Service, the source seen by the pod is the client's address only with
+	// externalTrafficPolicy Local or a load balancer that preserves it.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	AllowedSources []TrafficSource `json:"allowedSources,omitempty"`
 
 	// Autoscaling, when set, adds a HorizontalPodAutoscaler on CPU utilization.
 	// +optional

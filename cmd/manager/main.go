@@ -10,10 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -43,6 +46,7 @@ type flags struct {
 	leaderElectionNS string
 	workerImage      string
 	gatewayImage     string
+	watchNamespaces  []string
 	zap              zap.Options
 }
 
@@ -65,6 +69,14 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 		"Worker image for pipelines that do not set spec.worker.image.")
 	fs.StringVar(&f.gatewayImage, "gateway-image", defaults.GatewayImage,
 		"OpenTelemetry Collector image for pipelines that do not set spec.gateway.image.")
+	fs.Func("watch-namespaces",
+		"Comma-separated namespaces whose DeltaPipelines the manager reconciles, e.g. team-a,team-b; unset, every namespace. "+
+			"Limited to namespaces, the manager needs its RBAC rules as Roles in these namespaces only.",
+		func(value string) error {
+			namespaces, err := parseWatchNamespaces(value)
+			f.watchNamespaces = namespaces
+			return err
+		})
 	f.zap = zap.Options{Development: false}
 	f.zap.BindFlags(fs)
 	// --kubeconfig, read by ctrl.GetConfig; without it the manager uses
@@ -89,6 +101,38 @@ func validateFlags(f flags) error {
 		errs = append(errs, errors.New("--leader-election-id must not be empty with --leader-elect"))
 	}
 	return errors.Join(errs...)
+}
+
+// parseWatchNamespaces reads --watch-namespaces: namespace names separated
+// by commas, each a valid namespace name, none twice.
+func parseWatchNamespaces(value string) ([]string, error) {
+	var namespaces []string
+	seen := map[string]bool{}
+	for _, name := range strings.Split(value, ",") {
+		name = strings.TrimSpace(name)
+		if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+			return nil, fmt.Errorf("namespace %q is not a namespace name: %s", name, strings.Join(errs, "; "))
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("namespace %q is listed twice", name)
+		}
+		seen[name] = true
+		namespaces = append(namespaces, name)
+	}
+	return namespaces, nil
+}
+
+// cacheOptions restricts the manager's informers, and so every watch and
+// list it makes, to the watched namespaces; none means the whole cluster.
+func cacheOptions(namespaces []string) cache.Options {
+	if len(namespaces) == 0 {
+		return cache.Options{}
+	}
+	byNamespace := make(map[string]cache.Config, len(namespaces))
+	for _, name := range namespaces {
+		byNamespace[name] = cache.Config{}
+	}
+	return cache.Options{DefaultNamespaces: byNamespace}
 }
 
 func newScheme() (*runtime.Scheme, error) {
@@ -123,7 +167,8 @@ func run(ctx context.Context, args []string) error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&f.zap)))
 	logger := ctrl.Log.WithName("setup")
 	logger.Info("starting the DeltaPipeline operator", "version", version.Version,
-		"workerImage", f.workerImage, "gatewayImage", f.gatewayImage, "leaderElection", f.leaderElect)
+		"workerImage", f.workerImage, "gatewayImage", f.gatewayImage, "leaderElection", f.leaderElect,
+		"watchNamespaces", watchedNamespacesForLog(f.watchNamespaces))
 
 	scheme, err := newScheme()
 	if err != nil {
@@ -135,6 +180,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   cacheOptions(f.watchNamespaces),
 		Metrics:                 metricsOptions(f),
 		HealthProbeBindAddress:  f.probeAddr,
 		LeaderElection:          f.leaderElect,
@@ -170,6 +216,13 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("running the manager: %w", err)
 	}
 	return nil
+}
+
+func watchedNamespacesForLog(namespaces []string) string {
+	if len(namespaces) == 0 {
+		return "all"
+	}
+	return strings.Join(namespaces, ",")
 }
 
 func main() {

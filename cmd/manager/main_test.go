@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,6 +33,9 @@ func TestDefaultsMatchAnUnconfiguredOperator(t *testing.T) {
 	if f.metricsAddr != "0" || !f.metricsSecure || f.probeAddr != ":8081" || f.leaderElect {
 		t.Errorf("defaults metrics=%q secure=%v probe=%q leaderElect=%v, want 0 true :8081 false", f.metricsAddr, f.metricsSecure, f.probeAddr, f.leaderElect)
 	}
+	if f.watchNamespaces != nil || cacheOptions(f.watchNamespaces).DefaultNamespaces != nil {
+		t.Errorf("without --watch-namespaces the manager must watch every namespace, got %v", f.watchNamespaces)
+	}
 	if f.leaderElectionID != defaultLeaderElectionID {
 		t.Errorf("leader election id %q, want %q", f.leaderElectionID, defaultLeaderElectionID)
 	}
@@ -47,6 +52,7 @@ func TestAcceptsTheChartArguments(t *testing.T) {
 		"--gateway-image=registry.example.com/collector:0.161.0",
 		"--zap-log-level=debug",
 		"--zap-stacktrace-level=panic",
+		"--watch-namespaces=team-a,team-b",
 	)
 	if err != nil {
 		t.Fatalf("parsing the chart's arguments: %v", err)
@@ -72,11 +78,29 @@ func TestRefusesUnusableSettings(t *testing.T) {
 		{[]string{"--leader-elect", "--leader-election-id="}, "--leader-election-id must not be empty"},
 		{[]string{"--zap-log-level=loud"}, "zap-log-level"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
+		{[]string{"--watch-namespaces="}, `namespace "" is not a namespace name`},
+		{[]string{"--watch-namespaces=team-a,,team-b"}, `namespace "" is not a namespace name`},
+		{[]string{"--watch-namespaces=Team_A"}, `namespace "Team_A" is not a namespace name`},
+		{[]string{"--watch-namespaces=team-a,team-a"}, `namespace "team-a" is listed twice`},
 	} {
 		_, err := parse(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+func TestWatchNamespacesLimitTheCache(t *testing.T) {
+	f, err := parse(t, "--watch-namespaces=team-a, team-b")
+	if err != nil {
+		t.Fatalf("parsing --watch-namespaces: %v", err)
+	}
+	if want := []string{"team-a", "team-b"}; !slices.Equal(f.watchNamespaces, want) {
+		t.Fatalf("watch namespaces %v, want %v", f.watchNamespaces, want)
+	}
+	got := slices.Sorted(maps.Keys(cacheOptions(f.watchNamespaces).DefaultNamespaces))
+	if !slices.Equal(got, f.watchNamespaces) {
+		t.Errorf("cache namespaces %v, want %v", got, f.watchNamespaces)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,12 +25,13 @@ type Gateway struct {
 	Role           *rbacv1.Role
 	RoleBinding    *rbacv1.RoleBinding
 	HPA            *autoscalingv2.HorizontalPodAutoscaler
+	NetworkPolicy  *networkingv1.NetworkPolicy
 }
 
 // Objects are the gateway tier's objects that are on, in no particular
 // order; an object of the tier that is not among them is pruned.
 func (g Gateway) Objects() []client.Object {
-	return present(g.ConfigMap, g.Deployment, g.Service, g.PDB, g.ServiceAccount, g.Role, g.RoleBinding, g.HPA)
+	return present(g.ConfigMap, g.Deployment, g.Service, g.PDB, g.ServiceAccount, g.Role, g.RoleBinding, g.HPA, g.NetworkPolicy)
 }
 
 // Worker is every object of the worker tier.
@@ -39,11 +41,12 @@ type Worker struct {
 	Service        *corev1.Service
 	PDB            *policyv1.PodDisruptionBudget
 	ServiceAccount *corev1.ServiceAccount
+	NetworkPolicy  *networkingv1.NetworkPolicy
 }
 
 // Objects are the worker tier's objects, in no particular order.
 func (w Worker) Objects() []client.Object {
-	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount)
+	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy)
 }
 
 // present drops the nil objects of features that are off. The arguments are
@@ -73,6 +76,11 @@ func BuildGateway(p *v1alpha1.DeltaPipeline, opts Options) (Gateway, error) {
 		ServiceAccount: GatewayServiceAccount(p),
 		HPA:            GatewayHorizontalPodAutoscaler(p),
 	}
+	if NetworkPoliciesEnabled(p) {
+		if g.NetworkPolicy, err = GatewayNetworkPolicy(p); err != nil {
+			return Gateway{}, err
+		}
+	}
 	if UsesKubernetesResolver(p) {
 		g.Role = GatewayResolverRole(p)
 		g.RoleBinding = GatewayResolverRoleBinding(p)
@@ -87,11 +95,15 @@ func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options) (Worker, error) {
 	if err != nil {
 		return Worker{}, err
 	}
-	return Worker{
+	w := Worker{
 		ConfigMap:      cm,
 		StatefulSet:    WorkerStatefulSet(p, opts, ContentHash([]byte(cm.Data[WorkerConfigKey]))),
 		Service:        WorkerHeadlessService(p),
 		PDB:            WorkerPodDisruptionBudget(p),
 		ServiceAccount: WorkerServiceAccount(p),
-	}, nil
+	}
+	if NetworkPoliciesEnabled(p) {
+		w.NetworkPolicy = WorkerNetworkPolicy(p)
+	}
+	return w, nil
 }

@@ -40,7 +40,7 @@ const (
 	perWorkerRetryMaxBackoff = "10s"
 	perWorkerQueueSize       = 10000
 	perWorkerQueueConsumers  = 1
-	perWorkerTimeout         = "10s"
+	perWorkerTimeoutSeconds  = 10
 	resolverTimeout          = "5s"
 	dnsResolverInterval      = "5s"
 )
@@ -138,7 +138,7 @@ func routingExporter(p *v1alpha1.DeltaPipeline) map[string]any {
 		"retry_on_failure": map[string]any{"enabled": false},
 		"protocol": map[string]any{
 			"otlp": map[string]any{
-				"timeout": perWorkerTimeout,
+				"timeout": strconv.Itoa(perWorkerTimeoutSeconds) + "s",
 				"tls":     map[string]any{"insecure": true},
 				"sending_queue": map[string]any{
 					"enabled":       true,

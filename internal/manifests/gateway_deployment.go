@@ -4,6 +4,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
@@ -18,7 +19,7 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 		ServiceAccountName:            naming.GatewayServiceAccount(p),
 		AutomountServiceAccountToken:  ptr.To(UsesKubernetesResolver(p)),
 		SecurityContext:               restrictedPodSecurityContext(gatewayUserID),
-		TerminationGracePeriodSeconds: ptr.To[int64](30),
+		TerminationGracePeriodSeconds: ptr.To[int64](GatewayTerminationGracePeriodSeconds),
 		Containers: []corev1.Container{{
 			Name:  "collector",
 			Image: gatewayImage(p, opts),
@@ -32,6 +33,7 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 			Resources:       GatewayResources(p),
 			LivenessProbe:   httpProbe("/", CollectorHealthPort, 5, 10, 3),
 			ReadinessProbe:  httpProbe("/", CollectorHealthPort, 2, 5, 3),
+			Lifecycle:       gatewayLifecycle(),
 			SecurityContext: restrictedContainerSecurityContext(),
 			VolumeMounts:    []corev1.VolumeMount{{Name: "config", MountPath: GatewayConfigDir, ReadOnly: true}},
 		}},
@@ -50,6 +52,7 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 		Spec: appsv1.DeploymentSpec{
 			Replicas: gatewayDeploymentReplicas(p),
 			Selector: labelSelector(selector),
+			Strategy: gatewayRolloutStrategy(),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      naming.Labels(p, naming.ComponentGateway),
@@ -57,6 +60,62 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 				},
 				Spec: spec,
 			},
+		},
+	}
+}
+
+// Drain timing of a gateway pod. Clients of the gateway (Claude Code among
+// them) never retry a refused export, so a stopping gateway must keep serving
+// until no new connection can reach it, and the rollout must never run below
+// the desired number of ready gateways.
+//
+// When a pod is deleted its endpoint turns not ready in the EndpointSlice at
+// once, independent of the readiness probe: the probe only matters for pods
+// that are not stopping. The slice change then has to reach every consumer:
+// kube-proxy rewrites its rules within about a second (its default
+// minSyncPeriod is 1 s), ingress controllers and the gRPC clients resolving
+// the Service within a few seconds. GatewayPreStopDelaySeconds waits well
+// beyond that before the collector gets SIGTERM; a cloud load balancer that
+// deregisters targets more slowly (several health-check intervals) needs
+// its own deregistration delay below this value or a longer pre-stop.
+//
+// After the sleep the collector shuts down in pipeline order: the OTLP
+// receivers stop accepting and finish the requests in flight, then each
+// per-worker sending queue is drained. The collector's exporter helper stops
+// the retry sender before it drains the queue, so during shutdown every
+// queued request gets one attempt, of at most perWorkerTimeoutSeconds, and
+// is dropped (counted in otelcol_exporter_send_failed_metric_points) if its
+// worker does not answer: the GatewayRetryBudget of retries does not run
+// while a gateway stops, and a longer grace period would not bring it back.
+// gatewayShutdownSeconds is the time the drain of live workers' queues
+// needs: one request in flight per worker plus the queued ones, each a few
+// milliseconds against a running worker.
+const (
+	GatewayPreStopDelaySeconds = 15
+	gatewayShutdownSeconds     = perWorkerTimeoutSeconds + 20
+	// GatewayTerminationGracePeriodSeconds covers the pre-stop delay and the
+	// collector's shutdown; the kubelet kills the container only after it.
+	GatewayTerminationGracePeriodSeconds = GatewayPreStopDelaySeconds + gatewayShutdownSeconds
+)
+
+// gatewayLifecycle delays SIGTERM by GatewayPreStopDelaySeconds with the
+// kubelet's own sleep action, which needs no shell in the collector image.
+func gatewayLifecycle() *corev1.Lifecycle {
+	return &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+		Sleep: &corev1.SleepAction{Seconds: GatewayPreStopDelaySeconds},
+	}}
+}
+
+// gatewayRolloutStrategy starts a new gateway, and waits for it to be ready,
+// before it stops an old one, so a rollout never removes serving capacity.
+func gatewayRolloutStrategy() appsv1.DeploymentStrategy {
+	maxUnavailable := intstr.FromInt32(0)
+	maxSurge := intstr.FromInt32(1)
+	return appsv1.DeploymentStrategy{
+		Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{
+			MaxUnavailable: &maxUnavailable,
+			MaxSurge:       &maxSurge,
 		},
 	}
 }

@@ -474,26 +474,26 @@ func TestTierObjectsLeaveOutFeaturesThatAreOff(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	plain, err := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	plain, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithNetworkPolicies(false)), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"ConfigMap claude-gateway", "Deployment claude-gateway", "PodDisruptionBudget claude-gateway", "Service claude-gateway", "ServiceAccount claude-gateway"}
 	if got := names(plain.Objects()); !slices.Equal(got, want) {
-		t.Errorf("gateway objects without autoscaling and with the static resolver = %v, want %v", got, want)
+		t.Errorf("gateway objects without autoscaling, network policies and with the static resolver = %v, want %v", got, want)
 	}
 	full, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s)), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(full.Objects()); got != 8 {
-		t.Errorf("gateway with autoscaling and the k8s resolver has %d objects %v, want 8", got, names(full.Objects()))
+	if got := len(full.Objects()); got != 9 {
+		t.Errorf("gateway with autoscaling, network policies and the k8s resolver has %d objects %v, want 9", got, names(full.Objects()))
 	}
 	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(w.Objects()); got != 5 {
-		t.Errorf("worker tier has %d objects %v, want 5", got, names(w.Objects()))
+	if got := len(w.Objects()); got != 6 {
+		t.Errorf("worker tier has %d objects %v, want 6", got, names(w.Objects()))
 	}
 }

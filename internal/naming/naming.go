@@ -69,6 +69,9 @@ func GatewayResolverRole(p Named) string { return suffixed(p, "gateway-resolver"
 // GatewayResolverRoleBinding binds GatewayResolverRole to GatewayServiceAccount.
 func GatewayResolverRoleBinding(p Named) string { return suffixed(p, "gateway-resolver") }
 
+// GatewayNetworkPolicy limits who may connect to gateway pods.
+func GatewayNetworkPolicy(p Named) string { return suffixed(p, "gateway") }
+
 // GatewayHorizontalPodAutoscaler scales the gateway Deployment.
 func GatewayHorizontalPodAutoscaler(p Named) string { return suffixed(p, "gateway") }
 
@@ -84,6 +87,9 @@ func WorkerHeadlessService(p Named) string { return suffixed(p, "worker") }
 
 // WorkerPodDisruptionBudget limits voluntary worker evictions.
 func WorkerPodDisruptionBudget(p Named) string { return suffixed(p, "worker") }
+
+// WorkerNetworkPolicy limits who may connect to worker pods.
+func WorkerNetworkPolicy(p Named) string { return suffixed(p, "worker") }
 
 // WorkerServiceAccount is the identity of worker pods (IRSA, Pod Identity).
 func WorkerServiceAccount(p Named) string { return suffixed(p, "worker") }

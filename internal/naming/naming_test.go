@@ -15,7 +15,7 @@ func TestDerivedNamesAreDNSLabelsForTheLongestPipelineName(t *testing.T) {
 	p := named(strings.Repeat("a", MaxPipelineNameLength))
 	for _, name := range []string{
 		GatewayConfigMap(p), GatewayDeployment(p), GatewayService(p), GatewayPodDisruptionBudget(p),
-		GatewayServiceAccount(p), GatewayResolverRole(p), GatewayHorizontalPodAutoscaler(p),
+		GatewayServiceAccount(p), GatewayResolverRole(p), GatewayHorizontalPodAutoscaler(p), GatewayNetworkPolicy(p), WorkerNetworkPolicy(p),
 		WorkerConfigMap(p), WorkerStatefulSet(p), WorkerHeadlessService(p), WorkerPodDisruptionBudget(p),
 		WorkerServiceAccount(p), WorkerPod(p, 99),
 		// The StatefulSet controller labels each pod with the set name and a revision hash.

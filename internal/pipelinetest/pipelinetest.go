@@ -77,6 +77,9 @@ func applyDefaults(p *v1alpha1.DeltaPipeline) {
 	if s.Worker.Persistence.Enabled == nil {
 		s.Worker.Persistence.Enabled = ptr.To(true)
 	}
+	if s.NetworkPolicy.Enabled == nil {
+		s.NetworkPolicy.Enabled = ptr.To(true)
+	}
 }
 
 // WithRouting routes by key, hashing the given attributes for the
@@ -113,6 +116,36 @@ func WithAutoscaling(min, max int32) Option {
 // WithPersistence turns the workers' state volumes on or off.
 func WithPersistence(enabled bool) Option {
 	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Persistence.Enabled = ptr.To(enabled) }
+}
+
+// WithNetworkPolicies turns the pipeline's NetworkPolicies on or off.
+func WithNetworkPolicies(enabled bool) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.NetworkPolicy.Enabled = ptr.To(enabled) }
+}
+
+// WithAllowedSources limits who may send OTLP to the gateways.
+func WithAllowedSources(sources ...v1alpha1.TrafficSource) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.AllowedSources = sources }
+}
+
+// WithTelemetryFrom limits who may scrape the pods' own metrics.
+func WithTelemetryFrom(sources ...v1alpha1.TrafficSource) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.NetworkPolicy.TelemetryFrom = sources }
+}
+
+// CIDRSource is a traffic source of one CIDR block with exceptions.
+func CIDRSource(cidr string, except ...string) v1alpha1.TrafficSource {
+	block := &v1alpha1.IPBlock{CIDR: v1alpha1.CIDR(cidr)}
+	for _, e := range except {
+		block.Except = append(block.Except, v1alpha1.CIDR(e))
+	}
+	return v1alpha1.TrafficSource{IPBlock: block}
+}
+
+// NamespaceSource is a traffic source of every pod in the namespaces with
+// the given labels.
+func NamespaceSource(labels map[string]string) v1alpha1.TrafficSource {
+	return v1alpha1.TrafficSource{NamespaceSelector: &metav1.LabelSelector{MatchLabels: labels}}
 }
 
 // WithMaxStreams bounds the streams one worker holds, which sizes the

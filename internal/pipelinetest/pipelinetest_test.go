@@ -25,6 +25,7 @@ func TestStoredDefaultsMatchTheCRD(t *testing.T) {
 		"spec.gateway.image":              p.Spec.Gateway.Image,
 		"spec.worker.replicas":            *p.Spec.Worker.Replicas,
 		"spec.worker.persistence.enabled": *p.Spec.Worker.Persistence.Enabled,
+		"spec.networkPolicy.enabled":      *p.Spec.NetworkPolicy.Enabled,
 	} {
 		want := schemaDefault(t, schema, path)
 		gotJSON, err := json.Marshal(got)

@@ -53,7 +53,7 @@ func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 		}
 	})
 
-	manager := startReleasedManager(t)
+	manager := startReleasedManager(t, managerRelease, managerNamespace)
 	eventually(t, manager.process, "the manager holds the leader Lease in its namespace", func() error {
 		return expectLeaseHeld(managerNamespace)
 	})
@@ -78,7 +78,7 @@ func TestManagerRunsAsTheChartDeploysIt(t *testing.T) {
 	// The upgrade procedure of docs/install.md: CRDs first, then the release.
 	kubectl(t, nil, "apply", "--server-side", "-f", filepath.Join(chartDir, "crds"))
 	helm(t, "upgrade", managerRelease, chartDir, "--namespace", managerNamespace, "--set", "workerImage.tag=v99.0.0-upgrade")
-	upgraded := startReleasedManager(t)
+	upgraded := startReleasedManager(t, managerRelease, managerNamespace)
 	wantWorkerImage = flagValue(t, upgraded.chartArgs, "--worker-image")
 	if !strings.HasSuffix(wantWorkerImage, ":v99.0.0-upgrade") {
 		t.Fatalf("upgraded release passes --worker-image=%s, want the tag set at upgrade", wantWorkerImage)
@@ -102,10 +102,10 @@ type releasedManager struct {
 // startReleasedManager reads the release's Deployment from the cluster and
 // runs bin/manager with its arguments, environment and ServiceAccount, and
 // waits until it is ready.
-func startReleasedManager(t *testing.T) *releasedManager {
+func startReleasedManager(t *testing.T, release, namespace string) *releasedManager {
 	t.Helper()
-	manifest := helm(t, "get", "manifest", managerRelease, "--namespace", managerNamespace)
-	fullname := managerRelease + "-" + filepath.Base(chartDir)
+	manifest := helm(t, "get", "manifest", release, "--namespace", namespace)
+	fullname := release + "-" + filepath.Base(chartDir)
 	deployment := findObject(t, decodeObjects(t, manifest), "Deployment", fullname+"-manager")
 	container := managerContainer(t, deployment)
 	chartArgs := stringSlice(t, container, "args")
@@ -120,8 +120,8 @@ func startReleasedManager(t *testing.T) *releasedManager {
 		"--health-probe-bind-address": probePort,
 		"--metrics-bind-address":      metricsPort,
 	})
-	env := append(containerEnv(t, container, managerNamespace),
-		"KUBECONFIG="+serviceAccountKubeconfig(t, managerNamespace, serviceAccount),
+	env := append(containerEnv(t, container, namespace),
+		"KUBECONFIG="+serviceAccountKubeconfig(t, namespace, serviceAccount),
 		"HOME="+t.TempDir(),
 		"PATH="+os.Getenv("PATH"),
 	)
