@@ -23,6 +23,9 @@ type Metrics struct {
 	RejectedPoints    *prometheus.CounterVec // by reason
 	RequestsRefused   *prometheus.CounterVec // by transport, reason
 	ActiveStreams     prometheus.GaugeFunc
+	// StreamLimit is conversion.maxStreams, so that a rule can compare
+	// ActiveStreams with it.
+	StreamLimit prometheus.Gauge
 
 	// Emit loop.
 	EmittedPoints  prometheus.Counter
@@ -37,6 +40,10 @@ type Metrics struct {
 	QueueLength    *prometheus.GaugeVec     // by exporter
 	QueueCapacity  *prometheus.GaugeVec     // by exporter
 	ScrapeSeries   prometheus.Gauge
+
+	// CheckpointInterval is state.checkpointInterval, so that a rule can
+	// tell a stale checkpoint from a slow schedule.
+	CheckpointInterval prometheus.Gauge
 }
 
 // NewMetrics registers every self-metric on a fresh registry. streams reports
@@ -111,6 +118,14 @@ func NewMetrics(streams func() int) *Metrics {
 			Namespace: namespace, Name: "scrape_series",
 			Help: "Series currently served by the Prometheus pull exporter.",
 		}),
+		StreamLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "stream_limit",
+			Help: "Streams the converter may hold (conversion.maxStreams); points of further streams are rejected.",
+		}),
+		CheckpointInterval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "checkpoint_interval_seconds",
+			Help: "How often the worker writes a checkpoint (state.checkpointInterval); 0 without durable state.",
+		}),
 	}
 	if streams == nil {
 		streams = func() int { return 0 }
@@ -128,6 +143,21 @@ func NewMetrics(streams func() int) *Metrics {
 		m.EmittedPoints, m.ExpiredStreams,
 		m.ExportRequests, m.ExportLatency, m.ExportRetries, m.ExportedSeries,
 		m.DroppedPoints, m.QueueLength, m.QueueCapacity, m.ScrapeSeries,
+		m.StreamLimit, m.CheckpointInterval,
 	)
 	return m
+}
+
+// InitExporter creates an exporter's request, retry, exported and dropped
+// series at zero, so that they exist before the first event: a counter that
+// appears with its first increment hides that increment from increase() and
+// from the alert rules built on it.
+func (m *Metrics) InitExporter(exporter string, dropReasons ...string) {
+	m.ExportRequests.WithLabelValues(exporter, "success")
+	m.ExportRequests.WithLabelValues(exporter, "failure")
+	m.ExportRetries.WithLabelValues(exporter)
+	m.ExportedSeries.WithLabelValues(exporter)
+	for _, r := range dropReasons {
+		m.DroppedPoints.WithLabelValues(exporter, r)
+	}
 }

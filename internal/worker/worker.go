@@ -110,6 +110,7 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 		readiness: telemetry.NewReadiness("starting"),
 	}
 	w.metrics = telemetry.NewMetrics(w.streams)
+	w.initMetrics()
 	if w.engine, err = w.newEngine(); err != nil {
 		return nil, err
 	}
@@ -142,6 +143,30 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 	}
 	return w, nil
 }
+
+// initMetrics publishes the configured limits and creates the worker's
+// rejection and refusal series at zero, so that the first rejection shows in
+// increase() and in the alert rules built on it.
+func (w *Worker) initMetrics() {
+	w.metrics.StreamLimit.Set(float64(w.cfg.Conversion.MaxStreams))
+	if w.cfg.State.Directory != "" {
+		w.metrics.CheckpointInterval.Set(w.cfg.State.CheckpointInterval.Seconds())
+	}
+	for r := range convert.NumReasons {
+		w.metrics.RejectedPoints.WithLabelValues(r.String())
+	}
+	for _, transport := range receive.Transports {
+		for _, reason := range []string{refusedNotReady, refusedJournal} {
+			w.metrics.RequestsRefused.WithLabelValues(transport, reason)
+		}
+	}
+}
+
+// Reasons of the requests the worker itself refuses (receive counts them).
+const (
+	refusedNotReady = "not_ready"
+	refusedJournal  = "journal"
+)
 
 func (w *Worker) newEngine() (*convert.Engine, error) {
 	return convert.NewEngine(convert.Config{
@@ -312,13 +337,13 @@ func (w *Worker) restore(ctx context.Context) error {
 // consume is the ingest path: journal, apply, forward passthrough, answer.
 func (w *Worker) consume(ctx context.Context, md pmetric.Metrics) (receive.Outcome, error) {
 	if ready, reason := w.readiness.State(); !ready {
-		return receive.Outcome{}, receive.Unavailable("not_ready", receive.DefaultRetryAfter, errors.New(reason))
+		return receive.Outcome{}, receive.Unavailable(refusedNotReady, receive.DefaultRetryAfter, errors.New(reason))
 	}
 	var done func()
 	if j := w.opts.Hooks.Journal; j != nil {
 		var err error
 		if done, err = j.Record(ctx, md); err != nil {
-			return receive.Outcome{}, receive.Unavailable("journal", receive.DefaultRetryAfter,
+			return receive.Outcome{}, receive.Unavailable(refusedJournal, receive.DefaultRetryAfter,
 				fmt.Errorf("recording the request durably: %w", err))
 		}
 	}

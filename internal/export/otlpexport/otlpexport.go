@@ -103,6 +103,7 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 	}
 	e.metrics.QueueCapacity.WithLabelValues(Name).Set(float64(cfg.QueueSize))
 	e.metrics.QueueLength.WithLabelValues(Name).Set(0)
+	e.metrics.InitExporter(Name, DropQueueFull, DropNotRetryable, DropRetriesExhausted, DropPartialSuccess, DropShutdown)
 	go e.run()
 	return e, nil
 }

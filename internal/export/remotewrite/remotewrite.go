@@ -152,6 +152,9 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 	}
 	e.metrics.QueueCapacity.WithLabelValues(Name).Set(float64(cfg.QueueSize))
 	e.metrics.QueueLength.WithLabelValues(Name).Set(0)
+	e.metrics.InitExporter(Name, DropQueueFull, DropClientError, DropRateLimited, DropServerError, DropNetworkError,
+		DropShutdown, DropRequestEncoding, DropAttemptsExceeded,
+		promseries.DropDelta, promseries.DropInvalidName, promseries.DropInvalidPoint, promseries.DropUnsupportedScale, promseries.DropEmptyType)
 	go e.run()
 	return e, nil
 }
