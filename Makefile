@@ -103,7 +103,7 @@ demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this mac
 ##@ Test
 
 .PHONY: test-tools
-test-tools: controller-gen helm envtest otelcol module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
+test-tools: controller-gen helm envtest otelcol prometheus module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
 
 # The binaries of this module share most of their dependencies: built one
 # after the other, each reuses what the previous one compiled.
@@ -191,6 +191,23 @@ OTELCOL ?= $(LOCALBIN)/otelcol
 otelcol: $(OTELCOL) ## Build bin/otelcol: the upstream OpenTelemetry Collector (contrib 0.161.0 components) from hack/otelcol.
 $(OTELCOL): hack/otelcol/go.mod hack/otelcol/go.sum $(wildcard hack/otelcol/*.go)
 	cd hack/otelcol && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o $@ .
+
+# The upstream Prometheus server and promtool, used by the alert rule checks
+# and the dashboard query test; rebuilt only when their module changes.
+# remove_all_sd keeps only the file and HTTP service discovery (upstream's
+# plugins mechanism), and without builtinassets the web UI is not embedded:
+# the tests use the API, the TSDB, scraping and the remote write receiver.
+PROMETHEUS ?= $(LOCALBIN)/prometheus
+PROMTOOL ?= $(LOCALBIN)/promtool
+PROMETHEUS_BUILD_TAGS := remove_all_sd netgo
+PROMETHEUS_MODULE_VERSION = $(shell awk '$$1 == "github.com/prometheus/prometheus" { print $$2; exit }' hack/prometheus/go.mod)
+PROMETHEUS_BUILD = cd hack/prometheus && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -tags "$(PROMETHEUS_BUILD_TAGS)" \
+	-ldflags "-s -w -X github.com/prometheus/common/version.Version=$(PROMETHEUS_MODULE_VERSION)" -o $@ github.com/prometheus/prometheus/cmd/$(notdir $@)
+
+.PHONY: prometheus
+prometheus: $(PROMETHEUS) $(PROMTOOL) ## Build bin/prometheus and bin/promtool: the upstream Prometheus server and promtool from hack/prometheus.
+$(PROMETHEUS) $(PROMTOOL): hack/prometheus/go.mod hack/prometheus/go.sum
+	$(PROMETHEUS_BUILD)
 
 .PHONY: docker-build
 docker-build: ## Build the manager and worker images (MANAGER_IMG, WORKER_IMG).
