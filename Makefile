@@ -42,6 +42,8 @@ HELM ?= $(LOCALBIN)/helm
 # prometheus-operator CRD, taken from the module proxy.
 PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 SERVICEMONITOR_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
+# The same for the chart's optional PrometheusRule (alert rules).
+PROMETHEUSRULE_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
 
 # CI runs every test every time; locally the Go test cache is welcome.
 GO_TEST_FLAGS ?=
@@ -53,8 +55,9 @@ endif
 # `TEST_TARGETS += my-check` next to the target that defines it.
 TEST_TARGETS := verify-generated go-test chart-test
 # Appended here, before the test rule reads the list (prerequisites are
-# expanded when a rule is read): the end-to-end checks.
-TEST_TARGETS += validate-gateway-configs e2e
+# expanded when a rule is read): the alert rules' promtool checks and the
+# end-to-end checks.
+TEST_TARGETS += alert-rules validate-gateway-configs e2e dashboards-test
 # A short run of every fuzz target.
 TEST_TARGETS += fuzz
 
@@ -89,8 +92,15 @@ vet: ## Run go vet on the module.
 	$(GO) vet ./...
 
 .PHONY: verify-generated
-verify-generated: ## Fail when `make generate manifests` would change CRDs, the chart's CRDs/RBAC or zz_generated files.
-	hack/tools/verify-generated.sh $(MAKE) generate manifests
+verify-generated: ## Fail when `make generate manifests dashboards` would change CRDs, the chart's CRDs/RBAC/dashboards/alert rules or zz_generated files.
+	hack/tools/verify-generated.sh $(MAKE) generate manifests dashboards
+
+# The promtool unit tests of the alert rules, written with the rules.
+ALERT_RULE_TESTS ?= test/alerts/alert-rules.test.yaml
+
+.PHONY: dashboards
+dashboards: ## Generate the Grafana dashboards, the alert rules (chart) and their promtool tests from internal/monitoring.
+	$(GO) run ./hack/dashboards --chart-dir $(CHART_DIR) --rule-tests $(ALERT_RULE_TESTS)
 
 # Flags of `make demo`, for example DEMO_FLAGS="--duration 5m --sessions 200"; see `go run ./hack/demo -h`.
 DEMO_FLAGS ?=
@@ -116,14 +126,20 @@ test: $(TEST_TARGETS) ## Run every check CI runs: generated files, Go unit and e
 
 .PHONY: go-test
 go-test: envtest ## Run the module's Go tests (unit and envtest suites) except the chart and end-to-end suites.
-	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e')
+	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e' -e '/test/dashboards')
 
 .PHONY: chart-test
 chart-test: envtest helm build-manager ## Lint and render the Helm chart, dry-run it and dist/install.yaml against envtest, run the manager as the chart deploys it.
 	$(MAKE) helm-lint build-installer
 	HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" MANAGER_BINARY="$(LOCALBIN)/manager" MANAGER_VERSION="$(VERSION)" INSTALLER_YAML="$(CURDIR)/dist/install.yaml" \
 		SERVICEMONITOR_CRD="$$(hack/tools/module-file.sh $(SERVICEMONITOR_CRD_SOURCE))" \
+		PROMETHEUSRULE_CRD="$$(hack/tools/module-file.sh $(PROMETHEUSRULE_CRD_SOURCE))" \
 		$(GO) test $(GO_TEST_FLAGS) ./test/chart/...
+
+.PHONY: alert-rules
+alert-rules: prometheus ## Check the chart's alert rules with promtool and run their unit tests (a firing and a quiet case per alert).
+	$(PROMTOOL) check rules $(CHART_DIR)/files/alert-rules.yaml
+	$(PROMTOOL) test rules $(ALERT_RULE_TESTS)
 
 .PHONY: validate-gateway-configs
 validate-gateway-configs: otelcol ## Validate every golden gateway configuration with bin/otelcol; check the default gateway image is that release.
@@ -141,6 +157,23 @@ e2e: envtest otelcol build-worker loadgen ## Run the end-to-end suite: operator 
 # testdata/fuzz also run as plain tests in go-test.
 FUZZTIME ?= 8s
 FUZZ_DIRS ?= cmd internal
+
+# Where `make dashboards-test DASHBOARD_RECORD=...` writes the panels'
+# results for the preview pictures (`make dashboard-previews`).
+DASHBOARD_RECORD ?=
+
+.PHONY: dashboards-test
+dashboards-test: envtest otelcol build-worker loadgen prometheus ## Run every dashboard panel's query against bin/prometheus fed by an end-to-end run; usage totals must equal what the load generator sent.
+	$(E2E_ENV) PROMETHEUS_BINARY="$(PROMETHEUS)" $(GO) test -count=1 -timeout 10m ./test/dashboards $(if $(DASHBOARD_RECORD),-args -record $(abspath $(DASHBOARD_RECORD)))
+
+# The preview pictures of docs/operations.md, drawn from the query results of
+# a dashboards-test run.
+PREVIEW_RECORD := $(LOCALBIN)/dashboard-results.json
+
+.PHONY: dashboard-previews
+dashboard-previews: ## Run dashboards-test, recording every panel's results, and draw docs/images/<dashboard>.png from them.
+	$(MAKE) dashboards-test DASHBOARD_RECORD=$(PREVIEW_RECORD)
+	$(GO) run ./hack/dashboards --previews $(PREVIEW_RECORD) --preview-dir docs/images
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target (func Fuzz... under cmd/ and internal/) for FUZZTIME each, one after the other.
