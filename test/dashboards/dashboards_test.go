@@ -195,7 +195,9 @@ func heldSeries(ctx context.Context, prom *harness.Prometheus, start, end time.T
 	return int(vec[0].Value), nil
 }
 
-func monitoringTokensQuery() string { return monitoring.ClaudeCodeUsage().Rows[0].Panels[0].Queries[0].Expr }
+func monitoringTokensQuery() string {
+	return monitoring.ClaudeCodeUsage().Rows[0].Panels[0].Queries[0].Expr
+}
 
 // expand replaces Grafana's variables: every template variable is "All"
 // (the regex .*), $__range is the run's window.
