@@ -42,7 +42,9 @@ HELM ?= $(LOCALBIN)/helm
 # prometheus-operator CRD, taken from the module proxy.
 PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 SERVICEMONITOR_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
-# The same for the chart's optional PrometheusRule (alert rules).
+# The same for the operator's PodMonitors (envtest specs of controllers/) and
+# the chart's optional PrometheusRule (alert rules).
+PODMONITOR_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml
 PROMETHEUSRULE_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
 
 # CI runs every test every time; locally the Go test cache is welcome.
@@ -126,7 +128,8 @@ test: $(TEST_TARGETS) ## Run every check CI runs: generated files, Go unit and e
 
 .PHONY: go-test
 go-test: envtest ## Run the module's Go tests (unit and envtest suites) except the chart and end-to-end suites.
-	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e' -e '/test/dashboards')
+	PODMONITOR_CRD="$$(hack/tools/module-file.sh $(PODMONITOR_CRD_SOURCE))" \
+		$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e' -e '/test/dashboards')
 
 .PHONY: chart-test
 chart-test: envtest helm build-manager ## Lint and render the Helm chart, dry-run it and dist/install.yaml against envtest, run the manager as the chart deploys it.

@@ -119,6 +119,10 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	setCondition(status, &p, configCondition)
 
+	if err := r.reconcileMonitoring(ctx, &p, status); err != nil {
+		return ctrl.Result{}, r.failed(ctx, &p, status, err)
+	}
+
 	if err := r.observeTiers(ctx, &p, status); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -36,6 +36,37 @@ type DeltaPipelineSpec struct {
 	// IRSA annotation eks.amazonaws.com/role-arn used to sign requests to AMP.
 	// +optional
 	ServiceAccount ServiceAccountSpec `json:"serviceAccount,omitempty"`
+
+	// Monitoring configures how Prometheus finds the gateways' and workers'
+	// own telemetry.
+	// +optional
+	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+}
+
+// MonitoringSpec configures the scrape objects of the pipeline's telemetry.
+type MonitoringSpec struct {
+	// PodMonitor renders one prometheus-operator PodMonitor per tier,
+	// scraping the gateways' collector telemetry (port metrics) and the
+	// workers' telemetry port. Needs the monitoring.coreos.com/v1 PodMonitor
+	// CRD; without it the condition Monitoring says so and nothing else is
+	// affected.
+	// +optional
+	PodMonitor PodMonitorSpec `json:"podMonitor,omitempty"`
+}
+
+// PodMonitorSpec configures the rendered PodMonitors.
+type PodMonitorSpec struct {
+	// Enabled renders the PodMonitors.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// Labels are added to the PodMonitors, for example the one a Prometheus'
+	// podMonitorSelector matches.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Interval between scrapes; empty uses Prometheus' default.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(ms|s|m|h))+$`
+	// +optional
+	Interval string `json:"interval,omitempty"`
 }
 
 // RoutingKey is what the gateway hashes to pick a worker.
@@ -438,6 +469,9 @@ const (
 	// ConditionConfigValid is False when spec.gateway.config cannot be merged
 	// into the gateway configuration or the worker configuration is invalid.
 	ConditionConfigValid = "ConfigValid"
+	// ConditionMonitoring is set while spec.monitoring.podMonitor.enabled:
+	// True once the PodMonitors are applied, False when their CRD is missing.
+	ConditionMonitoring = "Monitoring"
 )
 
 // Condition reasons.
@@ -456,6 +490,8 @@ const (
 	ReasonInvalidWorkerConfig  = "InvalidWorkerConfig"
 	ReasonNotReady             = "NotReady"
 	ReasonReconcileFailed      = "ReconcileFailed"
+	ReasonPodMonitorsApplied   = "PodMonitorsApplied"
+	ReasonPodMonitorCRDMissing = "PodMonitorCRDMissing"
 )
 
 // TierStatus reports one tier's replicas.
