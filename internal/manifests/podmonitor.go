@@ -19,9 +19,9 @@ var PodMonitorKind = schema.GroupVersionKind{Group: "monitoring.coreos.com", Ver
 // Container port names the PodMonitors scrape (gateway_deployment.go,
 // worker_statefulset.go).
 const (
-	gatewayMetricsPortName   = "metrics"
-	workerTelemetryPortName  = "telemetry"
-	telemetryMetricsPath = "/metrics"
+	gatewayMetricsPortName  = "metrics"
+	workerTelemetryPortName = "telemetry"
+	telemetryMetricsPath    = "/metrics"
 )
 
 // PodMonitorsEnabled says whether the pipeline asks for PodMonitors.
