@@ -102,7 +102,7 @@ func TestEveryPanelQueryReturnsDataAndUsageTotalsMatchTheLedger(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		now := time.Now()
-		held, lastErr := heldSeries(ctx, prom, start, now)
+		held, lastErr := heldSeries(ctx, prom, now)
 		if lastErr == nil && held == wantSeries {
 			got, err := queryTotals(ctx, prom, monitoringTokensQuery(), start, now)
 			if err == nil && equalTotals(got, wantTokens) {
@@ -186,9 +186,10 @@ type recordedQuery struct {
 	Totals map[string]float64 `json:"totals,omitempty"`
 }
 
-// heldSeries counts the Claude Code series Prometheus received since start.
-func heldSeries(ctx context.Context, prom *harness.Prometheus, start, end time.Time) (int, error) {
-	vec, err := prom.Query(ctx, expand(`count(last_over_time({__name__=~"claude_code_.+"}[$__range]))`, start, end), end)
+// heldSeries counts the Claude Code series Prometheus holds (every one was
+// written within the lookback window).
+func heldSeries(ctx context.Context, prom *harness.Prometheus, end time.Time) (int, error) {
+	vec, err := prom.Query(ctx, `count({__name__=~"claude_code_.+"})`, end)
 	if err != nil || len(vec) == 0 {
 		return 0, err
 	}
