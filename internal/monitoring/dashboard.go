@@ -214,12 +214,28 @@ func selector(metric string, matchers ...string) string {
 	return metric + "{" + strings.Join(matchers, ", ") + "}"
 }
 
-// totalInRange is how much a counter grew over the dashboard range, exactly:
-// its last value in the range minus its value at the range start (zero for a
-// series born inside the range). increase() would extrapolate to the range
-// edges and miss the first sample of every series that starts inside the
-// range, which is most Claude Code series (one per session), so totals
-// built on it would be off by the first interval of every session.
-func totalInRange(sel string) string {
-	return fmt.Sprintf("(last_over_time(%[1]s[$__range]) - ((%[1]s offset $__range) or (last_over_time(%[1]s[$__range]) * 0)))", sel)
+// totalInRange is how much a counter grew over the dashboard range, exactly
+// (see growth). increase() would extrapolate to the range edges and miss
+// the first sample of every series that starts inside the range, which is
+// most Claude Code series (one per session), so totals built on it would be
+// off by the first interval of every session.
+func totalInRange(sel string) string { return growth(sel, "$__range") }
+
+// StreamLookback is how far before a window growth looks for a series'
+// previous value. The worker sends a stream only when it changed and
+// forgets it after conversion.maxStale (10 minutes by default) without a
+// point, so a live stream's samples are never further apart than that: a
+// series with no sample in the lookback starts from zero in the window.
+const StreamLookback = "15m"
+
+// growth is how much each series of sel grew in the window before the
+// evaluation time: its last value in the window minus its last value before
+// the window, or its last value when it has none before (born in the window)
+// or the difference is negative (it restarted from zero, as a stream the
+// worker had forgotten does). rate() and increase() cannot see a series'
+// first sample, and a stream sent only when it changed often has one.
+func growth(sel, window string) string {
+	last := fmt.Sprintf("last_over_time(%s[%s])", sel, window)
+	before := fmt.Sprintf("last_over_time(%s[%s] offset %s)", sel, StreamLookback, window)
+	return fmt.Sprintf("((%[1]s - %[2]s) >= 0 or %[1]s)", last, before)
 }

@@ -49,7 +49,10 @@ func PipelineHealth() Dashboard {
 					Description: "Points per second the gateways refused to clients or failed to send.",
 					Queries: []Query{
 						rateBy(GatewayRefusedPoints, "pod", "refused {{pod}}"),
-						rateBy(GatewaySendFailedPoints, "pod", "send failed {{pod}}"),
+						// The collector creates this counter at the first failure;
+						// until then the panel shows 0 rather than nothing.
+						{Expr: fmt.Sprintf("sum by (pod) (rate(%s[$__rate_interval])) or (sum by (pod) (rate(%s[$__rate_interval])) * 0)",
+							selector(GatewaySendFailedPoints, ns()), selector(GatewaySentPoints, ns())), Legend: "send failed {{pod}}"},
 					}},
 				{Title: "Gateway requests per worker", Kind: TimeSeries, Unit: "reqps", Width: 8,
 					Description: "Requests the load_balancing exporter handed to each worker's queue, by outcome " +

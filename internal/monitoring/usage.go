@@ -40,9 +40,10 @@ func usageTotal(metric string, withModel bool, match map[string]string, by ...st
 	return Query{Expr: expr, Legend: legend, Total: &LedgerTotal{Metric: metric, Match: match, By: by}}
 }
 
-// usageRate is a per-second rate of a Claude Code counter per the by labels.
-func usageRate(metric string, withModel bool, scale string, by ...string) Query {
-	expr := fmt.Sprintf("sum by (%s) (rate(%s[$__rate_interval]))%s", joinLabels(by), usageSelector(metric, withModel), scale)
+// usagePer is how much a Claude Code counter grew in the window before each
+// point of the graph, per the by labels: "tokens per minute" with window 1m.
+func usagePer(metric string, withModel bool, window string, by ...string) Query {
+	expr := fmt.Sprintf("sum by (%s) (%s)", joinLabels(by), growth(usageSelector(metric, withModel), window))
 	return Query{Expr: expr, Legend: legendOf(by)}
 }
 
@@ -87,24 +88,24 @@ func ClaudeCodeUsage() Dashboard {
 				{Title: "Tokens by type", Kind: BarGauge, Unit: "short", Width: 8, Queries: []Query{usageTotal(ClaudeTokens, true, nil, LabelType)}},
 				{Title: "Tokens by model", Kind: BarGauge, Unit: "short", Width: 8, Queries: []Query{usageTotal(ClaudeTokens, true, nil, LabelModel)}},
 				{Title: "Tokens by user", Kind: BarGauge, Unit: "short", Width: 8, Queries: []Query{usageTotal(ClaudeTokens, true, nil, LabelUser)}},
-				{Title: "Token rate by type", Kind: TimeSeries, Unit: "short", Width: 24,
-					Description: "Tokens per minute.",
-					Queries:     []Query{usageRate(ClaudeTokens, true, " * 60", LabelType)}},
+				{Title: "Tokens per minute by type", Kind: TimeSeries, Unit: "short", Width: 24,
+					Description: "Tokens in the minute before each point.",
+					Queries:     []Query{usagePer(ClaudeTokens, true, "1m", LabelType)}},
 			}},
 			{Title: "Cost", Panels: []Panel{
 				{Title: "Cost by model", Kind: BarGauge, Unit: "currencyUSD", Width: 8, Queries: []Query{usageTotal(ClaudeCost, true, nil, LabelModel)}},
 				{Title: "Cost by user", Kind: BarGauge, Unit: "currencyUSD", Width: 8, Queries: []Query{usageTotal(ClaudeCost, true, nil, LabelUser)}},
-				{Title: "Cost rate by model", Kind: TimeSeries, Unit: "currencyUSD", Width: 8,
-					Description: "US dollars per hour.",
-					Queries:     []Query{usageRate(ClaudeCost, true, " * 3600", LabelModel)}},
+				{Title: "Cost per hour by model", Kind: TimeSeries, Unit: "currencyUSD", Width: 8,
+					Description: "US dollars in the hour before each point.",
+					Queries:     []Query{usagePer(ClaudeCost, true, "1h", LabelModel)}},
 			}},
 			{Title: "Activity", Panels: []Panel{
-				{Title: "Sessions started", Kind: TimeSeries, Unit: "short", Width: 8,
-					Description: "Sessions started per minute.",
-					Queries:     []Query{usageRate(ClaudeSessions, false, " * 60")}},
-				{Title: "Lines of code", Kind: TimeSeries, Unit: "short", Width: 8,
-					Description: "Lines added and removed per minute.",
-					Queries:     []Query{usageRate(ClaudeLinesOfCode, true, " * 60", LabelType)}},
+				{Title: "Sessions started per minute", Kind: TimeSeries, Unit: "short", Width: 8,
+					Description: "Sessions started in the minute before each point.",
+					Queries:     []Query{usagePer(ClaudeSessions, false, "1m")}},
+				{Title: "Lines of code per minute", Kind: TimeSeries, Unit: "short", Width: 8,
+					Description: "Lines added and removed in the minute before each point.",
+					Queries:     []Query{usagePer(ClaudeLinesOfCode, true, "1m", LabelType)}},
 				{Title: "Active time by type", Kind: BarGauge, Unit: "s", Width: 8, Queries: []Query{usageTotal(ClaudeActiveTime, false, nil, LabelType)}},
 				{Title: "Edit decisions", Kind: BarGauge, Unit: "short", Width: 12,
 					Description: "Permission decisions on code editing tools, by decision and tool.",

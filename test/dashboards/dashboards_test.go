@@ -87,6 +87,7 @@ func TestEveryPanelQueryReturnsDataAndUsageTotalsMatchTheLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	loadEnd := time.Now()
 	if sent.FailedExports != 0 {
 		t.Fatalf("the load generator lost %d exports; its ledger would not be exact", sent.FailedExports)
 	}
@@ -164,6 +165,20 @@ func TestEveryPanelQueryReturnsDataAndUsageTotalsMatchTheLedger(t *testing.T) {
 				totalsChecked++
 			}
 		}
+	}
+	// A total over two halves of the run adds up to the whole: the second
+	// half counts the series that already existed from their value at the
+	// split, not from zero.
+	mid := start.Add(loadEnd.Sub(start) / 2).Truncate(time.Second)
+	firstHalf, err1 := queryTotals(ctx, prom, monitoringTokensQuery(), start, mid)
+	secondHalf, err2 := queryTotals(ctx, prom, monitoringTokensQuery(), mid, end)
+	whole := ledger.total(monitoring.LedgerTotal{Metric: monitoring.ClaudeTokens})
+	if err1 != nil || err2 != nil {
+		t.Errorf("tokens over the halves of the run: %v, %v", err1, err2)
+	} else if split := map[string]float64{"{}": firstHalf["{}"] + secondHalf["{}"]}; !equalTotals(split, whole) {
+		t.Errorf("tokens over [start, mid] %v plus [mid, end] %v = %v, the load generator sent %v", firstHalf, secondHalf, split, whole)
+	} else if firstHalf["{}"] == 0 || secondHalf["{}"] == 0 {
+		t.Errorf("the split at %s does not cut the run: halves %v and %v", mid.Format(time.TimeOnly), firstHalf, secondHalf)
 	}
 	t.Logf("FIGURES dashboards: %d panels, %d queries, %d returned data, %d usage totals equal to the ledger (%d series, %d points sent)",
 		panels, queries, withData, totalsChecked, len(sent.Series), sent.Points)
