@@ -90,7 +90,10 @@ func panelPlot(p monitoring.Panel, queries []recordedQuery) (*plot.Plot, error) 
 		a.Tick.Label.Font.Size = vg.Points(6)
 	}
 	if len(queries) == 0 {
-		return nil, fmt.Errorf("no recorded result")
+		// As Grafana shows a panel whose queries returned nothing.
+		pl.Title.Text = p.Title + "\n\nNo data"
+		pl.HideAxes()
+		return pl, nil
 	}
 	switch p.Kind {
 	case monitoring.Stat:

@@ -113,7 +113,8 @@ func PipelineHealth() Dashboard {
 				{Title: "Checkpoint age", Kind: TimeSeries, Unit: "s", Width: 12,
 					Description: "Seconds since each worker's last successful checkpoint, against its checkpoint interval.",
 					Queries: []Query{
-						{Expr: fmt.Sprintf("time() - max by (pod) (%s)", selector(WorkerCheckpointSuccess, ns())), Legend: "{{pod}}"},
+						// The timestamp is 0 until a worker's first checkpoint.
+						{Expr: fmt.Sprintf("time() - (max by (pod) (%s) > 0)", selector(WorkerCheckpointSuccess, ns())), Legend: "{{pod}}"},
 						{Expr: fmt.Sprintf("max(%s)", selector(WorkerCheckpointInterval, ns())), Legend: "interval"},
 					}},
 			}},

@@ -116,8 +116,23 @@ func TestEveryPanelQueryReturnsDataAndUsageTotalsMatchTheLedger(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// Every worker writes its first checkpoint one state.checkpointInterval
+	// (1 minute as rendered) after it started; the checkpoint panels show
+	// nothing before.
+	for {
+		vec, err := prom.Query(ctx, `count(`+monitoring.WorkerCheckpointSuccess+` > 0)`, time.Now())
+		if err == nil && len(vec) == 1 && int(vec[0].Value) == len(pipeline.Workers) {
+			break
+		}
+		if time.Now().After(deadline.Add(time.Minute)) {
+			t.Fatalf("not every worker wrote a checkpoint within 2 minutes (last error: %v)", err)
+		}
+		time.Sleep(time.Second)
+	}
 	time.Sleep(5 * harness.PrometheusScrapeInterval)
-	end := time.Now()
+	// Whole seconds, like start and mid: $__range is a whole number of
+	// seconds, so windows ending at end start exactly at start or mid.
+	end := time.Now().Truncate(time.Second)
 
 	var (
 		panels, queries, withData, totalsChecked int
