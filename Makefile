@@ -244,6 +244,9 @@ PROMETHEUS_BUILD = cd hack/prometheus && GOWORK=off CGO_ENABLED=0 $(GO) build -t
 prometheus: $(PROMETHEUS) $(PROMTOOL) ## Build bin/prometheus and bin/promtool: the upstream Prometheus server and promtool from hack/prometheus.
 $(PROMETHEUS) $(PROMTOOL): hack/prometheus/go.mod hack/prometheus/go.sum
 	$(PROMETHEUS_BUILD)
+# One after the other even under make -j: the second reuses what the first
+# compiled instead of compiling the same packages at the same time.
+$(PROMTOOL): | $(PROMETHEUS)
 
 .PHONY: docker-build
 docker-build: ## Build the manager and worker images (MANAGER_IMG, WORKER_IMG).
