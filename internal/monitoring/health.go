@@ -3,7 +3,7 @@ package monitoring
 import "fmt"
 
 // Variables of the pipeline health dashboard. Both tiers are scraped with
-// the pod's namespace and name as labels (the operator's ServiceMonitors do
+// the pod's namespace and name as labels (the operator's PodMonitors do
 // so, as does any Kubernetes service discovery with the usual relabelling).
 var namespaceVariable = Variable{Name: "namespace", Label: "Namespace", Metric: WorkerActiveStreams, LabelName: "namespace"}
 

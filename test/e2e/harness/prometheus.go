@@ -30,7 +30,7 @@ type Prometheus struct {
 }
 
 // ScrapeTarget is one /metrics endpoint with the target labels a Kubernetes
-// scrape (the operator's ServiceMonitors) would attach.
+// scrape (the operator's PodMonitors) attaches.
 type ScrapeTarget struct {
 	Address string
 	Labels  map[string]string
@@ -158,13 +158,13 @@ func (p *Pipeline) ScrapeTargets() []ScrapeTarget {
 	for i, g := range p.Gateways {
 		out = append(out, ScrapeTarget{
 			Address: hostPort(g.MetricsURL),
-			Labels:  map[string]string{"namespace": p.Namespace, "pod": fmt.Sprintf("%s-gateway-%d", p.Name, i), "tier": "gateway"},
+			Labels:  map[string]string{"namespace": p.Namespace, "pod": fmt.Sprintf("%s-gateway-%d", p.Name, i)},
 		})
 	}
 	for _, w := range p.Workers {
 		out = append(out, ScrapeTarget{
 			Address: hostPort(w.TelemetryURL),
-			Labels:  map[string]string{"namespace": p.Namespace, "pod": fmt.Sprintf("%s-worker-%d", p.Name, w.Ordinal), "tier": "worker"},
+			Labels:  map[string]string{"namespace": p.Namespace, "pod": fmt.Sprintf("%s-worker-%d", p.Name, w.Ordinal)},
 		})
 	}
 	return out
