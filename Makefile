@@ -20,6 +20,7 @@ export PATH := $(LOCALBIN):$(PATH)
 # Tool versions, installed into ./bin with `go install`.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 HELM_VERSION ?= v3.22.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
 
 # Control plane used by envtest, built from the Go module proxy (see hack/envtest).
 ENVTEST_K8S_VERSION ?= 1.37.2
@@ -37,6 +38,7 @@ KUBECTL ?= kubectl
 PINNED_KUBECTL ?= $(ENVTEST_ASSETS_DIR)/kubectl
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 HELM ?= $(LOCALBIN)/helm
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 
 # The chart's optional ServiceMonitor is dry-run against the real
 # prometheus-operator CRD, taken from the module proxy.
@@ -55,7 +57,7 @@ endif
 
 # `make test` runs each of these in order. Append a check with
 # `TEST_TARGETS += my-check` next to the target that defines it.
-TEST_TARGETS := verify-generated go-test chart-test
+TEST_TARGETS := verify-generated verify-tidy vet lint go-test chart-test
 # Appended here, before the test rule reads the list (prerequisites are
 # expanded when a rule is read): the alert rules' promtool checks and the
 # end-to-end checks.
@@ -93,6 +95,14 @@ fmt: ## Run go fmt on the module.
 vet: ## Run go vet on the module.
 	$(GO) vet ./...
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml) on the module.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: verify-tidy
+verify-tidy: ## Fail when `go mod tidy` would change go.mod or go.sum.
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+
 .PHONY: verify-generated
 verify-generated: ## Fail when `make generate manifests dashboards` would change CRDs, the chart's CRDs/RBAC/dashboards/alert rules or zz_generated files.
 	hack/tools/verify-generated.sh $(MAKE) generate manifests dashboards
@@ -115,7 +125,7 @@ demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this mac
 ##@ Test
 
 .PHONY: test-tools
-test-tools: controller-gen helm envtest otelcol prometheus module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
+test-tools: controller-gen helm golangci-lint envtest otelcol prometheus module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
 
 # The binaries of this module share most of their dependencies: built one
 # after the other, each reuses what the previous one compiled.
@@ -298,6 +308,13 @@ $(CONTROLLER_GEN): $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 	ln -sf controller-gen-$(CONTROLLER_TOOLS_VERSION) $@
 $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION):
 	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into ./bin.
+$(GOLANGCI_LINT): $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+	ln -sf golangci-lint-$(GOLANGCI_LINT_VERSION) $@
+$(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION):
+	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
 
 .PHONY: helm
 helm: $(HELM) ## Install helm into ./bin.

@@ -10,10 +10,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,80 +40,71 @@ const (
 // object differs from what the operator last wrote (the desired hash) or has
 // drifted from it (a field the operator sets was edited), so a reconcile of
 // an unchanged pipeline makes no write.
+//
+// Server-side apply is not used: applying unchanged intent still sends one
+// PATCH per object (measured against envtest: 10 PATCH requests for the 10
+// objects of a settled pipeline, no resourceVersion moved), which the
+// zero-writes test counts as writes. Comparing before applying would keep
+// the per-kind comparison below and add the conversion of every built object
+// into an apply configuration, so the merge stays by hand.
 func (r *DeltaPipelineReconciler) ensure(ctx context.Context, owner *v1alpha1.DeltaPipeline, desired client.Object) (applyOutcome, error) {
-	if err := stampDesiredHash(desired); err != nil {
+	k, err := ownedKindOf(desired)
+	if err != nil {
 		return "", err
 	}
-	kind := kindOf(desired)
+	if err := stampDesiredHash(k, desired); err != nil {
+		return "", err
+	}
 
-	existing := desired.DeepCopyObject().(client.Object)
-	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	existing := k.newObject()
+	err = r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	if apierrors.IsNotFound(err) {
 		if err := r.Create(ctx, desired); err != nil {
-			return "", fmt.Errorf("creating %s %s: %w", kind, desired.GetName(), err)
+			return "", fmt.Errorf("creating %s %s: %w", k.name, desired.GetName(), err)
 		}
 		return outcomeCreated, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading %s %s: %w", kind, desired.GetName(), err)
+		return "", fmt.Errorf("reading %s %s: %w", k.name, desired.GetName(), err)
 	}
 	if ctrl := metav1.GetControllerOf(existing); ctrl != nil && ctrl.UID != owner.UID {
-		return "", fmt.Errorf("%s %s already exists and is controlled by %s %s, not by this pipeline", kind, desired.GetName(), ctrl.Kind, ctrl.Name)
+		return "", fmt.Errorf("%s %s already exists and is controlled by %s %s, not by this pipeline", k.name, desired.GetName(), ctrl.Kind, ctrl.Name)
 	}
 
-	preserveAllocatedFields(existing, desired)
-	if upToDate(existing, desired) {
+	k.preserveAllocated(existing, desired)
+	if upToDate(k, existing, desired) {
 		return outcomeUnchanged, nil
 	}
-	if requiresReplacement(existing, desired) {
+	if k.requiresReplacement(existing, desired) {
 		// Fields such as a StatefulSet's volume claim templates cannot be
 		// updated; the object is recreated and its pods restart.
 		if err := r.Delete(ctx, existing, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("deleting %s %s to change immutable fields: %w", kind, desired.GetName(), err)
+			return "", fmt.Errorf("deleting %s %s to change immutable fields: %w", k.name, desired.GetName(), err)
 		}
 		if err := r.Create(ctx, desired); err != nil {
-			return "", fmt.Errorf("recreating %s %s: %w", kind, desired.GetName(), err)
+			return "", fmt.Errorf("recreating %s %s: %w", k.name, desired.GetName(), err)
 		}
 		return outcomeReplaced, nil
 	}
 
 	mergeMetadata(existing, desired)
-	copyManagedFields(existing, desired)
+	k.copy(existing, desired)
 	if err := r.Update(ctx, existing); err != nil {
-		return "", fmt.Errorf("updating %s %s: %w", kind, desired.GetName(), err)
+		return "", fmt.Errorf("updating %s %s: %w", k.name, desired.GetName(), err)
 	}
 	return outcomeUpdated, nil
 }
 
-// remove deletes an object of an optional feature that was turned off, if
-// this pipeline controls it.
-func (r *DeltaPipelineReconciler) remove(ctx context.Context, owner *v1alpha1.DeltaPipeline, obj client.Object) error {
-	err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading %s %s: %w", kindOf(obj), obj.GetName(), err)
-	}
-	if ctrl := metav1.GetControllerOf(obj); ctrl == nil || ctrl.UID != owner.UID {
-		return nil
-	}
-	if err := r.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting %s %s: %w", kindOf(obj), obj.GetName(), err)
-	}
-	return nil
-}
-
 // stampDesiredHash records a digest of everything the operator sets on the object.
-func stampDesiredHash(obj client.Object) error {
+func stampDesiredHash(k ownedKind, obj client.Object) error {
 	payload, err := json.Marshal(struct {
 		Labels      map[string]string
 		Annotations map[string]string
 		Owners      []metav1.OwnerReference
 		Managed     any
-	}{obj.GetLabels(), obj.GetAnnotations(), obj.GetOwnerReferences(), managedFields(obj)})
+	}{obj.GetLabels(), obj.GetAnnotations(), obj.GetOwnerReferences(), k.managed(obj)})
 	if err != nil {
-		return fmt.Errorf("hashing %s %s: %w", kindOf(obj), obj.GetName(), err)
+		return fmt.Errorf("hashing %s %s: %w", k.name, obj.GetName(), err)
 	}
 	annotations := obj.GetAnnotations()
 	keys := make([]string, 0, len(annotations))
@@ -139,7 +127,7 @@ func stampDesiredHash(obj client.Object) error {
 // upToDate is true when the stored object carries what the operator last
 // wrote and nobody changed a field the operator sets. Fields the API server
 // defaults (unset in desired) are ignored by the derivative comparison.
-func upToDate(existing, desired client.Object) bool {
+func upToDate(k ownedKind, existing, desired client.Object) bool {
 	for k, v := range desired.GetAnnotations() {
 		if existing.GetAnnotations()[k] != v {
 			return false
@@ -155,124 +143,50 @@ func upToDate(existing, desired client.Object) bool {
 	}) {
 		return false
 	}
-	if exactComparison(desired) {
-		return equality.Semantic.DeepEqual(managedFields(desired), managedFields(existing))
+	if k.exact {
+		return equality.Semantic.DeepEqual(k.managed(desired), k.managed(existing))
 	}
-	return equality.Semantic.DeepDerivative(managedFields(desired), managedFields(existing))
+	return equality.Semantic.DeepDerivative(k.managed(desired), k.managed(existing))
 }
 
-// exactComparison is for kinds without server-side defaults, where an
-// added key (say, in a ConfigMap) is drift too.
-func exactComparison(obj client.Object) bool {
-	switch obj.(type) {
-	case *corev1.ConfigMap, *rbacv1.Role, *rbacv1.RoleBinding:
+// preserveServiceAllocations keeps the IPs and node ports the cluster chose.
+func preserveServiceAllocations(existing, desired *corev1.Service) {
+	if desired.Spec.ClusterIP == "" {
+		desired.Spec.ClusterIP = existing.Spec.ClusterIP
+		desired.Spec.ClusterIPs = existing.Spec.ClusterIPs
+	}
+	if desired.Spec.Type != existing.Spec.Type {
+		return
+	}
+	nodePorts := map[string]int32{}
+	for _, p := range existing.Spec.Ports {
+		nodePorts[p.Name] = p.NodePort
+	}
+	for i := range desired.Spec.Ports {
+		if desired.Spec.Ports[i].NodePort == 0 {
+			desired.Spec.Ports[i].NodePort = nodePorts[desired.Spec.Ports[i].Name]
+		}
+	}
+	if desired.Spec.HealthCheckNodePort == 0 {
+		desired.Spec.HealthCheckNodePort = existing.Spec.HealthCheckNodePort
+	}
+}
+
+// statefulSetRequiresReplacement reports a change to the fields of a
+// StatefulSet the API server refuses to update.
+func statefulSetRequiresReplacement(existing, desired *appsv1.StatefulSet) bool {
+	if len(desired.Spec.VolumeClaimTemplates) != len(existing.Spec.VolumeClaimTemplates) {
 		return true
 	}
-	return false
-}
-
-// managedFields is the part of an object the operator owns besides metadata.
-func managedFields(obj client.Object) any {
-	switch o := obj.(type) {
-	case *corev1.ConfigMap:
-		return o.Data
-	case *corev1.Service:
-		return o.Spec
-	case *corev1.ServiceAccount:
-		return nil
-	case *appsv1.Deployment:
-		return o.Spec
-	case *appsv1.StatefulSet:
-		return o.Spec
-	case *policyv1.PodDisruptionBudget:
-		return o.Spec
-	case *rbacv1.Role:
-		return o.Rules
-	case *rbacv1.RoleBinding:
-		return []any{o.RoleRef, o.Subjects}
-	case *autoscalingv2.HorizontalPodAutoscaler:
-		return o.Spec
-	}
-	panic(fmt.Sprintf("managedFields: unsupported kind %T", obj))
-}
-
-func copyManagedFields(dst, src client.Object) {
-	switch d := dst.(type) {
-	case *corev1.ConfigMap:
-		d.Data = src.(*corev1.ConfigMap).Data
-		d.BinaryData = nil
-	case *corev1.Service:
-		d.Spec = src.(*corev1.Service).Spec
-	case *corev1.ServiceAccount:
-	case *appsv1.Deployment:
-		d.Spec = src.(*appsv1.Deployment).Spec
-	case *appsv1.StatefulSet:
-		d.Spec = src.(*appsv1.StatefulSet).Spec
-	case *policyv1.PodDisruptionBudget:
-		d.Spec = src.(*policyv1.PodDisruptionBudget).Spec
-	case *rbacv1.Role:
-		d.Rules = src.(*rbacv1.Role).Rules
-	case *rbacv1.RoleBinding:
-		s := src.(*rbacv1.RoleBinding)
-		d.RoleRef, d.Subjects = s.RoleRef, s.Subjects
-	case *autoscalingv2.HorizontalPodAutoscaler:
-		d.Spec = src.(*autoscalingv2.HorizontalPodAutoscaler).Spec
-	default:
-		panic(fmt.Sprintf("copyManagedFields: unsupported kind %T", dst))
-	}
-}
-
-// preserveAllocatedFields copies into desired the values the cluster chose
-// and that must not be reset: Service IPs and node ports, and the gateway
-// replica count an autoscaler set.
-func preserveAllocatedFields(existing, desired client.Object) {
-	switch d := desired.(type) {
-	case *corev1.Service:
-		e := existing.(*corev1.Service)
-		if d.Spec.ClusterIP == "" {
-			d.Spec.ClusterIP = e.Spec.ClusterIP
-			d.Spec.ClusterIPs = e.Spec.ClusterIPs
-		}
-		if d.Spec.Type == e.Spec.Type {
-			nodePorts := map[string]int32{}
-			for _, p := range e.Spec.Ports {
-				nodePorts[p.Name] = p.NodePort
-			}
-			for i := range d.Spec.Ports {
-				if d.Spec.Ports[i].NodePort == 0 {
-					d.Spec.Ports[i].NodePort = nodePorts[d.Spec.Ports[i].Name]
-				}
-			}
-			if d.Spec.HealthCheckNodePort == 0 {
-				d.Spec.HealthCheckNodePort = e.Spec.HealthCheckNodePort
-			}
-		}
-	case *appsv1.Deployment:
-		if d.Spec.Replicas == nil {
-			d.Spec.Replicas = existing.(*appsv1.Deployment).Spec.Replicas
-		}
-	}
-}
-
-// requiresReplacement reports a change to fields the API server refuses to update.
-func requiresReplacement(existing, desired client.Object) bool {
-	d, ok := desired.(*appsv1.StatefulSet)
-	if !ok {
-		return false
-	}
-	e := existing.(*appsv1.StatefulSet)
-	if len(d.Spec.VolumeClaimTemplates) != len(e.Spec.VolumeClaimTemplates) {
-		return true
-	}
-	for i := range d.Spec.VolumeClaimTemplates {
-		dc, ec := d.Spec.VolumeClaimTemplates[i], e.Spec.VolumeClaimTemplates[i]
+	for i := range desired.Spec.VolumeClaimTemplates {
+		dc, ec := desired.Spec.VolumeClaimTemplates[i], existing.Spec.VolumeClaimTemplates[i]
 		if dc.Name != ec.Name || !equality.Semantic.DeepDerivative(dc.Spec, ec.Spec) {
 			return true
 		}
 	}
-	return d.Spec.ServiceName != e.Spec.ServiceName ||
-		d.Spec.PodManagementPolicy != e.Spec.PodManagementPolicy ||
-		!equality.Semantic.DeepEqual(d.Spec.Selector, e.Spec.Selector)
+	return desired.Spec.ServiceName != existing.Spec.ServiceName ||
+		desired.Spec.PodManagementPolicy != existing.Spec.PodManagementPolicy ||
+		!equality.Semantic.DeepEqual(desired.Spec.Selector, existing.Spec.Selector)
 }
 
 // mergeMetadata sets the desired labels, annotations and owner, removes

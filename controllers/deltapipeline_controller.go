@@ -6,13 +6,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -53,12 +51,16 @@ type DeltaPipelineReconciler struct {
 // +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines/finalizers,verbs=update
+
+// The owned kinds (ownedKinds in owned_kinds.go) are watched, applied and
+// pruned, so each needs every verb; a controller test checks the ClusterRole.
 // +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=endpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -86,12 +88,15 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	configCondition := metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "the gateway and worker configurations are valid"}
 
+	var built []builtTier
 	gateway, err := manifests.BuildGateway(&p, r.Options)
 	if err != nil {
 		// The gateway keeps running its current configuration.
 		configCondition = invalidConfig(v1alpha1.ReasonInvalidGatewayConfig, err)
-	} else if err := r.ensureGateway(ctx, &p, gateway); err != nil {
+	} else if err := r.ensureTier(ctx, &p, gateway.Objects()); err != nil {
 		return ctrl.Result{}, r.failed(ctx, &p, status, err)
+	} else {
+		built = append(built, builtTier{component: naming.ComponentGateway, objects: gateway.Objects()})
 	}
 
 	refCondition, err := r.referencesCondition(ctx, &p)
@@ -110,7 +115,15 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		} else {
 			configCondition.Message += "; " + err.Error()
 		}
-	} else if err := r.ensureWorker(ctx, &p, worker); err != nil {
+	} else if err := r.ensureTier(ctx, &p, worker.Objects()); err != nil {
+		return ctrl.Result{}, r.failed(ctx, &p, status, err)
+	} else {
+		built = append(built, builtTier{component: naming.ComponentWorker, objects: worker.Objects()})
+	}
+
+	// Pruning follows both tiers, so the gateway Deployment has its
+	// spec.replicas back before a removed autoscaler goes.
+	if err := r.prune(ctx, &p, built); err != nil {
 		return ctrl.Result{}, r.failed(ctx, &p, status, err)
 	}
 
@@ -126,6 +139,7 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.observeTiers(ctx, &p, status); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.reportResources(&p, status)
 	setCondition(status, &p, readyCondition(status))
 
 	if statusEqual(&p.Status, status) {
@@ -174,43 +188,30 @@ func (r *DeltaPipelineReconciler) failed(ctx context.Context, p *v1alpha1.DeltaP
 	return err
 }
 
-func (r *DeltaPipelineReconciler) ensureGateway(ctx context.Context, p *v1alpha1.DeltaPipeline, g manifests.Gateway) error {
-	for _, obj := range []client.Object{g.ServiceAccount, g.ConfigMap, g.Service, g.PDB} {
-		if err := r.ensureLogged(ctx, p, obj); err != nil {
+// ensureTier applies one tier's objects in the owned kinds' order. Every
+// object's kind is checked first, so an unowned kind fails the tier before
+// anything of it is written.
+func (r *DeltaPipelineReconciler) ensureTier(ctx context.Context, p *v1alpha1.DeltaPipeline, objects []client.Object) error {
+	ranked := make([]rankedObject, 0, len(objects))
+	for _, obj := range objects {
+		k, err := ownedKindOf(obj)
+		if err != nil {
 			return err
 		}
+		ranked = append(ranked, rankedObject{rank: k.rank, obj: obj})
 	}
-	if g.Role != nil {
-		if err := r.ensureLogged(ctx, p, g.Role); err != nil {
-			return err
-		}
-		if err := r.ensureLogged(ctx, p, g.RoleBinding); err != nil {
-			return err
-		}
-	} else {
-		if err := r.remove(ctx, p, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: naming.GatewayResolverRoleBinding(p), Namespace: p.Namespace}}); err != nil {
-			return err
-		}
-		if err := r.remove(ctx, p, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: naming.GatewayResolverRole(p), Namespace: p.Namespace}}); err != nil {
-			return err
-		}
-	}
-	if err := r.ensureLogged(ctx, p, g.Deployment); err != nil {
-		return err
-	}
-	if g.HPA != nil {
-		return r.ensureLogged(ctx, p, g.HPA)
-	}
-	return r.remove(ctx, p, &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: naming.GatewayHorizontalPodAutoscaler(p), Namespace: p.Namespace}})
-}
-
-func (r *DeltaPipelineReconciler) ensureWorker(ctx context.Context, p *v1alpha1.DeltaPipeline, w manifests.Worker) error {
-	for _, obj := range []client.Object{w.ServiceAccount, w.ConfigMap, w.Service, w.PDB, w.StatefulSet} {
-		if err := r.ensureLogged(ctx, p, obj); err != nil {
+	slices.SortStableFunc(ranked, func(a, b rankedObject) int { return a.rank - b.rank })
+	for _, o := range ranked {
+		if err := r.ensureLogged(ctx, p, o.obj); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+type rankedObject struct {
+	rank int
+	obj  client.Object
 }
 
 func (r *DeltaPipelineReconciler) ensureLogged(ctx context.Context, p *v1alpha1.DeltaPipeline, obj client.Object) error {
@@ -387,17 +388,12 @@ func (r *DeltaPipelineReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		return fmt.Errorf("indexing pipelines by referenced ConfigMap: %w", err)
 	}
 
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.DeltaPipeline{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.ServiceAccount{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&appsv1.StatefulSet{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		Owns(&rbacv1.Role{}).
-		Owns(&rbacv1.RoleBinding{}).
-		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.DeltaPipeline{})
+	for _, k := range ownedKinds {
+		b = b.Owns(k.newObject())
+	}
+	return b.
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReferencing(secretRefIndex))).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReferencing(configMapRefIndex))).
 		Named("deltapipeline").

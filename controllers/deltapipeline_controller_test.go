@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -158,8 +159,10 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(status.ObservedGeneration).To(Equal(getPipeline(ctx, p).Generation))
 			Expect(status.Endpoints.GRPC).To(Equal(naming.GatewayService(p) + "." + ns + ".svc:4317"))
 			Expect(status.Endpoints.HTTP).To(Equal("http://" + naming.GatewayService(p) + "." + ns + ".svc:4318"))
-			Expect(status.Gateway).To(Equal(v1alpha1.TierStatus{Replicas: 2, ReadyReplicas: 0, Summary: "0/2"}))
-			Expect(status.Workers).To(Equal(v1alpha1.TierStatus{Replicas: 3, ReadyReplicas: 0, Summary: "0/3"}))
+			Expect(status.Gateway).To(Equal(v1alpha1.TierStatus{Replicas: 2, ReadyReplicas: 0, Summary: "0/2", Resources: status.Gateway.Resources}))
+			Expect(status.Workers).To(Equal(v1alpha1.TierStatus{Replicas: 3, ReadyReplicas: 0, Summary: "0/3", Resources: status.Workers.Resources}))
+			Expect(equality.Semantic.DeepEqual(status.Gateway.Resources, ptr.To(manifests.GatewayResources(p)))).To(BeTrue(), "status.gateway.resources %v", status.Gateway.Resources)
+			Expect(equality.Semantic.DeepEqual(status.Workers.Resources, ptr.To(manifests.WorkerResources(p)))).To(BeTrue(), "status.workers.resources %v", status.Workers.Resources)
 
 			markTiersReady(ctx, p)
 

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -116,10 +117,24 @@ func (r *DeltaPipelineReconciler) applyPodMonitor(ctx context.Context, p *v1alph
 	return nil
 }
 
+// removePodMonitor deletes a PodMonitor of monitoring turned off, if this
+// pipeline controls it.
 func (r *DeltaPipelineReconciler) removePodMonitor(ctx context.Context, p *v1alpha1.DeltaPipeline, m metav1.ObjectMeta) error {
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(manifests.PodMonitorKind)
-	obj.SetName(m.Name)
-	obj.SetNamespace(m.Namespace)
-	return r.remove(ctx, p, obj)
+	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Name}, obj)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading PodMonitor %s: %w", m.Name, err)
+	}
+	if !metav1.IsControlledBy(obj, p) {
+		return nil
+	}
+	if err := r.Delete(ctx, obj, client.Preconditions{UID: ptr.To(obj.GetUID())}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting PodMonitor %s: %w", m.Name, err)
+	}
+	log.FromContext(ctx).Info("object pruned", "kind", "PodMonitor", "name", m.Name)
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
@@ -80,7 +81,7 @@ func TestMergeMetadataKeepsWhatOthersAdded(t *testing.T) {
 		Annotations:     map[string]string{"lb/type": "nlb"},
 		OwnerReferences: []metav1.OwnerReference{owner},
 	}}
-	if err := stampDesiredHash(desired); err != nil {
+	if err := stampDesiredHash(registered(t, desired), desired); err != nil {
 		t.Fatal(err)
 	}
 	mergeMetadata(existing, desired)
@@ -103,7 +104,7 @@ func TestMergeMetadataKeepsWhatOthersAdded(t *testing.T) {
 func TestDesiredHashFollowsContent(t *testing.T) {
 	build := func(data string) *corev1.ConfigMap {
 		cm := &corev1.ConfigMap{Data: map[string]string{"k": data}}
-		if err := stampDesiredHash(cm); err != nil {
+		if err := stampDesiredHash(registered(t, cm), cm); err != nil {
 			t.Fatal(err)
 		}
 		return cm
@@ -141,14 +142,14 @@ func TestImmutableStatefulSetFieldsRequireReplacement(t *testing.T) {
 	} {
 		desired := base()
 		change(desired)
-		if !requiresReplacement(base(), desired) {
+		if !registered(t, desired).requiresReplacement(base(), desired) {
 			t.Errorf("%s: no replacement", name)
 		}
 	}
 	replicas := base()
 	replicas.Spec.Replicas = ptr.To[int32](5)
 	replicas.Spec.Template.Spec.Containers = []corev1.Container{{Image: "new"}}
-	if requiresReplacement(base(), replicas) {
+	if registered(t, replicas).requiresReplacement(base(), replicas) {
 		t.Error("replicas and pod template can be updated in place")
 	}
 }
@@ -160,14 +161,53 @@ func TestAllocatedServiceFieldsArePreserved(t *testing.T) {
 		HealthCheckNodePort: 32000,
 	}}
 	desired := &corev1.Service{Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "otlp-grpc", Port: 4317}}}}
-	preserveAllocatedFields(existing, desired)
+	registered(t, desired).preserveAllocated(existing, desired)
 	if desired.Spec.ClusterIP != "10.0.0.7" || desired.Spec.Ports[0].NodePort != 31001 || desired.Spec.HealthCheckNodePort != 32000 {
 		t.Errorf("allocated fields not carried over: %+v", desired.Spec)
 	}
 
 	toClusterIP := &corev1.Service{Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: []corev1.ServicePort{{Name: "otlp-grpc", Port: 4317}}}}
-	preserveAllocatedFields(existing, toClusterIP)
+	registered(t, toClusterIP).preserveAllocated(existing, toClusterIP)
 	if toClusterIP.Spec.Ports[0].NodePort != 0 {
 		t.Error("a node port was kept on a Service changing to ClusterIP, which the API server refuses")
+	}
+}
+
+// registered is the registry entry of obj's kind.
+func registered(t *testing.T, obj client.Object) ownedKind {
+	t.Helper()
+	k, err := ownedKindOf(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestPruneScopeFollowsTheBuiltTiers(t *testing.T) {
+	labelled := func(component string) client.Object {
+		o := &corev1.ConfigMap{}
+		if component != "" {
+			o.Labels = map[string]string{naming.LabelComponent: component}
+		}
+		return o
+	}
+	both := map[string]bool{naming.ComponentGateway: true, naming.ComponentWorker: true}
+	gatewayOnly := map[string]bool{naming.ComponentGateway: true}
+	for _, tc := range []struct {
+		component string
+		built     map[string]bool
+		want      bool
+	}{
+		{naming.ComponentGateway, gatewayOnly, true},
+		{naming.ComponentWorker, gatewayOnly, false},
+		{"", gatewayOnly, false},
+		{"sidecar", gatewayOnly, false},
+		{naming.ComponentWorker, both, true},
+		{"", both, true},
+		{"sidecar", both, true},
+	} {
+		if got := inPruneScope(labelled(tc.component), tc.built); got != tc.want {
+			t.Errorf("component %q with tiers %v built: prunable %v, want %v", tc.component, tc.built, got, tc.want)
+		}
 	}
 }

@@ -162,6 +162,9 @@ type GatewaySpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
+	// Resources of the collector container. Unset fields get the operator's
+	// defaults (docs/api.md lists them); a field set to zero removes its
+	// default, for example limits.memory: "0" for no memory limit.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
@@ -228,6 +231,10 @@ type WorkerSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
+	// Resources of the worker container. Unset fields get defaults computed
+	// from conversion.maxStreams (docs/api.md has the formula); a field set to
+	// zero removes its default, for example limits.memory: "0" for no memory
+	// limit.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
@@ -469,6 +476,10 @@ const (
 	// ConditionConfigValid is False when spec.gateway.config cannot be merged
 	// into the gateway configuration or the worker configuration is invalid.
 	ConditionConfigValid = "ConfigValid"
+	// ConditionWorkerMemoryFits is False when a worker's memory limit is too
+	// small for spec.worker.conversion.maxStreams: the worker would be
+	// OOM-killed before it reached its stream limit.
+	ConditionWorkerMemoryFits = "WorkerMemoryFits"
 	// ConditionMonitoring is set while spec.monitoring.podMonitor.enabled:
 	// True once the PodMonitors are applied, False when their CRD is missing.
 	ConditionMonitoring = "Monitoring"
@@ -476,22 +487,25 @@ const (
 
 // Condition reasons.
 const (
-	ReasonAvailable            = "Available"
-	ReasonProgressing          = "Progressing"
-	ReasonResolved             = "Resolved"
-	ReasonSecretNotFound       = "SecretNotFound"
-	ReasonSecretKeyNotFound    = "SecretKeyNotFound"
-	ReasonConfigMapNotFound    = "ConfigMapNotFound"
-	ReasonConfigMapKeyNotFound = "ConfigMapKeyNotFound"
-	ReasonHotSpotRouting       = "HotSpotRouting"
-	ReasonSpreadRouting        = "SpreadRouting"
-	ReasonValid                = "Valid"
-	ReasonInvalidGatewayConfig = "InvalidGatewayConfig"
-	ReasonInvalidWorkerConfig  = "InvalidWorkerConfig"
-	ReasonNotReady             = "NotReady"
-	ReasonReconcileFailed      = "ReconcileFailed"
-	ReasonPodMonitorsApplied   = "PodMonitorsApplied"
-	ReasonPodMonitorCRDMissing = "PodMonitorCRDMissing"
+	ReasonAvailable              = "Available"
+	ReasonProgressing            = "Progressing"
+	ReasonResolved               = "Resolved"
+	ReasonSecretNotFound         = "SecretNotFound"
+	ReasonSecretKeyNotFound      = "SecretKeyNotFound"
+	ReasonConfigMapNotFound      = "ConfigMapNotFound"
+	ReasonConfigMapKeyNotFound   = "ConfigMapKeyNotFound"
+	ReasonHotSpotRouting         = "HotSpotRouting"
+	ReasonSpreadRouting          = "SpreadRouting"
+	ReasonValid                  = "Valid"
+	ReasonInvalidGatewayConfig   = "InvalidGatewayConfig"
+	ReasonInvalidWorkerConfig    = "InvalidWorkerConfig"
+	ReasonNotReady               = "NotReady"
+	ReasonReconcileFailed        = "ReconcileFailed"
+	ReasonStreamsFitMemory       = "StreamsFitMemoryLimit"
+	ReasonMaxStreamsExceedMemory = "MaxStreamsExceedMemoryLimit"
+	ReasonNoMemoryLimit          = "NoMemoryLimit"
+	ReasonPodMonitorsApplied     = "PodMonitorsApplied"
+	ReasonPodMonitorCRDMissing   = "PodMonitorCRDMissing"
 )
 
 // TierStatus reports one tier's replicas.
@@ -502,6 +516,10 @@ type TierStatus struct {
 	ReadyReplicas int32 `json:"readyReplicas"`
 	// Summary is "ready/desired", shown by kubectl get.
 	Summary string `json:"summary,omitempty"`
+	// Resources the tier's containers are rendered with: the spec's
+	// resources over the operator's defaults.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
 // Endpoints are where in-cluster clients send OTLP.
@@ -555,8 +573,4 @@ type DeltaPipelineList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []DeltaPipeline `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&DeltaPipeline{}, &DeltaPipelineList{})
 }

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"io"
+	"maps"
 	"net"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,16 +27,27 @@ type otlpSink struct {
 	points         int
 	sumByMetric    map[string]float64
 	histCountTotal uint64
-	sessionStarts  map[string]float64 // session.id -> claude_code.session.count received
+	sessionStarts  map[string]float64 // session.id/start_type -> claude_code.session.count received
 	nonDelta       []string
+	notDouble      []string
+	units          map[string]string
 	scopes         map[string]bool
 	resources      map[string]bool
+	// metricsBySession records which metrics each session.id was seen on.
+	metricsBySession map[string]map[string]bool
+	// maxSessionsPerRequest is the most session ids one request carried;
+	// every request comes from one writer.
+	maxSessionsPerRequest  int
+	zeroPoints             int
+	attrTypes              map[string]pcommon.ValueType
+	withAccount, noAccount int
 }
 
 func (s *otlpSink) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rms := req.Metrics().ResourceMetrics()
+	sessions := map[string]bool{}
 	for i := range rms.Len() {
 		rm := rms.At(i)
 		s.resources[attrString(rm.Resource().Attributes())] = true
@@ -44,30 +55,55 @@ func (s *otlpSink) Export(_ context.Context, req pmetricotlp.ExportRequest) (pme
 			sm := rm.ScopeMetrics().At(j)
 			s.scopes[sm.Scope().Name()] = true
 			for k := range sm.Metrics().Len() {
-				s.add(sm.Metrics().At(k))
+				s.add(sm.Metrics().At(k), sessions)
 			}
 		}
 	}
+	s.maxSessionsPerRequest = max(s.maxSessionsPerRequest, len(sessions))
 	return pmetricotlp.NewExportResponse(), nil
 }
 
-func (s *otlpSink) add(m pmetric.Metric) {
+// observe records the attributes of one point of metric name.
+func (s *otlpSink) observe(name string, attrs pcommon.Map, sessions map[string]bool) {
+	for k, v := range attrs.All() {
+		s.attrTypes[k] = v.Type()
+	}
+	if _, ok := attrs.Get("user.email"); ok {
+		s.withAccount++
+	} else {
+		s.noAccount++
+	}
+	id, _ := attrs.Get("session.id")
+	sessions[id.Str()] = true
+	if s.metricsBySession[id.Str()] == nil {
+		s.metricsBySession[id.Str()] = map[string]bool{}
+	}
+	s.metricsBySession[id.Str()][name] = true
+}
+
+func (s *otlpSink) add(m pmetric.Metric, sessions map[string]bool) {
+	s.units[m.Name()] = m.Unit()
 	switch m.Type() {
 	case pmetric.MetricTypeSum:
-		if m.Sum().AggregationTemporality() != pmetric.AggregationTemporalityDelta {
+		if m.Sum().AggregationTemporality() != pmetric.AggregationTemporalityDelta || !m.Sum().IsMonotonic() {
 			s.nonDelta = append(s.nonDelta, m.Name())
 		}
 		for i := range m.Sum().DataPoints().Len() {
 			dp := m.Sum().DataPoints().At(i)
+			if dp.ValueType() != pmetric.NumberDataPointValueTypeDouble {
+				s.notDouble = append(s.notDouble, m.Name())
+			}
 			v := dp.DoubleValue()
-			if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
-				v = float64(dp.IntValue())
+			if v == 0 {
+				s.zeroPoints++
 			}
 			s.sumByMetric[m.Name()] += v
 			s.points++
+			s.observe(m.Name(), dp.Attributes(), sessions)
 			if m.Name() == "claude_code.session.count" {
 				id, _ := dp.Attributes().Get("session.id")
-				s.sessionStarts[id.Str()] += v
+				startType, _ := dp.Attributes().Get("start_type")
+				s.sessionStarts[id.Str()+"/"+startType.Str()] += v
 			}
 		}
 	case pmetric.MetricTypeHistogram:
@@ -76,6 +112,7 @@ func (s *otlpSink) add(m pmetric.Metric) {
 		}
 		for i := range m.Histogram().DataPoints().Len() {
 			dp := m.Histogram().DataPoints().At(i)
+			s.observe(m.Name(), dp.Attributes(), sessions)
 			s.sumByMetric[m.Name()] += dp.Sum()
 			s.histCountTotal += dp.Count()
 			s.points++
@@ -96,10 +133,13 @@ func attrString(m pcommon.Map) string {
 func startSink(t *testing.T) (*otlpSink, string) {
 	t.Helper()
 	sink := &otlpSink{
-		sumByMetric:   map[string]float64{},
-		sessionStarts: map[string]float64{},
-		scopes:        map[string]bool{},
-		resources:     map[string]bool{},
+		sumByMetric:      map[string]float64{},
+		sessionStarts:    map[string]float64{},
+		units:            map[string]string{},
+		scopes:           map[string]bool{},
+		resources:        map[string]bool{},
+		metricsBySession: map[string]map[string]bool{},
+		attrTypes:        map[string]pcommon.ValueType{},
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -144,11 +184,41 @@ func TestTotalsEqualWhatTheServerReceived(t *testing.T) {
 		t.Errorf("every client must report the same resource, got %v", sink.resources)
 	}
 	for res := range sink.resources {
-		for _, want := range []string{"service.name=claude-code", "service.version=2.0.0", "os.type=linux", "host.arch=amd64"} {
+		for _, want := range []string{"service.name=claude-code", "service.version=2.1.332", "os.type=linux", "os.version=", "host.arch=amd64"} {
 			if !strings.Contains(res, want) {
 				t.Errorf("resource %q lacks %s", res, want)
 			}
 		}
+		if strings.Contains(res, "service.instance.id") {
+			t.Errorf("resource %q has service.instance.id; the client sends none", res)
+		}
+	}
+	if len(sink.notDouble) > 0 {
+		t.Errorf("sums not sent as doubles: %v", sink.notDouble)
+	}
+	for name, want := range map[string]string{
+		"claude_code.session.count": "", "claude_code.token.usage": "tokens", "claude_code.cost.usage": "USD",
+		"claude_code.active_time.total": "s", "claude_code.lines_of_code.count": "",
+		"claude_code.code_edit_tool.decision": "", "claude_code.commit.count": "", "claude_code.pull_request.count": "",
+	} {
+		if got, ok := sink.units[name]; !ok || got != want {
+			t.Errorf("%s: unit %q (sent: %v), want %q", name, got, ok, want)
+		}
+	}
+	for key, want := range map[string]pcommon.ValueType{
+		"user.id": pcommon.ValueTypeStr, "session.id": pcommon.ValueTypeStr, "anthropic.provider": pcommon.ValueTypeStr,
+		"anthropic.custom_base_url": pcommon.ValueTypeBool, "terminal.type": pcommon.ValueTypeStr,
+		"user.account_uuid": pcommon.ValueTypeStr, "organization.id": pcommon.ValueTypeStr, "user.email": pcommon.ValueTypeStr,
+	} {
+		if got, ok := sink.attrTypes[key]; !ok || got != want {
+			t.Errorf("point attribute %s: type %v (sent: %v), want %v", key, got, ok, want)
+		}
+	}
+	if sink.withAccount == 0 || sink.noAccount == 0 {
+		t.Errorf("points with account attributes %d, without %d: want both OAuth and API-key users", sink.withAccount, sink.noAccount)
+	}
+	if sink.zeroPoints == 0 {
+		t.Error("no 0-valued point was sent; the client sends one for lines removed")
 	}
 
 	// The Prometheus names are the documented ones; each metric's total in
@@ -160,7 +230,7 @@ func TestTotalsEqualWhatTheServerReceived(t *testing.T) {
 		"claude_code.cost.usage":              "claude_code_cost_usage_USD_total",
 		"claude_code.active_time.total":       "claude_code_active_time_seconds_total",
 		"claude_code.lines_of_code.count":     "claude_code_lines_of_code_count_total",
-		"claude_code.code_edit_tool.decision": "claude_code_code_edit_tool_decision_count_total",
+		"claude_code.code_edit_tool.decision": "claude_code_code_edit_tool_decision_total",
 		"loadgen.request.duration":            "loadgen_request_duration_milliseconds_sum",
 	} {
 		if sink.sumByMetric[otlpName] == 0 {
@@ -178,18 +248,39 @@ func TestTotalsEqualWhatTheServerReceived(t *testing.T) {
 	if got := byMetric["claude_code_session_count_total"]; got != 8 {
 		t.Errorf("claude_code_session_count_total = %v, want 8 (one per writer)", got)
 	}
-	// Both writers of a shared session write the same streams: its
-	// session.count stream reaches 2, the others 1.
-	if len(sink.sessionStarts) != 6 {
-		t.Errorf("session.count streams for %d sessions, want 6", len(sink.sessionStarts))
-	}
-	for id, n := range sink.sessionStarts {
-		want := 1.0
-		if slices.Contains(sent.SharedSessionIDs, id) {
-			want = 2
+	// Every writer counts its start once. The second writer of a shared
+	// session resumes it (same session.id, start_type=resume); session 3
+	// is continued: its process counts its start under a new id and writes
+	// everything else under the continued session's id.
+	wantStarts := map[string]float64{}
+	for i := range 6 {
+		s := newSession(7, i)
+		id, startType := s.start(0)
+		wantStarts[id+"/"+startType] = 1
+		if i < 2 {
+			id, startType = s.start(1)
+			wantStarts[id+"/"+startType] = 1
 		}
-		if n != want {
-			t.Errorf("session %s started %v times, want %v", id, n, want)
+	}
+	if !maps.Equal(sink.sessionStarts, wantStarts) {
+		t.Errorf("session.count streams %v, want %v", sink.sessionStarts, wantStarts)
+	}
+	continued := newSession(7, 3)
+	if continued.continueID == "" {
+		t.Fatalf("session 3 is not continued: %+v", continued)
+	}
+	if got := sink.metricsBySession[continued.continueID]; len(got) != 1 || !got["claude_code.session.count"] {
+		t.Errorf("the continuing process's new session id carries %v, want only claude_code.session.count", got)
+	}
+	if got := sink.metricsBySession[continued.id]; !got["claude_code.token.usage"] || got["claude_code.session.count"] {
+		t.Errorf("the continued session id carries %v, want its tokens and no start of its own", got)
+	}
+	if sink.maxSessionsPerRequest < 2 {
+		t.Errorf("no request carried two session ids; a continuing process writes two")
+	}
+	for id := range sink.metricsBySession {
+		if id == "" {
+			t.Error("a point without session.id")
 		}
 	}
 }

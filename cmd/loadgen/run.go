@@ -30,15 +30,19 @@ const shutdownTimeout = 30 * time.Second
 // reader cancels an export in flight when it is shut down, which would lose
 // a delta that was already collected and make the totals inexact.
 type writer struct {
-	index    int
-	session  session
-	provider *sdkmetric.MeterProvider
-	reader   *sdkmetric.ManualReader
-	exporter sdkmetric.Exporter
-	book     *ledger
-	timeout  time.Duration
-	in       instruments
-	rng      *rand.Rand
+	index   int
+	session session
+	// startID and startType are the session.id and start_type this
+	// writer's process counts its start under.
+	startID   string
+	startType string
+	provider  *sdkmetric.MeterProvider
+	reader    *sdkmetric.ManualReader
+	exporter  sdkmetric.Exporter
+	book      *ledger
+	timeout   time.Duration
+	in        instruments
+	rng       *rand.Rand
 }
 
 // run sends cfg.rounds rounds of activity from every writer and returns what
@@ -154,15 +158,19 @@ func newWriters(ctx context.Context, cfg config, conns []*grpc.ClientConn, book 
 			_ = provider.Shutdown(ctx)
 			return err
 		}
+		s := newSession(cfg.seed, sessionIndex)
+		startID, startType := s.start(copyIndex)
 		writers = append(writers, &writer{
-			index:    index,
-			session:  newSession(cfg.seed, sessionIndex),
-			provider: provider,
-			reader:   reader,
-			exporter: book.wrap(exp),
-			book:     book,
-			timeout:  cfg.exportTimeout,
-			in:       in,
+			index:     index,
+			session:   s,
+			startID:   startID,
+			startType: startType,
+			provider:  provider,
+			reader:    reader,
+			exporter:  book.wrap(exp),
+			book:      book,
+			timeout:   cfg.exportTimeout,
+			in:        in,
 			// Each writer of a session draws its own values: two processes
 			// of one session do different work.
 			rng: rand.New(rand.NewPCG(cfg.seed, uint64(sessionIndex)<<8|uint64(copyIndex)+1)),
@@ -201,13 +209,15 @@ func (w *writer) close(ctx context.Context) error {
 	return nil
 }
 
-// clientResource is the resource Claude Code reports. It is the same for
-// every user, which is why routing must not hash the resource alone.
+// clientResource is the resource Claude Code reports: no
+// service.instance.id, so it is the same for every process on every host,
+// which is why routing must not hash the resource alone.
 func clientResource(version string) (*resource.Resource, error) {
 	res, err := resource.New(context.Background(), resource.WithAttributes(
 		attribute.String("service.name", "claude-code"),
 		attribute.String("service.version", version),
 		attribute.String("os.type", "linux"),
+		attribute.String("os.version", "6.12.0"),
 		attribute.String("host.arch", "amd64"),
 	))
 	if err != nil {
@@ -235,7 +245,7 @@ func (w *writer) play(ctx context.Context, rounds int, interval time.Duration) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for round := range rounds {
-		recordTurn(ctx, w.in, w.session, round, w.rng)
+		recordTurn(ctx, w.in, w.session, w.startID, w.startType, round, w.rng)
 		w.export(ctx)
 		if round == rounds-1 {
 			return

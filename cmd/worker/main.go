@@ -216,8 +216,8 @@ func run(ctx context.Context, args []string, env environment) int {
 		go policy.Run(ctx)
 	}
 
-	// New opens the state directory itself when state.directory is set and
-	// wires the journal, restore and checkpoint hooks (worker.DurableHooks).
+	// New opens the state store itself when state.directory is set: the
+	// store journals, restores, checkpoints and reports its health.
 	w, err := worker.New(ctx, cfg, worker.Options{Logger: logger, ShutdownTimeout: o.shutdownTimeout})
 	if err != nil {
 		logger.Error("worker failed to start", "error", err)

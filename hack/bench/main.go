@@ -144,7 +144,7 @@ func run(ctx context.Context, s settings, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer shared.proc.stop(10 * time.Second)
+	defer func() { _ = shared.proc.stop(10 * time.Second) }()
 
 	runs := map[string][]throughputRow{}
 	var order []string

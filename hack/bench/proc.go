@@ -46,7 +46,7 @@ func (p *process) waitHTTP(url string, timeout time.Duration) error {
 		select {
 		case err := <-p.exited:
 			p.exited <- err
-			return fmt.Errorf("%s exited before it was ready (%v):\n%s", p.name, err, p.output.String())
+			return fmt.Errorf("%s exited before it was ready (%w):\n%s", p.name, err, p.output.String())
 		default:
 		}
 		if resp, err := http.Get(url); err == nil {
@@ -67,7 +67,7 @@ func (p *process) waitTCP(addr string, timeout time.Duration) error {
 		select {
 		case err := <-p.exited:
 			p.exited <- err
-			return fmt.Errorf("%s exited before it listened (%v):\n%s", p.name, err, p.output.String())
+			return fmt.Errorf("%s exited before it listened (%w):\n%s", p.name, err, p.output.String())
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -119,7 +119,7 @@ func (p *process) stop(timeout time.Duration) error {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		if err != nil {
-			return fmt.Errorf("%s exited with %v:\n%s", p.name, err, tail(p.output.String(), 2000))
+			return fmt.Errorf("%s exited with %w:\n%s", p.name, err, tail(p.output.String(), 2000))
 		}
 		return nil
 	case <-time.After(timeout):

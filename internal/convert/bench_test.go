@@ -177,10 +177,18 @@ func BenchmarkEmit(b *testing.B) {
 const millionStreams = 1_000_000
 
 func fillMillion(b *testing.B, e *Engine) {
+	fillStreams(b, e, millionStreams, func(first, count int) pmetric.Metrics {
+		return claudeCodeBatch(first, count, 0, pmetric.MetricTypeSum)
+	})
+}
+
+// fillStreams creates streams [0, n) through batches of build.
+func fillStreams(b *testing.B, e *Engine, n int, build func(first, count int) pmetric.Metrics) {
 	const batch = 10_000
-	for first := 0; first < millionStreams; first += batch {
-		if res := e.Apply(claudeCodeBatch(first, batch, 0, pmetric.MetricTypeSum)); res.Applied != batch {
-			b.Fatalf("applied %d of %d", res.Applied, batch)
+	for first := 0; first < n; first += batch {
+		count := min(batch, n-first)
+		if res := e.Apply(build(first, count)); res.Applied != count {
+			b.Fatalf("applied %d of %d: %s", res.Applied, count, res.Message())
 		}
 	}
 }
@@ -196,15 +204,62 @@ func heapInuse() uint64 {
 // BenchmarkMemoryPerStream reports the heap held per stream at one million
 // Claude Code-like sum streams (125,000 sessions of 8 streams each).
 func BenchmarkMemoryPerStream(b *testing.B) {
+	benchmarkMemoryPerStream(b, millionStreams, func(first, count int) pmetric.Metrics {
+		return claudeCodeBatch(first, count, 0, pmetric.MetricTypeSum)
+	})
+}
+
+// BenchmarkMemoryPerHistogramStream is BenchmarkMemoryPerStream for explicit
+// bucket histograms of 16 buckets, the shape of Claude Code's and most SDKs'
+// duration histograms.
+func BenchmarkMemoryPerHistogramStream(b *testing.B) {
+	benchmarkMemoryPerStream(b, millionStreams, func(first, count int) pmetric.Metrics {
+		return claudeCodeBatch(first, count, 0, pmetric.MetricTypeHistogram)
+	})
+}
+
+// wideExpHistogramBuckets is the OpenTelemetry SDKs' default maximum size of
+// an exponential histogram, the most buckets a stream of one usually holds.
+const wideExpHistogramBuckets = 160
+
+// expHistogramMemoryStreams is fewer than a million: every stream holds ten
+// times the state of a sum stream, and the per-stream figure is flat well
+// below a million.
+const expHistogramMemoryStreams = 250_000
+
+// BenchmarkMemoryPerExpHistogramStream is BenchmarkMemoryPerStream for
+// exponential histograms whose positive range is filled to 160 buckets.
+func BenchmarkMemoryPerExpHistogramStream(b *testing.B) {
+	counts := make([]uint64, wideExpHistogramBuckets)
+	for i := range counts {
+		counts[i] = uint64(1 + i%7)
+	}
+	benchmarkMemoryPerStream(b, expHistogramMemoryStreams, func(first, count int) pmetric.Metrics {
+		md := claudeCodeBatch(first, count, 0, pmetric.MetricTypeExponentialHistogram)
+		dps := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).ExponentialHistogram().DataPoints()
+		for i := 0; i < dps.Len(); i++ {
+			dp := dps.At(i)
+			dp.Positive().BucketCounts().FromRaw(counts)
+			var total uint64
+			for _, c := range counts {
+				total += c
+			}
+			dp.SetCount(total + dp.ZeroCount())
+		}
+		return md
+	})
+}
+
+func benchmarkMemoryPerStream(b *testing.B, streams int, build func(first, count int) pmetric.Metrics) {
 	for i := 0; i < b.N; i++ {
 		before := heapInuse()
 		e := newTestEngine(b)
-		fillMillion(b, e)
+		fillStreams(b, e, streams, build)
 		after := heapInuse()
-		if e.Streams() != millionStreams {
+		if e.Streams() != streams {
 			b.Fatalf("%d streams", e.Streams())
 		}
-		b.ReportMetric(float64(after-before)/millionStreams, "B/stream")
+		b.ReportMetric(float64(after-before)/float64(streams), "B/stream")
 		runtime.KeepAlive(e)
 	}
 }

@@ -10,19 +10,26 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-
-	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
-// Config configures an Engine.
+// Config configures an Engine. It holds plain values so that the engine
+// does not depend on the configuration file the worker reads.
 type Config struct {
 	// MaxStreams bounds the number of streams held; 0 means no bound.
 	MaxStreams int
 	// MaxStale is how long a stream may go without a point before Emit
 	// forgets it; 0 keeps streams forever.
 	MaxStale time.Duration
-	// Writers is "shared" (default when empty) or "single".
-	Writers workerconfig.Writers
+	// SingleWriter assumes one writer per stream and refuses a point whose
+	// interval starts before the end of the last one applied. False (the
+	// default) sums the overlapping intervals of several writers.
+	SingleWriter bool
+	// LateDataWindow is how long after an interval ends points that repeat
+	// or overlap it can still arrive, which is how long the gateways retry
+	// a worker: a stream with several writers keeps intervals younger than
+	// this rather than forget one that a queued point may still repeat.
+	// 0 means no point arrives late.
+	LateDataWindow time.Duration
 	// Clock gives the time recorded as a stream's last update, compared
 	// with Emit's now for staleness. Nil means time.Now.
 	Clock func() time.Time
@@ -33,10 +40,11 @@ const numShards = 64
 // Engine converts delta points to cumulative series. It is safe for
 // concurrent use.
 type Engine struct {
-	maxStreams    int64
-	maxStale      time.Duration
-	sharedWriters bool
-	clock         func() time.Time
+	maxStreams     int64
+	maxStale       time.Duration
+	sharedWriters  bool
+	lateDataWindow time.Duration
+	clock          func() time.Time
 
 	shards   [numShards]shard
 	interner *interner
@@ -55,13 +63,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.MaxStale < 0 {
 		errs = append(errs, fmt.Errorf("maxStale: %s is negative", cfg.MaxStale))
 	}
-	shared := true
-	switch cfg.Writers {
-	case "", workerconfig.WritersShared:
-	case workerconfig.WritersSingle:
-		shared = false
-	default:
-		errs = append(errs, fmt.Errorf("writers: %q is not one of %q, %q", cfg.Writers, workerconfig.WritersShared, workerconfig.WritersSingle))
+	if cfg.LateDataWindow < 0 {
+		errs = append(errs, fmt.Errorf("lateDataWindow: %s is negative", cfg.LateDataWindow))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("configuring the conversion engine: %w", err)
@@ -71,11 +74,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 		clock = time.Now
 	}
 	e := &Engine{
-		maxStreams:    int64(cfg.MaxStreams),
-		maxStale:      cfg.MaxStale,
-		sharedWriters: shared,
-		clock:         clock,
-		interner:      newInterner(),
+		maxStreams:     int64(cfg.MaxStreams),
+		maxStale:       cfg.MaxStale,
+		sharedWriters:  !cfg.SingleWriter,
+		lateDataWindow: cfg.LateDataWindow,
+		clock:          clock,
+		interner:       newInterner(),
 	}
 	return e, nil
 }
@@ -97,9 +101,11 @@ func (e *Engine) reserveStream() bool {
 
 var encoderPool = sync.Pool{New: func() any { return &encoder{buf: make([]byte, 0, 1024)} }}
 
-// isConvertible reports whether Apply converts m; everything else passes
-// through.
-func isConvertible(m pmetric.Metric) bool {
+// Converts reports whether Apply folds m's points into stream state: DELTA
+// sums, histograms and exponential histograms. Everything else passes
+// through unchanged. It is the one definition of what the engine owns, so
+// that the write-ahead log journals exactly what a restore has to rebuild.
+func Converts(m pmetric.Metric) bool {
 	switch m.Type() {
 	case pmetric.MetricTypeSum:
 		return m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta
@@ -167,7 +173,7 @@ func (e *Engine) Apply(md pmetric.Metrics) Result {
 			converted := false
 			for k := 0; k < ms.Len(); k++ {
 				m := ms.At(k)
-				if !isConvertible(m) {
+				if !Converts(m) {
 					res.Passthrough += dataPointCount(m)
 					continue
 				}
@@ -185,7 +191,7 @@ func (e *Engine) Apply(md pmetric.Metrics) Result {
 				}
 			}
 			if converted {
-				ms.RemoveIf(isConvertible)
+				ms.RemoveIf(Converts)
 			}
 		}
 		sms.RemoveIf(noMetrics)
@@ -247,7 +253,7 @@ func (e *Engine) admit(s *stream, iv interval, now int64, res *Result) bool {
 	case verdictApplyOverlapping:
 		s.growIntervalMemory()
 	case verdictApply:
-		if e.sharedWriters && s.wouldForgetRecent(now) {
+		if e.sharedWriters && s.wouldForgetRecent(now, e.lateDataWindow) {
 			s.growIntervalMemory()
 		}
 	}

@@ -193,6 +193,17 @@ func (h *expHistogramState) moveWithinZero(b *expBuckets) {
 	b.counts = b.counts[k:]
 }
 
+// widenZero raises the state's zero threshold to zeroThreshold, moving the
+// buckets that then lie within it into the zero count.
+func (h *expHistogramState) widenZero(zeroThreshold float64) {
+	if zeroThreshold <= h.zeroThreshold {
+		return
+	}
+	h.zeroThreshold = zeroThreshold
+	h.moveWithinZero(&h.positive)
+	h.moveWithinZero(&h.negative)
+}
+
 func viewWithinZero(b pmetric.ExponentialHistogramDataPointBuckets, scale int32, zeroThreshold float64) (pointBuckets, uint64) {
 	counts := b.BucketCounts()
 	k := bucketsWithin(b.Offset(), counts.Len(), scale, zeroThreshold)
@@ -203,23 +214,113 @@ func viewWithinZero(b pmetric.ExponentialHistogramDataPointBuckets, scale int32,
 	return pointBuckets{offset: int64(b.Offset()) + int64(k), counts: counts, skip: k}, moved
 }
 
+// straddledBucket is the index, at scale target, of the bucket holding the
+// lowest remaining bucket first (at scale target+shift), and whether
+// zeroThreshold lies strictly inside it. The remaining buckets all end above
+// zeroThreshold, so only the lower boundary needs comparing.
+func straddledBucket(first int64, shift, target int32, zeroThreshold float64) (int64, bool) {
+	c := first >> shift
+	return c, bucketUpperBound(c-1, target) < zeroThreshold
+}
+
+// straddledUpperBound is the upper boundary at scale target of the state's
+// lowest bucket when zeroThreshold lies strictly inside it and it is
+// populated.
+func (b expBuckets) straddledUpperBound(scale, target int32, zeroThreshold float64) (float64, bool) {
+	if len(b.counts) == 0 {
+		return 0, false
+	}
+	shift := scale - target
+	c, inside := straddledBucket(int64(b.offset), shift, target, zeroThreshold)
+	if !inside {
+		return 0, false
+	}
+	for i, n := range b.counts {
+		if (int64(b.offset)+int64(i))>>shift != c {
+			break
+		}
+		if n > 0 {
+			return bucketUpperBound(c, target), true
+		}
+	}
+	return 0, false
+}
+
+// straddledUpperBound is the same for a point's remaining buckets.
+func (p pointBuckets) straddledUpperBound(scale, target int32, zeroThreshold float64) (float64, bool) {
+	if p.len() == 0 {
+		return 0, false
+	}
+	shift := scale - target
+	c, inside := straddledBucket(p.offset, shift, target, zeroThreshold)
+	if !inside {
+		return 0, false
+	}
+	for i := 0; i < p.len(); i++ {
+		if (p.offset+int64(i))>>shift != c {
+			break
+		}
+		if p.counts.At(p.skip+i) > 0 {
+			return bucketUpperBound(c, target), true
+		}
+	}
+	return 0, false
+}
+
+// alignedZeroThreshold applies the data model's rule for merging zero
+// thresholds. A histogram whose own threshold is below the merged one gives
+// up its buckets within it (the caller has done so), and when the merged
+// threshold lies strictly inside one of its populated buckets at the merged
+// scale, some of that bucket's values may be within the threshold: the
+// threshold rises to the bucket's upper boundary and the whole bucket joins
+// the zero count. A histogram already at the merged threshold counts only
+// values above it in its buckets, so its straddling bucket stays. All
+// buckets are judged at the merged scale, where a raised threshold lies on a
+// bucket boundary that no remaining bucket straddles: one raise suffices.
+func alignedZeroThreshold(state *expHistogramState, stateThreshold float64, pos, neg pointBuckets, pointScale int32, pointThreshold float64, target int32, zeroThreshold float64) float64 {
+	aligned := zeroThreshold
+	raise := func(bound float64, straddled bool) {
+		if straddled {
+			aligned = max(aligned, bound)
+		}
+	}
+	if stateThreshold < zeroThreshold {
+		raise(state.positive.straddledUpperBound(state.scale, target, zeroThreshold))
+		raise(state.negative.straddledUpperBound(state.scale, target, zeroThreshold))
+	}
+	if pointThreshold < zeroThreshold {
+		raise(pos.straddledUpperBound(pointScale, target, zeroThreshold))
+		raise(neg.straddledUpperBound(pointScale, target, zeroThreshold))
+	}
+	return aligned
+}
+
 // add folds a validated delta point into the state. On error the state is
 // unchanged.
 func (h *expHistogramState) add(dp pmetric.ExponentialHistogramDataPoint) error {
 	zeroThreshold := max(h.zeroThreshold, dp.ZeroThreshold())
+	trial := *h
+	trial.widenZero(zeroThreshold)
 	pos, movedPos := viewWithinZero(dp.Positive(), dp.Scale(), zeroThreshold)
 	neg, movedNeg := viewWithinZero(dp.Negative(), dp.Scale(), zeroThreshold)
 
-	trial := *h
-	if zeroThreshold > h.zeroThreshold {
-		trial.zeroThreshold = zeroThreshold
-		trial.moveWithinZero(&trial.positive)
-		trial.moveWithinZero(&trial.negative)
-	}
+	// Moving buckets into the zero count only narrows the ranges, so the
+	// scale chosen here still fits after the threshold is aligned below.
 	target, err := mergeScale(&trial, pos, neg, dp.Scale())
 	if err != nil {
 		return err
 	}
+	aligned := alignedZeroThreshold(&trial, h.zeroThreshold, pos, neg, dp.Scale(), dp.ZeroThreshold(), target, zeroThreshold)
+	if aligned != zeroThreshold {
+		if math.IsInf(aligned, 1) {
+			return fmt.Errorf("exponential histogram zero threshold %v lies inside a populated bucket whose upper boundary at scale %d exceeds float64", zeroThreshold, target)
+		}
+		zeroThreshold = aligned
+		trial.widenZero(zeroThreshold)
+		pos, movedPos = viewWithinZero(dp.Positive(), dp.Scale(), zeroThreshold)
+		neg, movedNeg = viewWithinZero(dp.Negative(), dp.Scale(), zeroThreshold)
+	}
+
 	*h = trial
 	mergeBuckets(&h.positive, h.scale, pos, dp.Scale(), target)
 	mergeBuckets(&h.negative, h.scale, neg, dp.Scale(), target)

@@ -26,14 +26,13 @@ type engineOption func(*Config)
 
 func withMaxStreams(n int) engineOption         { return func(c *Config) { c.MaxStreams = n } }
 func withMaxStale(d time.Duration) engineOption { return func(c *Config) { c.MaxStale = d } }
-func withSingleWriter() engineOption {
-	return func(c *Config) { c.Writers = workerconfig.WritersSingle }
-}
-func withClock(clock *fakeClock) engineOption { return func(c *Config) { c.Clock = clock.Now } }
+func withSingleWriter() engineOption            { return func(c *Config) { c.SingleWriter = true } }
+func withClock(clock *fakeClock) engineOption   { return func(c *Config) { c.Clock = clock.Now } }
 
 func newTestEngine(t testing.TB, opts ...engineOption) *Engine {
 	t.Helper()
-	cfg := Config{}
+	// The window the worker runs with: the gateways' retry budget.
+	cfg := Config{LateDataWindow: workerconfig.GatewayRetryBudget}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -3,8 +3,7 @@ package convert
 import (
 	"math"
 	"sync"
-
-	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
+	"time"
 )
 
 // interval is the (start, end] window of one delta point in Unix ns.
@@ -16,18 +15,9 @@ const (
 	recentSingleWriter = 4
 	// recentSharedWriters intervals are remembered once a stream has seen
 	// overlapping intervals from a second writer, or once its few
-	// remembered intervals are all too recent to forget (lateDataWindow).
+	// remembered intervals are all too recent to forget (Config.LateDataWindow).
 	recentSharedWriters = 64
 )
-
-// lateDataWindow is how long after an interval ends points that repeat or
-// overlap it can still arrive: the gateways retry a worker that long, and
-// while one gateway is still retrying another may already have delivered
-// newer intervals of the same stream. Forgetting an interval younger than
-// this could refuse a second writer's queued points, so a stream that
-// would do so grows its memory instead. Streams exported every minute or
-// less often never reach it.
-const lateDataWindow = workerconfig.GatewayRetryBudget
 
 type streamKind uint8
 
@@ -157,12 +147,17 @@ func (s *stream) growIntervalMemory() {
 }
 
 // wouldForgetRecent reports whether remembering one more interval would
-// push out one that ended within lateDataWindow of now (Unix ns).
-func (s *stream) wouldForgetRecent(now int64) bool {
+// push out one that ended within window of now (Unix ns). The gateways
+// retry a worker for that window, and while one gateway is still retrying
+// another may already have delivered newer intervals of the same stream:
+// forgetting an interval younger than it could refuse a second writer's
+// queued points, so a stream that would do so grows its memory instead.
+// Streams exported every minute or less often never reach it.
+func (s *stream) wouldForgetRecent(now int64, window time.Duration) bool {
 	if s.hasLargeRing() || int(s.ringLen) < recentSingleWriter {
 		return false
 	}
-	return now-int64(s.recent[s.ringNext].end) < int64(lateDataWindow)
+	return now-int64(s.recent[s.ringNext].end) < int64(window)
 }
 
 func (s *stream) isRemembered(iv interval) bool {

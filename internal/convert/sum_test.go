@@ -91,7 +91,7 @@ func TestSumConversion(t *testing.T) {
 		{
 			// One gateway delivers six intervals of writer B while the other
 			// still queues writer A's points: intervals younger than
-			// lateDataWindow are not forgotten, so A's redelivery is still
+			// the late-data window are not forgotten, so A's redelivery is still
 			// known and A's new point still counts.
 			name: "a burst of recent intervals is remembered in shared mode", monotonic: true,
 			engine: []engineOption{withClock(&fakeClock{now: epoch.Add(70 * time.Second)})},
@@ -399,11 +399,11 @@ func TestMessage(t *testing.T) {
 }
 
 func TestNewEngineRejectsBadConfig(t *testing.T) {
-	_, err := NewEngine(Config{MaxStreams: -1, MaxStale: -time.Second, Writers: "many"})
+	_, err := NewEngine(Config{MaxStreams: -1, MaxStale: -time.Second, LateDataWindow: -time.Second})
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, field := range []string{"maxStreams", "maxStale", "writers"} {
+	for _, field := range []string{"maxStreams", "maxStale", "lateDataWindow"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Fatalf("error %q does not name %s", err, field)
 		}

@@ -1,7 +1,10 @@
 // Package export owns the contract every destination of converted metrics
-// implements; its subpackages implement Prometheus remote write (remotewrite),
-// OTLP/gRPC (otlpexport) and a Prometheus scrape endpoint (promexport), and
-// promseries holds the OTLP to Prometheus naming they share.
+// implements, the self-metrics every exporter counts (Metrics) and the send
+// queue with its drop accounting that queueing exporters share (Queue). Its
+// subpackages implement Prometheus remote write (remotewrite), OTLP/gRPC
+// (otlpexport) and a Prometheus scrape endpoint (promexport); promseries
+// holds the OTLP to Prometheus naming they share and sendqueue the bounded
+// queue under Queue.
 package export
 
 import (
@@ -29,6 +32,7 @@ type Exporter interface {
 // output, so that an emit of many streams holds a few parts in memory
 // rather than all of them.
 type Backlog interface {
-	// Pending is the number of requests waiting to be sent.
-	Pending() int
+	// AwaitBacklog returns once at most n requests wait to be sent, woken
+	// by the sender taking one, or with ctx's error when ctx ends first.
+	AwaitBacklog(ctx context.Context, n int) error
 }

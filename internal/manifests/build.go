@@ -1,11 +1,14 @@
 package manifests
 
 import (
+	"reflect"
+
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 )
@@ -23,6 +26,12 @@ type Gateway struct {
 	HPA            *autoscalingv2.HorizontalPodAutoscaler
 }
 
+// Objects are the gateway tier's objects that are on, in no particular
+// order; an object of the tier that is not among them is pruned.
+func (g Gateway) Objects() []client.Object {
+	return present(g.ConfigMap, g.Deployment, g.Service, g.PDB, g.ServiceAccount, g.Role, g.RoleBinding, g.HPA)
+}
+
 // Worker is every object of the worker tier.
 type Worker struct {
 	ConfigMap      *corev1.ConfigMap
@@ -30,6 +39,23 @@ type Worker struct {
 	Service        *corev1.Service
 	PDB            *policyv1.PodDisruptionBudget
 	ServiceAccount *corev1.ServiceAccount
+}
+
+// Objects are the worker tier's objects, in no particular order.
+func (w Worker) Objects() []client.Object {
+	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount)
+}
+
+// present drops the nil objects of features that are off. The arguments are
+// typed pointers, so a nil one is a non-nil interface and needs reflection.
+func present(objects ...client.Object) []client.Object {
+	out := make([]client.Object, 0, len(objects))
+	for _, o := range objects {
+		if o != nil && !reflect.ValueOf(o).IsNil() {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // BuildGateway builds the gateway tier; it fails only on an invalid

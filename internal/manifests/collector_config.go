@@ -65,11 +65,7 @@ func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, erro
 	maps.Copy(receivers, extra.receivers)
 
 	processors := map[string]any{
-		memoryLimiterID: map[string]any{
-			"check_interval":         "1s",
-			"limit_percentage":       80,
-			"spike_limit_percentage": 20,
-		},
+		memoryLimiterID: GatewayMemoryLimiter(p),
 	}
 	maps.Copy(processors, extra.processors)
 

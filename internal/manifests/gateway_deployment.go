@@ -3,7 +3,6 @@ package manifests
 import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -30,7 +29,7 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 				tcpPort("health", CollectorHealthPort),
 				tcpPort("metrics", CollectorMetricsPort),
 			},
-			Resources:       gatewayResources(p),
+			Resources:       GatewayResources(p),
 			LivenessProbe:   httpProbe("/", CollectorHealthPort, 5, 10, 3),
 			ReadinessProbe:  httpProbe("/", CollectorHealthPort, 2, 5, 3),
 			SecurityContext: restrictedContainerSecurityContext(),
@@ -69,23 +68,6 @@ func gatewayDeploymentReplicas(p *v1alpha1.DeltaPipeline) *int32 {
 		return nil
 	}
 	return ptr.To(GatewayReplicas(p))
-}
-
-// gatewayResources adds a CPU request when autoscaling is on and none is set:
-// CPU utilization is measured against requests, without one the HPA cannot act.
-func gatewayResources(p *v1alpha1.DeltaPipeline) corev1.ResourceRequirements {
-	r := *p.Spec.Gateway.Resources.DeepCopy()
-	if !AutoscalingEnabled(p) {
-		return r
-	}
-	if _, ok := r.Requests[corev1.ResourceCPU]; ok {
-		return r
-	}
-	if r.Requests == nil {
-		r.Requests = corev1.ResourceList{}
-	}
-	r.Requests[corev1.ResourceCPU] = resource.MustParse("100m")
-	return r
 }
 
 func labelSelector(labels map[string]string) *metav1.LabelSelector {

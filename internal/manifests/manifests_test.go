@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
@@ -44,6 +46,44 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 		"amp-sigv4":        pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
 		"otlp-secrets":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
 		"extra-processors": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
+		"resources-partial": pipelinetest.Stored("claude", "telemetry",
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")})),
+		"resources-unlimited": pipelinetest.Stored("claude", "telemetry",
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "0")})),
+		"resources-none": pipelinetest.Stored("claude", "telemetry",
+			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "0", "memory", "0"), Limits: pipelinetest.Resources("memory", "0")}),
+			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Requests: pipelinetest.Resources("cpu", "0", "memory", "0"), Limits: pipelinetest.Resources("memory", "0")})),
+	}
+}
+
+// workloadGoldenCases are the pipelines whose Deployment and StatefulSet
+// are kept as golden files: the pod templates show the sizing policy.
+var workloadGoldenCases = []string{"default", "resources-partial", "resources-unlimited", "resources-none", "small-pipeline"}
+
+func TestGoldenWorkloads(t *testing.T) {
+	cases := goldenCases(t)
+	cases["small-pipeline"] = pipelinetest.Stored("claude", "telemetry", pipelinetest.WithMaxStreams(10_000))
+	for _, name := range workloadGoldenCases {
+		t.Run(name, func(t *testing.T) {
+			p := cases[name]
+			g, err := BuildGateway(p, DefaultOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := BuildWorker(p, DefaultOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for file, obj := range map[string]any{name + ".gateway-deployment.yaml": g.Deployment, name + ".worker-statefulset.yaml": w.StatefulSet} {
+				out, err := yaml.Marshal(obj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareGolden(t, filepath.Join("testdata", file), out)
+			}
+		})
 	}
 }
 
@@ -423,4 +463,37 @@ func hasPort(ports []corev1.ContainerPort, port int32) bool {
 		}
 	}
 	return false
+}
+
+func TestTierObjectsLeaveOutFeaturesThatAreOff(t *testing.T) {
+	names := func(objects []client.Object) []string {
+		var out []string
+		for _, o := range objects {
+			out = append(out, reflect.TypeOf(o).Elem().Name()+" "+o.GetName())
+		}
+		slices.Sort(out)
+		return out
+	}
+	plain, err := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ConfigMap claude-gateway", "Deployment claude-gateway", "PodDisruptionBudget claude-gateway", "Service claude-gateway", "ServiceAccount claude-gateway"}
+	if got := names(plain.Objects()); !slices.Equal(got, want) {
+		t.Errorf("gateway objects without autoscaling and with the static resolver = %v, want %v", got, want)
+	}
+	full, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s)), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(full.Objects()); got != 8 {
+		t.Errorf("gateway with autoscaling and the k8s resolver has %d objects %v, want 8", got, names(full.Objects()))
+	}
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.Objects()); got != 5 {
+		t.Errorf("worker tier has %d objects %v, want 5", got, names(w.Objects()))
+	}
 }

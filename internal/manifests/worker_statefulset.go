@@ -58,7 +58,7 @@ func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 			Image:           workerImage(p, opts),
 			Args:            []string{"--config=" + WorkerConfigPath},
 			Ports:           ports,
-			Resources:       *p.Spec.Worker.Resources.DeepCopy(),
+			Resources:       WorkerResources(p),
 			LivenessProbe:   httpProbe("/healthz", workerconfig.DefaultTelemetryPort, 5, 10, 3),
 			ReadinessProbe:  httpProbe("/readyz", workerconfig.DefaultTelemetryPort, 2, 5, 3),
 			SecurityContext: restrictedContainerSecurityContext(),

@@ -123,13 +123,14 @@ func Alerts() []Alert {
 			},
 		},
 		{
-			Name:     "DeltaPipelineJournalFailing",
-			Expr:     fmt.Sprintf("sum by (namespace, pod) (increase(%s[5m])) > 0", selector(WorkerRefusedRequests, fmt.Sprintf("reason=%q", RefusedJournal))),
+			Name: "DeltaPipelineJournalFailing",
+			Expr: fmt.Sprintf("min by (namespace, pod) (%s) == 0 or sum by (namespace, pod) (increase(%s[5m])) > 0",
+				WorkerWALWritable, selector(WorkerRefusedRequests, fmt.Sprintf("reason=%q", RefusedJournal))),
 			For:      0,
 			Severity: SeverityCritical,
 			Summary:  "A DeltaPipeline worker cannot write its journal.",
-			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} refuses requests because its write-ahead log " +
-				"cannot make them durable (disk full, volume read-only or failing); the gateways retry them while it lasts.",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} cannot write its write-ahead log and refuses requests " +
+				"(disk full, volume read-only or failing); the gateways retry them while it lasts.",
 			Tests: []AlertTest{
 				{Name: "requests refused for the journal", EvalTime: 5 * time.Minute,
 					Series: []InputSeries{
@@ -137,8 +138,15 @@ func Alerts() []Alert {
 						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "overloaded")), "0x5"},
 					},
 					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				{Name: "the journal reports it cannot write", EvalTime: 3 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerWALWritable, workerLabels()), "1 1 0 0"},
+						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "journal")), "0x3"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
 				{Name: "refused for another reason only", EvalTime: 5 * time.Minute,
 					Series: []InputSeries{
+						{series(WorkerWALWritable, workerLabels()), "1x5"},
 						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "journal")), "0x5"},
 						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "overloaded")), "0 5 10 15 20 25"},
 					}},

@@ -55,6 +55,9 @@ const (
 	WorkerCheckpointSuccess  = "deltapipeline_worker_checkpoint_last_success_timestamp_seconds"
 	WorkerCheckpointInterval = "deltapipeline_worker_checkpoint_interval_seconds"
 	WorkerCheckpointFailures = "deltapipeline_worker_checkpoint_failures_total"
+	// WorkerWALWritable is 1 while the write-ahead log accepts records, 0
+	// while the worker refuses requests because it cannot.
+	WorkerWALWritable = "deltapipeline_worker_wal_writable"
 )
 
 // Reason label values the rules single out.
@@ -100,7 +103,7 @@ var MetricNames = []string{
 	WorkerRejectedPoints, WorkerRefusedRequests, WorkerActiveStreams, WorkerStreamLimit,
 	WorkerExportRequests, WorkerExportDuration, WorkerExportRetries, WorkerExportedPoints,
 	WorkerExportDropped, WorkerExportQueueLength, WorkerExportQueueCap, WorkerWALFsyncDuration,
-	WorkerCheckpointSuccess, WorkerCheckpointInterval, WorkerCheckpointFailures,
+	WorkerCheckpointSuccess, WorkerCheckpointInterval, WorkerCheckpointFailures, WorkerWALWritable,
 
 	GatewayAcceptedPoints, GatewayRefusedPoints, GatewaySentPoints, GatewaySendFailedPoints,
 	GatewayBackendOutcome, GatewayBackendLatency,

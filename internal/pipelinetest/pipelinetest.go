@@ -9,6 +9,8 @@ import (
 	"fmt"
 
 	otelv1beta1 "github.com/open-telemetry/opentelemetry-operator/apis/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -111,6 +113,33 @@ func WithAutoscaling(min, max int32) Option {
 // WithPersistence turns the workers' state volumes on or off.
 func WithPersistence(enabled bool) Option {
 	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Persistence.Enabled = ptr.To(enabled) }
+}
+
+// WithMaxStreams bounds the streams one worker holds, which sizes the
+// workers' default resources.
+func WithMaxStreams(n int32) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Conversion.MaxStreams = ptr.To(n) }
+}
+
+// WithGatewayResources sets spec.gateway.resources.
+func WithGatewayResources(r corev1.ResourceRequirements) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Resources = r }
+}
+
+// WithWorkerResources sets spec.worker.resources.
+func WithWorkerResources(r corev1.ResourceRequirements) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Resources = r }
+}
+
+// Resources builds a ResourceList from name and quantity pairs, for example
+// Resources("cpu", "100m", "memory", "64Mi"); it panics on a malformed
+// quantity, which is a mistake in the test.
+func Resources(namesAndQuantities ...string) corev1.ResourceList {
+	l := corev1.ResourceList{}
+	for i := 0; i+1 < len(namesAndQuantities); i += 2 {
+		l[corev1.ResourceName(namesAndQuantities[i])] = resource.MustParse(namesAndQuantities[i+1])
+	}
+	return l
 }
 
 // WithServiceAccountAnnotation annotates both tiers' ServiceAccounts, as IRSA

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -19,8 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
 )
 
 // fuzzBodyLimit keeps the size limit in play without making every input
@@ -35,15 +34,19 @@ func (c *countingConsumer) Consume(_ context.Context, md pmetric.Metrics) (Outco
 	return Outcome{}, nil
 }
 
-func fuzzOptions(c Consumer) Options {
-	return Options{
-		MaxRecvMsgSize: fuzzBodyLimit,
-		MaxRequestBody: fuzzBodyLimit,
-		MaxInFlight:    1,
-		Consumer:       c,
-		Metrics:        telemetry.NewMetrics(nil),
-		Logger:         slog.New(slog.DiscardHandler),
+// fuzzIngest is the ingest path of one fuzz input; its metrics go to a
+// fresh registry, since each input builds its own.
+func fuzzIngest(t *testing.T, c Consumer) *ingest {
+	in, err := newIngest(Options{
+		MaxInFlight: 1,
+		Consumer:    c,
+		Registerer:  prometheus.NewRegistry(),
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return in
 }
 
 // addRequestSeeds adds valid requests in both encodings; the committed
@@ -79,7 +82,7 @@ func FuzzHTTPDecode(f *testing.F) {
 	addRequestSeeds(f, true, true)
 	f.Fuzz(func(t *testing.T, body []byte, asJSON, gzipped bool) {
 		consumer := &countingConsumer{}
-		h := &httpServer{opts: fuzzOptions(consumer), adm: newAdmission(1)}
+		h := &httpServer{maxBody: fuzzBodyLimit, in: fuzzIngest(t, consumer)}
 
 		want := pmetricotlp.NewExportRequest()
 		var decodeErr error
@@ -169,7 +172,7 @@ func FuzzGRPCDecode(f *testing.F) {
 	addRequestSeeds(f, false, false)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		consumer := &countingConsumer{}
-		g := &grpcServer{opts: fuzzOptions(consumer), adm: newAdmission(1)}
+		g := &grpcServer{in: fuzzIngest(t, consumer)}
 		want := pmetricotlp.NewExportRequest()
 		decodeErr := want.UnmarshalProto(body)
 

@@ -70,16 +70,15 @@ func (rawCodec) Name() string { return "proto" }
 type grpcServer struct {
 	srv      *grpc.Server
 	listener net.Listener
-	opts     Options
-	adm      *admission
+	in       *ingest
 }
 
-func listenGRPC(opts Options, adm *admission) (*grpcServer, error) {
+func listenGRPC(opts Options, in *ingest) (*grpcServer, error) {
 	ln, err := net.Listen("tcp", opts.GRPCEndpoint)
 	if err != nil {
 		return nil, fmt.Errorf("listening for OTLP/gRPC on %s: %w", opts.GRPCEndpoint, err)
 	}
-	g := &grpcServer{listener: ln, opts: opts, adm: adm}
+	g := &grpcServer{listener: ln, in: in}
 	g.srv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
 		grpc.ForceServerCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")}),
@@ -107,40 +106,22 @@ var metricsServiceDesc = grpc.ServiceDesc{
 	Metadata: "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
 }
 
-func (g *grpcServer) refuse(reason string, err error) error {
-	g.opts.Metrics.RequestsRefused.WithLabelValues(transportGRPC, reason).Inc()
-	return err
-}
-
+// export decodes one Export call, ingests it and encodes the answer.
 func (g *grpcServer) export(ctx context.Context, body *requestBytes) (*rawMessage, error) {
 	req := pmetricotlp.NewExportRequest()
 	err := req.UnmarshalProto(body.bytes())
 	body.release()
 	if err != nil {
-		return nil, g.refuse("malformed", status.Errorf(codes.InvalidArgument,
-			"decoding OTLP ExportMetricsServiceRequest: %v", err))
+		g.in.refused(transportGRPC, reasonMalformed)
+		return nil, status.Errorf(codes.InvalidArgument, "decoding OTLP ExportMetricsServiceRequest: %v", err)
 	}
-	if !g.adm.tryAcquire() {
-		return nil, g.refuse("overloaded", unavailableStatus(&UnavailableError{
-			Reason: "overloaded", RetryAfter: DefaultRetryAfter, Err: errOverloaded}))
-	}
-	defer g.adm.release()
-
-	md := req.Metrics()
-	g.opts.Metrics.ReceivedPoints.WithLabelValues(transportGRPC).Add(float64(md.DataPointCount()))
-	outcome, err := g.opts.Consumer.Consume(ctx, md)
-	if err != nil {
-		u := unavailableFrom(err)
-		g.opts.Logger.WarnContext(ctx, "refusing OTLP/gRPC request", "reason", u.Reason, "error", err)
-		return nil, g.refuse(u.Reason, unavailableStatus(u))
-	}
-	resp := pmetricotlp.NewExportResponse()
-	if outcome.RejectedPoints > 0 {
-		resp.PartialSuccess().SetRejectedDataPoints(outcome.RejectedPoints)
-		resp.PartialSuccess().SetErrorMessage(outcome.Message)
+	resp, refusal := g.in.export(ctx, transportGRPC, req)
+	if refusal != nil {
+		return nil, unavailableStatus(refusal)
 	}
 	out, err := resp.MarshalProto()
 	if err != nil {
+		g.in.refused(transportGRPC, reasonInternal)
 		return nil, status.Errorf(codes.Internal, "encoding OTLP ExportMetricsServiceResponse: %v", err)
 	}
 	m := rawMessage(out)

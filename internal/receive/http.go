@@ -31,16 +31,17 @@ const (
 type httpServer struct {
 	srv      *http.Server
 	listener net.Listener
-	opts     Options
-	adm      *admission
+	// maxBody bounds one request body after decompression, in bytes.
+	maxBody int64
+	in      *ingest
 }
 
-func listenHTTP(opts Options, adm *admission) (*httpServer, error) {
+func listenHTTP(opts Options, in *ingest) (*httpServer, error) {
 	ln, err := net.Listen("tcp", opts.HTTPEndpoint)
 	if err != nil {
 		return nil, fmt.Errorf("listening for OTLP/HTTP on %s: %w", opts.HTTPEndpoint, err)
 	}
-	h := &httpServer{listener: ln, opts: opts, adm: adm}
+	h := &httpServer{listener: ln, maxBody: opts.MaxRequestBody, in: in}
 	mux := http.NewServeMux()
 	mux.HandleFunc(metricsPath, h.handleMetrics)
 	h.srv = &http.Server{
@@ -59,7 +60,7 @@ const (
 	encodingJSON
 )
 
-// requestEncoding maps Content-Type to an OTLP bodyEncoding.
+// requestEncoding maps Content-Type to the encoding of an OTLP body.
 func requestEncoding(contentType string) (bodyEncoding, bool) {
 	mediaType, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
@@ -75,31 +76,33 @@ func requestEncoding(contentType string) (bodyEncoding, bool) {
 	}
 }
 
+// handleMetrics decodes one POST to /v1/metrics, ingests it and encodes the
+// answer in the request's encoding.
 func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	enc, known := requestEncoding(r.Header.Get("Content-Type"))
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		h.fail(w, enc, "method_not_allowed", http.StatusMethodNotAllowed, codes.Unimplemented,
-			fmt.Sprintf("method %s is not allowed on %s; use POST", r.Method, metricsPath), 0)
+		h.refuse(w, enc, reasonMethodNotAllowed, http.StatusMethodNotAllowed, codes.Unimplemented,
+			fmt.Sprintf("method %s is not allowed on %s; use POST", r.Method, metricsPath))
 		return
 	}
 	if !known {
-		h.fail(w, encodingJSON, "unsupported_media_type", http.StatusUnsupportedMediaType, codes.InvalidArgument,
+		h.refuse(w, encodingJSON, reasonUnsupportedMediaType, http.StatusUnsupportedMediaType, codes.InvalidArgument,
 			fmt.Sprintf("content type %q is not supported; use %s or %s",
-				r.Header.Get("Content-Type"), contentProtobuf, contentJSON), 0)
+				r.Header.Get("Content-Type"), contentProtobuf, contentJSON))
 		return
 	}
 
 	body, status, err := h.readBody(w, r)
 	if err != nil {
-		reason, code := "malformed", codes.InvalidArgument
+		reason, code := reasonMalformed, codes.InvalidArgument
 		switch status {
 		case http.StatusRequestEntityTooLarge:
-			reason, code = "too_large", codes.ResourceExhausted
+			reason, code = reasonTooLarge, codes.ResourceExhausted
 		case http.StatusUnsupportedMediaType:
-			reason = "unsupported_media_type"
+			reason = reasonUnsupportedMediaType
 		}
-		h.fail(w, enc, reason, status, code, err.Error(), 0)
+		h.refuse(w, enc, reason, status, code, err.Error())
 		return
 	}
 
@@ -110,31 +113,15 @@ func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		err = req.UnmarshalProto(body)
 	}
 	if err != nil {
-		h.fail(w, enc, "malformed", http.StatusBadRequest, codes.InvalidArgument,
-			fmt.Sprintf("decoding OTLP ExportMetricsServiceRequest: %v", err), 0)
+		h.refuse(w, enc, reasonMalformed, http.StatusBadRequest, codes.InvalidArgument,
+			fmt.Sprintf("decoding OTLP ExportMetricsServiceRequest: %v", err))
 		return
 	}
 
-	if !h.adm.tryAcquire() {
-		h.fail(w, enc, "overloaded", http.StatusServiceUnavailable, codes.Unavailable, errOverloaded.Error(), DefaultRetryAfter)
+	resp, refusal := h.in.export(r.Context(), transportHTTP, req)
+	if refusal != nil {
+		writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, refusal.Error(), refusal.RetryAfter)
 		return
-	}
-	defer h.adm.release()
-
-	md := req.Metrics()
-	h.opts.Metrics.ReceivedPoints.WithLabelValues(transportHTTP).Add(float64(md.DataPointCount()))
-	outcome, err := h.opts.Consumer.Consume(r.Context(), md)
-	if err != nil {
-		u := unavailableFrom(err)
-		h.opts.Logger.WarnContext(r.Context(), "refusing OTLP/HTTP request", "reason", u.Reason, "error", err)
-		h.fail(w, enc, u.Reason, http.StatusServiceUnavailable, codes.Unavailable, u.Error(), u.RetryAfter)
-		return
-	}
-
-	resp := pmetricotlp.NewExportResponse()
-	if outcome.RejectedPoints > 0 {
-		resp.PartialSuccess().SetRejectedDataPoints(outcome.RejectedPoints)
-		resp.PartialSuccess().SetErrorMessage(outcome.Message)
 	}
 	var out []byte
 	if enc == encodingJSON {
@@ -143,8 +130,8 @@ func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		out, err = resp.MarshalProto()
 	}
 	if err != nil {
-		h.fail(w, enc, "internal", http.StatusInternalServerError, codes.Internal,
-			fmt.Sprintf("bodyEncoding OTLP ExportMetricsServiceResponse: %v", err), 0)
+		h.refuse(w, enc, reasonInternal, http.StatusInternalServerError, codes.Internal,
+			fmt.Sprintf("encoding OTLP ExportMetricsServiceResponse: %v", err))
 		return
 	}
 	w.Header().Set("Content-Type", contentTypeOf(enc))
@@ -155,7 +142,7 @@ func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 // readBody reads the body, decompressing gzip, and enforces the size limit
 // on the decompressed bytes so that a small compressed bomb is refused too.
 func (h *httpServer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	limit := h.opts.MaxRequestBody
+	limit := h.maxBody
 	var reader io.Reader = http.MaxBytesReader(w, r.Body, limit)
 	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))) {
 	case "", "identity":
@@ -170,7 +157,7 @@ func (h *httpServer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, i
 		defer gz.Close()
 		reader = gz
 	default:
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content bodyEncoding %q is not supported; use gzip or none",
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content encoding %q is not supported; use gzip or none",
 			r.Header.Get("Content-Encoding"))
 	}
 	body, err := io.ReadAll(io.LimitReader(reader, limit+1))
@@ -202,10 +189,16 @@ func contentTypeOf(enc bodyEncoding) string {
 	return contentProtobuf
 }
 
-// fail answers with a google.rpc.Status in the request's bodyEncoding, as the
-// OTLP/HTTP specification requires, and counts the refusal.
-func (h *httpServer) fail(w http.ResponseWriter, enc bodyEncoding, reason string, httpStatus int, code codes.Code, message string, retryAfter time.Duration) {
-	h.opts.Metrics.RequestsRefused.WithLabelValues(transportHTTP, reason).Inc()
+// refuse counts a request the transport could not ingest and answers why.
+func (h *httpServer) refuse(w http.ResponseWriter, enc bodyEncoding, reason string, httpStatus int, code codes.Code, message string) {
+	h.in.refused(transportHTTP, reason)
+	writeStatus(w, enc, httpStatus, code, message, 0)
+}
+
+// writeStatus answers with a google.rpc.Status in the request's encoding,
+// as the OTLP/HTTP specification requires, and with Retry-After when the
+// sender should come back later.
+func writeStatus(w http.ResponseWriter, enc bodyEncoding, httpStatus int, code codes.Code, message string, retryAfter time.Duration) {
 	// A decoding error may quote the invalid bytes it met; protobuf strings
 	// must be UTF-8, and a Status the sender cannot decode explains nothing.
 	st := &spb.Status{Code: int32(code), Message: strings.ToValidUTF8(message, "\uFFFD")}

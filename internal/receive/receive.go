@@ -1,8 +1,10 @@
 // Package receive owns the worker's OTLP servers: OTLP/gRPC and OTLP/HTTP
-// (protobuf and JSON, gzip) for metrics. It decodes and bounds requests,
-// admits them under a concurrency limit, hands them to a Consumer and maps
-// the outcome to the status codes the OTLP specification defines, so that a
-// sender retries exactly what is worth retrying.
+// (protobuf and JSON, gzip) for metrics, and the self-metrics they count.
+// Each transport only decodes and bounds requests and encodes answers, in
+// the status codes the OTLP specification defines so that a sender retries
+// exactly what is worth retrying. Between the two, one ingest path admits a
+// request under a concurrency limit, counts it, hands it to a Consumer and
+// builds the partial success.
 package receive
 
 import (
@@ -71,7 +73,7 @@ func unavailableFrom(err error) *UnavailableError {
 		}
 		return u
 	}
-	return &UnavailableError{Reason: "consumer_error", RetryAfter: DefaultRetryAfter, Err: err}
+	return &UnavailableError{Reason: reasonConsumerError, RetryAfter: DefaultRetryAfter, Err: err}
 }
 
 // admission bounds the number of requests being consumed at once; a request

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -25,13 +27,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
 )
 
 type fixture struct {
 	servers  *Servers
-	metrics  *telemetry.Metrics
+	registry *prometheus.Registry
 	received atomic.Int64
 	grpcURL  string
 	httpURL  string
@@ -47,7 +47,7 @@ func withLimits(grpcMsg, body int) option {
 
 func newFixture(t *testing.T, opts ...option) *fixture {
 	t.Helper()
-	f := &fixture{metrics: telemetry.NewMetrics(nil)}
+	f := &fixture{registry: prometheus.NewRegistry()}
 	o := Options{
 		GRPCEndpoint:   "127.0.0.1:0",
 		HTTPEndpoint:   "127.0.0.1:0",
@@ -58,8 +58,8 @@ func newFixture(t *testing.T, opts ...option) *fixture {
 			f.received.Add(int64(md.DataPointCount()))
 			return Outcome{}, nil
 		}),
-		Metrics: f.metrics,
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registerer: f.registry,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -360,7 +360,7 @@ func TestHTTPErrors(t *testing.T) {
 		{"oversize", http.MethodPost, "application/x-protobuf", "", big, 413, "maxRequestBodyMiB"},
 		{"oversize after decompression", http.MethodPost, "application/x-protobuf", "gzip", gzipped(t, big), 413, "after decompression"},
 		{"unsupported content type", http.MethodPost, "text/plain", "", []byte("x"), 415, "text/plain"},
-		{"unsupported content encoding", http.MethodPost, "application/x-protobuf", "br", []byte("x"), 415, "br"},
+		{"unsupported content encoding", http.MethodPost, "application/x-protobuf", "br", []byte("x"), 415, `content encoding "br"`},
 		{"wrong method", http.MethodGet, "application/x-protobuf", "", nil, 405, "use POST"},
 	}
 	for _, tc := range cases {
@@ -418,5 +418,70 @@ func TestHTTPOverloadIsRetryableWithRetryAfter(t *testing.T) {
 	}
 	if got := <-first; got != http.StatusOK {
 		t.Errorf("first request status %d", got)
+	}
+}
+
+// exposition renders a registry as /metrics would.
+func exposition(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range families {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
+}
+
+// Both transports count through the one ingest path, under the names the
+// documentation lists.
+func TestReceiversCountPointsAndRefusals(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int64
+	f := newFixture(t, withMaxInFlight(1), withConsumer(ConsumerFunc(func(_ context.Context, md pmetric.Metrics) (Outcome, error) {
+		if calls.Add(1) == 1 {
+			entered <- struct{}{}
+			<-release
+		}
+		return Outcome{}, nil
+	})))
+	client, _ := f.grpcClient(t)
+	pb, _ := pmetricotlp.NewExportRequestFromMetrics(sampleMetrics(1)).MarshalProto()
+	first := make(chan error, 1)
+	go func() {
+		_, err := client.Export(t.Context(), pmetricotlp.NewExportRequestFromMetrics(sampleMetrics(7)))
+		first <- err
+	}()
+	<-entered
+	// The one admission slot is taken: both transports refuse as overloaded.
+	if _, err := client.Export(t.Context(), pmetricotlp.NewExportRequestFromMetrics(sampleMetrics(1))); status.Code(err) != codes.Unavailable {
+		t.Errorf("gRPC while overloaded: %v, want Unavailable", err)
+	}
+	if resp, _ := post(t, f.httpURL, "application/x-protobuf", "", pb); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("HTTP while overloaded: status %d, want 503", resp.StatusCode)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	post(t, f.httpURL, "application/x-protobuf", "", pb)
+	post(t, f.httpURL, "application/x-protobuf", "", []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+
+	got := exposition(t, f.registry)
+	for _, want := range []string{
+		`deltapipeline_worker_received_points_total{transport="grpc"} 7`,
+		`deltapipeline_worker_received_points_total{transport="http"} 1`,
+		`deltapipeline_worker_refused_requests_total{reason="overloaded",transport="grpc"} 1`,
+		`deltapipeline_worker_refused_requests_total{reason="overloaded",transport="http"} 1`,
+		`deltapipeline_worker_refused_requests_total{reason="malformed",transport="http"} 1`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("self-metrics lack %q:\n%s", want, got)
+		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure both OTLP servers.
@@ -21,8 +21,9 @@ type Options struct {
 	// MaxInFlight bounds requests consumed concurrently across both servers.
 	MaxInFlight int
 	Consumer    Consumer
-	Metrics     *telemetry.Metrics
-	Logger      *slog.Logger
+	// Registerer takes the receivers' self-metrics.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Servers are the bound OTLP listeners.
@@ -34,19 +35,22 @@ type Servers struct {
 // Listen binds both listeners, so that port conflicts fail start-up before
 // the worker reports ready.
 func Listen(opts Options) (*Servers, error) {
-	if opts.Consumer == nil || opts.Metrics == nil || opts.Logger == nil {
-		return nil, errors.New("receive options need a consumer, metrics and a logger")
+	if opts.Consumer == nil || opts.Registerer == nil || opts.Logger == nil {
+		return nil, errors.New("receive options need a consumer, a metrics registerer and a logger")
 	}
 	if opts.MaxInFlight <= 0 || opts.MaxRecvMsgSize <= 0 || opts.MaxRequestBody <= 0 {
 		return nil, fmt.Errorf("receive limits must be positive: in flight %d, gRPC message %d, HTTP body %d",
 			opts.MaxInFlight, opts.MaxRecvMsgSize, opts.MaxRequestBody)
 	}
-	adm := newAdmission(opts.MaxInFlight)
-	g, err := listenGRPC(opts, adm)
+	in, err := newIngest(opts)
 	if err != nil {
 		return nil, err
 	}
-	h, err := listenHTTP(opts, adm)
+	g, err := listenGRPC(opts, in)
+	if err != nil {
+		return nil, err
+	}
+	h, err := listenHTTP(opts, in)
 	if err != nil {
 		g.listener.Close()
 		return nil, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/deltapipeline/deltapipeline/internal/convert"
 	"github.com/deltapipeline/deltapipeline/internal/state"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
 // sessionsRequest holds one token counter point for each of n sessions.
@@ -48,7 +49,7 @@ func sessionsRequest(first, n int) pmetric.Metrics {
 func BenchmarkCheckpoint1M(b *testing.B) {
 	const streams, perRequest = 1_000_000, 10_000
 	c := &clock{now: epoch.Add(time.Minute)}
-	engine, err := convert.NewEngine(convert.Config{MaxStreams: streams, MaxStale: time.Hour, Clock: c.Now})
+	engine, err := convert.NewEngine(convert.Config{MaxStreams: streams, MaxStale: time.Hour, LateDataWindow: workerconfig.GatewayRetryBudget, Clock: c.Now})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/deltapipeline/deltapipeline/internal/convert"
 	"github.com/deltapipeline/deltapipeline/internal/state"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
 // These tests run the store against the real conversion engine: what the
@@ -33,7 +34,7 @@ func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
 func newEngine(t testing.TB, c *clock) *convert.Engine {
 	t.Helper()
-	e, err := convert.NewEngine(convert.Config{MaxStale: 10 * time.Minute, Clock: c.Now})
+	e, err := convert.NewEngine(convert.Config{MaxStale: 10 * time.Minute, LateDataWindow: workerconfig.GatewayRetryBudget, Clock: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

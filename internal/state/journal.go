@@ -2,20 +2,24 @@ package state
 
 import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/deltapipeline/deltapipeline/internal/convert"
 )
 
-// deltaPart returns the part of md that the engine folds into state, which
-// is all a replay needs: cumulative data, gauges and summaries pass through
-// the worker untouched, so journaling them would only cost disk and fsync
-// time. ok is false when md holds no delta metric at all.
+// convertedPart returns the part of md that the engine folds into state,
+// which is all a replay needs: the converter decides (convert.Converts), so
+// the journal covers every kind it converts and nothing else. Cumulative
+// data, gauges and summaries pass through the worker untouched, so
+// journaling them would only cost disk and fsync time. ok is false when md
+// holds nothing the engine converts.
 //
-// md itself is returned when everything in it is delta, which is the common
-// case (clients that export delta export all of their metrics that way), so
-// the usual request costs no copy.
-func deltaPart(md pmetric.Metrics) (part pmetric.Metrics, ok bool) {
-	deltas, others := countByTemporality(md)
+// md itself is returned when the engine converts all of it, which is the
+// common case (clients that export delta export all of their metrics that
+// way), so the usual request costs no copy.
+func convertedPart(md pmetric.Metrics) (part pmetric.Metrics, ok bool) {
+	converted, others := countConverted(md)
 	switch {
-	case deltas == 0:
+	case converted == 0:
 		return pmetric.Metrics{}, false
 	case others == 0:
 		return md, true
@@ -34,7 +38,7 @@ func deltaPart(md pmetric.Metrics) (part pmetric.Metrics, ok bool) {
 			ms := sm.Metrics()
 			for k := 0; k < ms.Len(); k++ {
 				m := ms.At(k)
-				if !isDelta(m) {
+				if !convert.Converts(m) {
 					continue
 				}
 				if !hasRM {
@@ -56,35 +60,20 @@ func deltaPart(md pmetric.Metrics) (part pmetric.Metrics, ok bool) {
 	return out, true
 }
 
-func countByTemporality(md pmetric.Metrics) (deltas, others int) {
+func countConverted(md pmetric.Metrics) (converted, others int) {
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		sms := rms.At(i).ScopeMetrics()
 		for j := 0; j < sms.Len(); j++ {
 			ms := sms.At(j).Metrics()
 			for k := 0; k < ms.Len(); k++ {
-				if isDelta(ms.At(k)) {
-					deltas++
+				if convert.Converts(ms.At(k)) {
+					converted++
 				} else {
 					others++
 				}
 			}
 		}
 	}
-	return deltas, others
-}
-
-// isDelta reports whether the engine takes m's points into stream state.
-func isDelta(m pmetric.Metric) bool {
-	const delta = pmetric.AggregationTemporalityDelta
-	switch m.Type() {
-	case pmetric.MetricTypeSum:
-		return m.Sum().AggregationTemporality() == delta
-	case pmetric.MetricTypeHistogram:
-		return m.Histogram().AggregationTemporality() == delta
-	case pmetric.MetricTypeExponentialHistogram:
-		return m.ExponentialHistogram().AggregationTemporality() == delta
-	default:
-		return false
-	}
+	return converted, others
 }

@@ -4,9 +4,16 @@
 // are written, restored and replayed so that a restart neither loses an
 // acknowledged point nor counts one twice.
 //
-// It knows the conversion engine only through two ports, StreamSource and
+// A Store owns the whole lifecycle of that state: Open, Restore before the
+// worker takes traffic, Record on the ingest path, checkpoints on its own
+// cadence (Run), a final checkpoint at Close, and the health it reports
+// meanwhile (Healthy, CheckpointFailure and its self-metrics).
+//
+// It knows the conversion engine through two ports, StreamSource and
 // StreamSink, whose records are opaque and self-contained (one per stream),
-// and through an ApplyFunc that folds replayed requests in.
+// an ApplyFunc that folds replayed requests in, and convert.Converts, the
+// engine's own answer to which metrics it keeps state for, which decides
+// what the write-ahead log journals.
 package state
 
 import (
@@ -67,6 +74,9 @@ var ErrSkipStream = errors.New("stream not restored")
 type Options struct {
 	// Directory holds the checkpoint and the write-ahead log.
 	Directory string
+	// CheckpointInterval is how often Run writes a checkpoint; Run refuses
+	// to start without one.
+	CheckpointInterval time.Duration
 	// Registerer receives the self-metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
 	// Logger reports restores, damage and failed checkpoints; nil discards.
@@ -77,21 +87,30 @@ type Options struct {
 
 // Store is the durable state of one worker.
 type Store struct {
-	dir     string
-	ckpt    string
-	walDir  string
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *metrics
-	unlock  func() error
+	dir      string
+	ckpt     string
+	walDir   string
+	interval time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+	metrics  *metrics
+	unlock   func() error
 
-	status atomic.Pointer[string]
+	// progress says what a restore is doing, until the log opens.
+	progress atomic.Pointer[string]
+	// stopped is set once Close begins: nothing is journaled after it.
+	stopped atomic.Bool
 
 	mu      sync.Mutex // serialises Restore and Close
 	wal     atomic.Pointer[wal.Log]
 	closed  bool
 	ckptMu  sync.Mutex // one checkpoint at a time
 	marshal pmetric.ProtoMarshaler
+
+	// failedCheckpoints counts checkpoints failed in a row (under ckptMu);
+	// checkpointFailure is the last one's error, nil once one succeeds.
+	failedCheckpoints int
+	checkpointFailure atomic.Pointer[error]
 }
 
 // Open prepares dir (creating it if needed), takes its lock and removes
@@ -100,15 +119,19 @@ func Open(opts Options) (*Store, error) {
 	if opts.Directory == "" {
 		return nil, errors.New("opening worker state: state.directory is empty")
 	}
+	if opts.CheckpointInterval < 0 {
+		return nil, fmt.Errorf("opening worker state: state.checkpointInterval: %s is negative", opts.CheckpointInterval)
+	}
 	if err := os.MkdirAll(opts.Directory, 0o750); err != nil {
 		return nil, fmt.Errorf("creating state directory %s: %w", opts.Directory, err)
 	}
 	s := &Store{
-		dir:    opts.Directory,
-		ckpt:   filepath.Join(opts.Directory, CheckpointFile),
-		walDir: filepath.Join(opts.Directory, WALDirectory),
-		log:    opts.Logger,
-		now:    opts.Now,
+		dir:      opts.Directory,
+		ckpt:     filepath.Join(opts.Directory, CheckpointFile),
+		walDir:   filepath.Join(opts.Directory, WALDirectory),
+		interval: opts.CheckpointInterval,
+		log:      opts.Logger,
+		now:      opts.Now,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -121,7 +144,7 @@ func Open(opts Options) (*Store, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(reg, s.walStats)
+	m, err := newMetrics(reg, s.walStats, s.Healthy)
 	if err != nil {
 		return nil, fmt.Errorf("registering state metrics: %w", err)
 	}
@@ -150,20 +173,45 @@ func (s *Store) walStats() wal.Stats {
 	return l.Stats()
 }
 
-func (s *Store) setStatus(msg string) { s.status.Store(&msg) }
+func (s *Store) setStatus(msg string) { s.progress.Store(&msg) }
 
-// Status says what the store is doing, for the readiness endpoint while it
-// is not ready.
-func (s *Store) Status() string { return *s.status.Load() }
+// Status says what the store is doing: "ready" while it makes requests
+// durable, otherwise what Healthy reports.
+func (s *Store) Status() string {
+	if err := s.Healthy(); err != nil {
+		return err.Error()
+	}
+	return "ready"
+}
 
-// Healthy reports the write-ahead log failure that makes the worker unable
-// to accept data, if any.
+// Healthy reports why the store cannot make requests durable now, nil when
+// it can: until Restore finished, the step the restore is at; after a write
+// or fsync of the write-ahead log failed, that failure (the log moves to a
+// new segment by itself at the next request that can create one); after
+// Close, that it is closed. Readiness follows it, so a broken journal shows.
 func (s *Store) Healthy() error {
+	if s.stopped.Load() {
+		return errors.New("worker state is closed")
+	}
 	l := s.wal.Load()
 	if l == nil {
-		return errors.New("worker state not restored yet")
+		return errors.New(*s.progress.Load())
 	}
-	return l.Err()
+	if err := l.Err(); err != nil {
+		return fmt.Errorf("the write-ahead log cannot make requests durable (they are refused as retryable): %w", err)
+	}
+	return nil
+}
+
+// CheckpointFailure reports why the last checkpoint failed, nil when it
+// succeeded or none was attempted yet. A failed checkpoint loses nothing
+// (the write-ahead log keeps the data and the next one retries), so it is
+// worth showing but no reason to refuse traffic.
+func (s *Store) CheckpointFailure() error {
+	if err := s.checkpointFailure.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // RestoreReport describes what a restore found.
@@ -334,15 +382,16 @@ func (s *Store) replay(ctx context.Context, from uint64, apply ApplyFunc, report
 	return nil
 }
 
-// Record makes the delta part of md durable and returns once it is; done
-// must be called after md was applied to the engine. A request without delta
-// data is not journaled. Call it before the engine's Apply, which consumes md.
+// Record makes the part of md the engine converts (convert.Converts)
+// durable and returns once it is; done must be called after md was applied
+// to the engine. A request the engine converts nothing of is not journaled.
+// Call it before the engine's Apply, which consumes md.
 func (s *Store) Record(ctx context.Context, md pmetric.Metrics) (done func(), err error) {
 	l := s.wal.Load()
 	if l == nil {
 		return nil, errors.New("journaling a request: worker state not restored yet")
 	}
-	part, ok := deltaPart(md)
+	part, ok := convertedPart(md)
 	if !ok {
 		return func() {}, nil
 	}
@@ -375,9 +424,17 @@ func (s *Store) Checkpoint(ctx context.Context, src StreamSource) (CheckpointRep
 	defer s.ckptMu.Unlock()
 	report, err := s.checkpoint(ctx, src)
 	if err != nil {
+		s.failedCheckpoints++
 		s.metrics.checkpointFailures.Inc()
+		s.metrics.checkpointsFailing.Set(float64(s.failedCheckpoints))
+		failure := fmt.Errorf("the last %d checkpoint(s) failed, the write-ahead log keeps the data until one succeeds: %w",
+			s.failedCheckpoints, err)
+		s.checkpointFailure.Store(&failure)
 		return report, err
 	}
+	s.failedCheckpoints = 0
+	s.checkpointFailure.Store(nil)
+	s.metrics.checkpointsFailing.Set(0)
 	s.metrics.checkpointDuration.Observe(report.Duration.Seconds())
 	s.metrics.checkpointBytes.Set(float64(report.Bytes))
 	s.metrics.checkpointStreams.Set(float64(report.Streams))
@@ -410,15 +467,23 @@ func (s *Store) checkpoint(ctx context.Context, src StreamSource) (CheckpointRep
 	return CheckpointReport{Streams: stats.Records, Bytes: stats.Bytes, Duration: time.Since(start), WALSegment: next}, nil
 }
 
-// Run writes a checkpoint every interval until ctx ends. Failures are logged
-// and counted; the log keeps the data until a checkpoint succeeds.
-func (s *Store) Run(ctx context.Context, src StreamSource, interval time.Duration) {
-	t := time.NewTicker(interval)
+// Run writes a checkpoint of src every Options.CheckpointInterval until ctx
+// ends, and returns nil then. Failures are logged, counted and reported by
+// CheckpointFailure; the log keeps the data until a checkpoint succeeds.
+// Call it after Restore; Close writes the final checkpoint.
+func (s *Store) Run(ctx context.Context, src StreamSource) error {
+	if s.interval <= 0 {
+		return errors.New("running checkpoints: state.checkpointInterval is not set")
+	}
+	if s.wal.Load() == nil {
+		return errors.New("running checkpoints: worker state not restored yet")
+	}
+	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			report, err := s.Checkpoint(ctx, src)
 			if err != nil {
@@ -440,6 +505,7 @@ func (s *Store) Run(ctx context.Context, src StreamSource, interval time.Duratio
 // data and the next start replays it.
 func (s *Store) Close(ctx context.Context, src StreamSource) error {
 	var errs []error
+	s.stopped.Store(true)
 	if src != nil {
 		if s.wal.Load() != nil {
 			report, err := s.Checkpoint(ctx, src)

@@ -656,3 +656,91 @@ func TestSinkCanDeclineSingleStreamsWithoutRefusingTheCheckpoint(t *testing.T) {
 		t.Errorf("checkpoint was set aside: %v", err)
 	}
 }
+
+// failingSource is a stream source whose snapshot fails, as an engine
+// would on a bug or an encoding error.
+type failingSource struct{ err error }
+
+func (f failingSource) MarshalStreams(func([]byte) error) error { return f.err }
+
+func TestFailedCheckpointIsReportedUntilOneSucceedsWithoutRefusingRequests(t *testing.T) {
+	f := newFixture(t)
+	s, engine, _ := f.open(t)
+	defer s.Close(context.Background(), nil)
+	ingest(t, s, engine, deltaRequest(10, 1, "a"))
+	if err := s.CheckpointFailure(); err != nil {
+		t.Fatalf("CheckpointFailure before any checkpoint = %v", err)
+	}
+
+	broken := failingSource{errors.New("snapshot refused")}
+	for n := 1; n <= 2; n++ {
+		if _, err := s.Checkpoint(context.Background(), broken); err == nil {
+			t.Fatal("a checkpoint whose snapshot failed succeeded")
+		}
+		err := s.CheckpointFailure()
+		if err == nil || !strings.Contains(err.Error(), "snapshot refused") || !strings.Contains(err.Error(), fmt.Sprintf("last %d checkpoint", n)) {
+			t.Errorf("CheckpointFailure after %d failures = %v", n, err)
+		}
+		if got := testutil.ToFloat64(s.metrics.checkpointsFailing); got != float64(n) {
+			t.Errorf("checkpoint_consecutive_failures after %d failures = %v", n, got)
+		}
+		if err := s.Healthy(); err != nil {
+			t.Errorf("a failed checkpoint made the store unhealthy: %v", err)
+		}
+		ingest(t, s, engine, deltaRequest(10+10*n, 1, "a"))
+	}
+
+	if _, err := s.Checkpoint(context.Background(), engine); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckpointFailure(); err != nil {
+		t.Errorf("CheckpointFailure after a success = %v", err)
+	}
+	if got := testutil.ToFloat64(s.metrics.checkpointsFailing); got != 0 {
+		t.Errorf("checkpoint_consecutive_failures after a success = %v", got)
+	}
+	if got := testutil.ToFloat64(s.metrics.checkpointFailures); got != 2 {
+		t.Errorf("checkpoint_failures_total = %v, want 2", got)
+	}
+}
+
+func TestRunCheckpointsOnItsCadenceUntilTheContextEnds(t *testing.T) {
+	f := newFixture(t)
+	s, err := Open(Options{Directory: f.dir, CheckpointInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background(), nil)
+	engine := newCounters()
+	if err := s.Run(context.Background(), engine); err == nil || !strings.Contains(err.Error(), "not restored") {
+		t.Errorf("Run before Restore = %v, want a refusal", err)
+	}
+	if _, err := s.Restore(context.Background(), engine, engine.apply); err != nil {
+		t.Fatal(err)
+	}
+	ingest(t, s, engine, deltaRequest(10, 4, "a"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx, engine) }()
+	waitUntil(t, func() bool { return testutil.ToFloat64(s.metrics.checkpointStreams) == 1 })
+	cancel()
+	if err := <-ran; err != nil {
+		t.Errorf("Run after its context ended = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, CheckpointFile)); err != nil {
+		t.Errorf("no checkpoint on disk after Run: %v", err)
+	}
+}
+
+func TestRunWithoutACheckpointIntervalIsRefused(t *testing.T) {
+	f := newFixture(t)
+	s, _, _ := f.open(t)
+	defer s.Close(context.Background(), nil)
+	if err := s.Run(context.Background(), newCounters()); err == nil || !strings.Contains(err.Error(), "state.checkpointInterval") {
+		t.Errorf("Run without an interval = %v, want an error naming state.checkpointInterval", err)
+	}
+	if _, err := Open(Options{Directory: t.TempDir(), CheckpointInterval: -time.Second}); err == nil || !strings.Contains(err.Error(), "state.checkpointInterval") {
+		t.Errorf("Open with a negative interval = %v, want an error naming state.checkpointInterval", err)
+	}
+}

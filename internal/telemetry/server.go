@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -20,7 +21,7 @@ type Server struct {
 }
 
 // Listen binds endpoint (host:port) and prepares the handlers; Serve starts them.
-func Listen(endpoint string, metrics *Metrics, readiness *Readiness, logger *slog.Logger) (*Server, error) {
+func Listen(endpoint string, registry *prometheus.Registry, readiness *Readiness, logger *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("listening for telemetry on %s: %w", endpoint, err)
@@ -28,7 +29,7 @@ func Listen(endpoint string, metrics *Metrics, readiness *Readiness, logger *slo
 	return &Server{
 		listener: ln,
 		srv: &http.Server{
-			Handler:           Handler(metrics, readiness),
+			Handler:           Handler(registry, readiness),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
@@ -36,22 +37,25 @@ func Listen(endpoint string, metrics *Metrics, readiness *Readiness, logger *slo
 }
 
 // Handler routes the telemetry endpoints.
-func Handler(metrics *Metrics, readiness *Readiness) http.Handler {
+func Handler(registry *prometheus.Registry, readiness *Readiness) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{Registry: metrics.Registry}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		ready, reason := readiness.State()
+		ready, reason, warnings := readiness.Probe()
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, "not ready: "+reason+"\n")
-			return
+		} else {
+			_, _ = io.WriteString(w, "ready\n")
 		}
-		_, _ = io.WriteString(w, "ready\n")
+		for _, warning := range warnings {
+			_, _ = io.WriteString(w, "warning: "+warning+"\n")
+		}
 	})
 	return mux
 }

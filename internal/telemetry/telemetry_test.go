@@ -3,17 +3,20 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-func serve(t *testing.T, m *Metrics, r *Readiness) string {
+func serve(t *testing.T, reg *prometheus.Registry, r *Readiness) string {
 	t.Helper()
-	s, err := Listen("127.0.0.1:0", m, r, slog.New(slog.DiscardHandler))
+	s, err := Listen("127.0.0.1:0", reg, r, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +38,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestReadinessFollowsState(t *testing.T) {
 	r := NewReadiness("restoring state from /data")
-	base := serve(t, NewMetrics(nil), r)
+	base := serve(t, NewRegistry(), r)
 
 	if code, body := get(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz while starting = %d %q", code, body)
@@ -53,24 +56,70 @@ func TestReadinessFollowsState(t *testing.T) {
 	}
 }
 
+func TestReadinessProbeIncludesTheChecksOfOtherPackages(t *testing.T) {
+	r := NewReadiness("restoring state from /data")
+	var journal, checkpoint atomic.Pointer[error]
+	load := func(p *atomic.Pointer[error]) func() error {
+		return func() error {
+			if err := p.Load(); err != nil {
+				return *err
+			}
+			return nil
+		}
+	}
+	r.Require(load(&journal))
+	r.Notice(load(&checkpoint))
+	set := func(p *atomic.Pointer[error], msg string) {
+		err := errors.New(msg)
+		p.Store(&err)
+	}
+	base := serve(t, NewRegistry(), r)
+
+	set(&journal, "replaying the write-ahead log from segment 3")
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable ||
+		body != "not ready: restoring state from /data; replaying the write-ahead log from segment 3\n" {
+		t.Errorf("/readyz while restoring = %d %q", code, body)
+	}
+	journal.Store(nil)
+	r.Ready()
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK || body != "ready\n" {
+		t.Errorf("/readyz when ready = %d %q", code, body)
+	}
+
+	set(&journal, "the write-ahead log cannot make requests durable: disk full")
+	code, body := get(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable || body != "not ready: the write-ahead log cannot make requests durable: disk full\n" {
+		t.Errorf("/readyz with a failed journal = %d %q", code, body)
+	}
+	if ready, _ := r.State(); !ready {
+		t.Error("a failed check changed the worker's own phase, which gates requests")
+	}
+	journal.Store(nil)
+
+	set(&checkpoint, "the last 2 checkpoint(s) failed")
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK || body != "ready\nwarning: the last 2 checkpoint(s) failed\n" {
+		t.Errorf("/readyz with a failed checkpoint = %d %q", code, body)
+	}
+}
+
+// The metrics themselves are registered by the packages that count them
+// (their own tests check their names); the endpoint serves whatever is on
+// the worker's registry, with the runtime and process collectors.
 func TestMetricsEndpointServesSelfMetrics(t *testing.T) {
-	var streams atomic.Int64
-	m := NewMetrics(func() int { return int(streams.Load()) })
-	base := serve(t, m, NewReadiness("starting"))
-	m.ReceivedPoints.WithLabelValues("grpc").Add(7)
-	m.RejectedPoints.WithLabelValues("stream_limit").Inc()
-	m.DroppedPoints.WithLabelValues("otlp", "queue_full").Add(3)
-	streams.Store(42)
+	reg := NewRegistry()
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "refused_requests_total", Help: "Requests refused.",
+	}, []string{"transport", "reason"})
+	reg.MustRegister(refused)
+	base := serve(t, reg, NewReadiness("starting"))
+	refused.WithLabelValues("grpc", "malformed").Add(7)
 
 	code, body := get(t, base+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics = %d", code)
 	}
 	for _, want := range []string{
-		`deltapipeline_worker_received_points_total{transport="grpc"} 7`,
-		`deltapipeline_worker_rejected_points_total{reason="stream_limit"} 1`,
-		`deltapipeline_worker_export_dropped_points_total{exporter="otlp",reason="queue_full"} 3`,
-		"deltapipeline_worker_active_streams 42",
+		`deltapipeline_worker_refused_requests_total{reason="malformed",transport="grpc"} 7`,
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
 	} {

@@ -3,7 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -12,46 +12,70 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/state"
 )
 
-// DurableHooks connects a state store: requests are journaled before they
-// are applied, state is restored (checkpoint, then log replay) before the
-// worker is ready, checkpointed periodically, and checkpointed once more
-// when the store closes at shutdown.
-func DurableHooks(store *state.Store, directory string, logger *slog.Logger) Hooks {
-	return Hooks{
-		Journal:       store,
-		RestoreStatus: func() string { return "restoring state from " + directory },
-		Restore: func(ctx context.Context, engine *convert.Engine, fresh func() (*convert.Engine, error)) (*convert.Engine, error) {
-			report, err := store.Restore(ctx, engine, replayInto(engine))
-			if errors.Is(err, state.ErrDiscardSink) {
-				logger.Warn("checkpoint refused part way; restoring from the write-ahead log alone", "error", err)
-				if engine, err = fresh(); err != nil {
-					return nil, err
-				}
-				report, err = store.Restore(ctx, engine, replayInto(engine))
-			}
-			if err != nil {
-				return nil, err
-			}
-			if report.Damaged != nil {
-				logger.Error("checkpoint was damaged and set aside", "error", report.Damaged, "setAside", report.SetAside)
-			}
-			logger.Info("state restored", "streams", report.Streams, "skipped", report.Skipped,
-				"replayedRecords", report.Replayed, "replayedSegments", report.ReplayedSegments)
-			// The previous process may have emitted samples after its last
-			// checkpoint; ours must be later, or the backend refuses them.
-			engine.EmitAfter(time.Now())
-			return engine, nil
-		},
-		Checkpoint: func(ctx context.Context, engine *convert.Engine) error {
-			_, err := store.Checkpoint(ctx, engine)
-			return err
-		},
-		Close: func(ctx context.Context, engine *convert.Engine) error {
-			if engine == nil { // start-up failed: nothing to checkpoint
-				return store.Close(ctx, nil)
-			}
-			return store.Close(ctx, engine)
-		},
+// openState opens the durable state store when state.directory is set and
+// makes readiness follow its health: a write-ahead log that cannot make
+// requests durable makes /readyz fail, a failed checkpoint shows there as
+// a warning.
+func (w *Worker) openState() error {
+	dir := w.cfg.State.Directory
+	if dir == "" {
+		return nil
+	}
+	store, err := state.Open(state.Options{
+		Directory:          dir,
+		CheckpointInterval: w.cfg.State.CheckpointInterval.Duration,
+		Registerer:         w.registry,
+		Logger:             w.logger,
+	})
+	if err != nil {
+		return err
+	}
+	w.store = store
+	w.readiness.Require(store.Healthy)
+	w.readiness.Notice(store.CheckpointFailure)
+	return nil
+}
+
+// restore brings the engine to the state of the last acknowledged request
+// (checkpoint, then log replay) before the worker reports ready; requests
+// meanwhile are refused as retryable. A checkpoint refused part way leaves
+// a partial engine behind, so the restore starts over in a fresh one.
+func (w *Worker) restore(ctx context.Context) error {
+	if w.store == nil {
+		return nil
+	}
+	w.readiness.NotReady("restoring state from " + w.cfg.State.Directory)
+	engine := w.currentEngine()
+	report, err := w.store.Restore(ctx, engine, replayInto(engine))
+	if errors.Is(err, state.ErrDiscardSink) {
+		w.logger.Warn("checkpoint refused part way; restoring from the write-ahead log alone", "error", err)
+		if engine, err = w.newEngine(); err != nil {
+			return fmt.Errorf("restoring worker state: %w", err)
+		}
+		report, err = w.store.Restore(ctx, engine, replayInto(engine))
+	}
+	if err != nil {
+		return fmt.Errorf("restoring worker state: %w", err)
+	}
+	if report.Damaged != nil {
+		w.logger.Error("checkpoint was damaged and set aside", "error", report.Damaged, "setAside", report.SetAside)
+	}
+	w.logger.Info("state restored", "streams", report.Streams, "skipped", report.Skipped,
+		"replayedRecords", report.Replayed, "replayedSegments", report.ReplayedSegments)
+	// The previous process may have emitted samples after its last
+	// checkpoint; ours must be later, or the backend refuses them.
+	engine.EmitAfter(time.Now())
+	w.engineMu.Lock()
+	w.engine = engine
+	w.engineMu.Unlock()
+	return nil
+}
+
+// runCheckpoints lets the store checkpoint the engine on its cadence until
+// ctx ends; the final checkpoint is the store's Close, at shutdown.
+func (w *Worker) runCheckpoints(ctx context.Context) {
+	if err := w.store.Run(ctx, w.currentEngine()); err != nil {
+		w.logger.Error("periodic checkpoints did not start; the write-ahead log keeps the data until shutdown", "error", err)
 	}
 }
 

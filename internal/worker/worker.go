@@ -4,9 +4,11 @@
 // loop, and shuts everything down in the order that loses nothing:
 // stop receiving, emit every running total, flush the exporters.
 //
-// Durable state plugs in through Hooks: a Journal on the ingest path, a
-// Restore hook that runs before the worker reports ready, and a Checkpoint
-// hook run periodically and once at shutdown.
+// With state.directory set, the worker hands its durable state to a
+// state.Store (see durable.go): each request is journaled before it is
+// applied, state is restored before the worker reports ready, the store
+// checkpoints on its own cadence and once more when it closes at shutdown,
+// and readiness shows the store's health.
 package worker
 
 import (
@@ -18,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/deltapipeline/deltapipeline/internal/convert"
@@ -31,36 +34,9 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
-// Journal durably records an accepted request before it is acknowledged.
-// nil when state.directory is empty.
-type Journal interface {
-	// Record returns once md is durable; the caller must call done() after
-	// md was applied to the engine.
-	Record(ctx context.Context, md pmetric.Metrics) (done func(), err error)
-}
-
-// Hooks connect durable state to the worker. Every field is optional.
-type Hooks struct {
-	// Journal is called on the ingest path before the engine sees a request.
-	Journal Journal
-	// Restore runs after the listeners are bound and before the worker
-	// reports ready; requests meanwhile are refused as retryable. It may
-	// replace the engine by calling fresh (for example when a damaged
-	// checkpoint left a partial state) and returns the engine to use.
-	Restore func(ctx context.Context, engine *convert.Engine, fresh func() (*convert.Engine, error)) (*convert.Engine, error)
-	// RestoreStatus explains readiness while Restore runs.
-	RestoreStatus func() string
-	// Checkpoint runs every state.checkpointInterval.
-	Checkpoint func(ctx context.Context, engine *convert.Engine) error
-	// Close runs once at shutdown, after the receivers stopped and the final
-	// emit, so that a final checkpoint holds every acknowledged request.
-	Close func(ctx context.Context, engine *convert.Engine) error
-}
-
 // Options are what the configuration file does not say.
 type Options struct {
 	Logger *slog.Logger
-	Hooks  Hooks
 	// Clock drives emits and staleness; time.Now when nil.
 	Clock func() time.Time
 	// ShutdownTimeout bounds the whole shutdown, flush included.
@@ -72,14 +48,18 @@ type Options struct {
 
 // Worker is one running worker process.
 type Worker struct {
-	cfg       workerconfig.Config
-	opts      Options
-	logger    *slog.Logger
-	metrics   *telemetry.Metrics
-	readiness *telemetry.Readiness
+	cfg           workerconfig.Config
+	opts          Options
+	logger        *slog.Logger
+	registry      *prometheus.Registry
+	metrics       *engineMetrics
+	exportMetrics *export.Metrics
+	readiness     *telemetry.Readiness
 
 	engineMu sync.RWMutex
 	engine   *convert.Engine
+	// store holds the durable state; nil when state.directory is empty.
+	store *state.Store
 
 	receivers *receive.Servers
 	telemetry *telemetry.Server
@@ -109,8 +89,20 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 		logger:    opts.Logger,
 		readiness: telemetry.NewReadiness("starting"),
 	}
-	w.metrics = telemetry.NewMetrics(w.streams)
-	w.initMetrics()
+	w.registry = telemetry.NewRegistry()
+	if w.metrics, err = newEngineMetrics(w.registry, w.streams); err != nil {
+		return nil, err
+	}
+	if w.exportMetrics, err = export.NewMetrics(w.registry); err != nil {
+		return nil, err
+	}
+	var checkpointInterval time.Duration
+	if cfg.State.Directory != "" {
+		checkpointInterval = cfg.State.CheckpointInterval.Duration
+	}
+	if err := registerLimits(w.registry, cfg.Conversion.MaxStreams, checkpointInterval); err != nil {
+		return nil, err
+	}
 	if w.engine, err = w.newEngine(); err != nil {
 		return nil, err
 	}
@@ -133,69 +125,38 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 		MaxRequestBody: int64(otlp.HTTP.MaxRequestBodyMiB) << 20,
 		MaxInFlight:    otlp.MaxConcurrentRequests,
 		Consumer:       receive.ConsumerFunc(w.consume),
-		Metrics:        w.metrics,
+		Registerer:     w.registry,
 		Logger:         w.logger,
 	}); err != nil {
 		return nil, err
 	}
-	if w.telemetry, err = telemetry.Listen(cfg.Telemetry.Endpoint, w.metrics, w.readiness, w.logger); err != nil {
+	if w.telemetry, err = telemetry.Listen(cfg.Telemetry.Endpoint, w.registry, w.readiness, w.logger); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-// initMetrics publishes the configured limits and creates the worker's
-// rejection and refusal series at zero, so that the first rejection shows in
-// increase() and in the alert rules built on it.
-func (w *Worker) initMetrics() {
-	w.metrics.StreamLimit.Set(float64(w.cfg.Conversion.MaxStreams))
-	if w.cfg.State.Directory != "" {
-		w.metrics.CheckpointInterval.Set(w.cfg.State.CheckpointInterval.Seconds())
-	}
-	for r := range convert.NumReasons {
-		w.metrics.RejectedPoints.WithLabelValues(r.String())
-	}
-	for _, transport := range receive.Transports {
-		for _, reason := range []string{refusedNotReady, refusedJournal} {
-			w.metrics.RequestsRefused.WithLabelValues(transport, reason)
-		}
-	}
-}
-
-// Reasons of the requests the worker itself refuses (receive counts them).
-const (
-	refusedNotReady = "not_ready"
-	refusedJournal  = "journal"
-)
-
 func (w *Worker) newEngine() (*convert.Engine, error) {
-	return convert.NewEngine(convert.Config{
-		MaxStreams: w.cfg.Conversion.MaxStreams,
-		MaxStale:   w.cfg.Conversion.MaxStale.Duration,
-		Writers:    w.cfg.Conversion.Writers,
-		Clock:      w.opts.Clock,
-	})
+	return convert.NewEngine(engineConfig(w.cfg.Conversion, w.opts.Clock))
 }
 
-// openState plugs in the durable state store when state.directory is set
-// and the caller did not bring its own hooks.
-func (w *Worker) openState() error {
-	dir := w.cfg.State.Directory
-	if dir == "" || w.opts.Hooks.Journal != nil || w.opts.Hooks.Restore != nil {
-		return nil
+// engineConfig translates the configuration file's conversion section into
+// the engine's plain settings.
+func engineConfig(c workerconfig.Conversion, clock func() time.Time) convert.Config {
+	return convert.Config{
+		MaxStreams:   c.MaxStreams,
+		MaxStale:     c.MaxStale.Duration,
+		SingleWriter: c.Writers == workerconfig.WritersSingle,
+		// Points may arrive late for as long as the gateways retry.
+		LateDataWindow: workerconfig.GatewayRetryBudget,
+		Clock:          clock,
 	}
-	store, err := state.Open(state.Options{Directory: dir, Registerer: w.metrics.Registry, Logger: w.logger})
-	if err != nil {
-		return err
-	}
-	w.opts.Hooks = DurableHooks(store, dir, w.logger)
-	return nil
 }
 
 func (w *Worker) buildExporters(ctx context.Context) error {
 	e := w.cfg.Exporters
 	if e.PrometheusRemoteWrite != nil {
-		o := remotewrite.Options{Config: *e.PrometheusRemoteWrite, Metrics: w.metrics, Logger: w.logger}
+		o := remotewrite.Options{Config: *e.PrometheusRemoteWrite, Metrics: w.exportMetrics, Logger: w.logger}
 		if w.opts.RemoteWrite != nil {
 			w.opts.RemoteWrite(&o)
 		}
@@ -206,7 +167,7 @@ func (w *Worker) buildExporters(ctx context.Context) error {
 		w.exporters = append(w.exporters, rw)
 	}
 	if e.OTLP != nil {
-		o, err := otlpexport.New(ctx, otlpexport.Options{Config: *e.OTLP, Metrics: w.metrics, Logger: w.logger})
+		o, err := otlpexport.New(ctx, otlpexport.Options{Config: *e.OTLP, Metrics: w.exportMetrics, Logger: w.logger})
 		if err != nil {
 			return err
 		}
@@ -214,11 +175,12 @@ func (w *Worker) buildExporters(ctx context.Context) error {
 	}
 	if e.Prometheus != nil {
 		p, err := promexport.Listen(promexport.Options{
-			Endpoint: e.Prometheus.Endpoint,
-			MaxStale: w.cfg.Conversion.MaxStale.Duration,
-			Metrics:  w.metrics,
-			Logger:   w.logger,
-			Now:      w.opts.Clock,
+			Endpoint:   e.Prometheus.Endpoint,
+			MaxStale:   w.cfg.Conversion.MaxStale.Duration,
+			Metrics:    w.exportMetrics,
+			Registerer: w.registry,
+			Logger:     w.logger,
+			Now:        w.opts.Clock,
 		})
 		if err != nil {
 			return err
@@ -242,8 +204,8 @@ func (w *Worker) closeOnError() {
 	for _, e := range w.exporters {
 		_ = e.Shutdown(ctx)
 	}
-	if w.opts.Hooks.Close != nil {
-		_ = w.opts.Hooks.Close(ctx, nil)
+	if w.store != nil {
+		_ = w.store.Close(ctx, nil) // start-up failed: nothing to checkpoint
 	}
 }
 
@@ -273,8 +235,8 @@ func (w *Worker) PrometheusAddr() net.Addr {
 	return w.pull.Addr()
 }
 
-// Metrics exposes the self-metrics registry.
-func (w *Worker) Metrics() *telemetry.Metrics { return w.metrics }
+// Registry is the self-metrics registry served at telemetry.endpoint.
+func (w *Worker) Registry() *prometheus.Registry { return w.registry }
 
 // Run serves until ctx ends, then shuts down gracefully. It returns the
 // first error that stopped the worker early, or what went wrong during
@@ -297,8 +259,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var loops sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(ctx)
 	loops.Go(func() { w.emitLoop(loopCtx) })
-	if w.opts.Hooks.Checkpoint != nil {
-		loops.Go(func() { w.checkpointLoop(loopCtx) })
+	if w.store != nil {
+		loops.Go(func() { w.runCheckpoints(loopCtx) })
 	}
 
 	var runErr error
@@ -314,36 +276,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	return errors.Join(runErr, w.shutdown(true))
 }
 
-func (w *Worker) restore(ctx context.Context) error {
-	h := w.opts.Hooks
-	if h.Restore == nil {
-		return nil
-	}
-	reason := "restoring state"
-	if h.RestoreStatus != nil {
-		reason = h.RestoreStatus()
-	}
-	w.readiness.NotReady(reason)
-	engine, err := h.Restore(ctx, w.currentEngine(), w.newEngine)
-	if err != nil {
-		return fmt.Errorf("restoring worker state: %w", err)
-	}
-	w.engineMu.Lock()
-	w.engine = engine
-	w.engineMu.Unlock()
-	return nil
-}
-
 // consume is the ingest path: journal, apply, forward passthrough, answer.
 func (w *Worker) consume(ctx context.Context, md pmetric.Metrics) (receive.Outcome, error) {
 	if ready, reason := w.readiness.State(); !ready {
-		return receive.Outcome{}, receive.Unavailable(refusedNotReady, receive.DefaultRetryAfter, errors.New(reason))
+		return receive.Outcome{}, receive.Unavailable("not_ready", receive.DefaultRetryAfter, errors.New(reason))
 	}
 	var done func()
-	if j := w.opts.Hooks.Journal; j != nil {
+	if w.store != nil {
 		var err error
-		if done, err = j.Record(ctx, md); err != nil {
-			return receive.Outcome{}, receive.Unavailable(refusedJournal, receive.DefaultRetryAfter,
+		if done, err = w.store.Record(ctx, md); err != nil {
+			return receive.Outcome{}, receive.Unavailable("journal", receive.DefaultRetryAfter,
 				fmt.Errorf("recording the request durably: %w", err))
 		}
 	}
@@ -351,22 +293,11 @@ func (w *Worker) consume(ctx context.Context, md pmetric.Metrics) (receive.Outco
 	if done != nil {
 		done()
 	}
-	w.countApply(res)
+	w.metrics.countApply(res)
 	if res.Passthrough > 0 {
 		w.exportAll(ctx, md)
 	}
 	return receive.Outcome{RejectedPoints: int64(res.RejectedTotal()), Message: res.Message()}, nil
-}
-
-func (w *Worker) countApply(res convert.Result) {
-	w.metrics.AppliedPoints.Add(float64(res.Applied))
-	w.metrics.DuplicatePoints.Add(float64(res.Duplicates))
-	w.metrics.PassthroughPoints.Add(float64(res.Passthrough))
-	for reason, n := range res.Rejected {
-		if n > 0 {
-			w.metrics.RejectedPoints.WithLabelValues(convert.Reason(reason).String()).Add(float64(n))
-		}
-	}
 }
 
 // exportAll hands md to every exporter. md is never modified afterwards
@@ -412,36 +343,23 @@ const emitMaxPending = 8
 func (w *Worker) emit(ctx context.Context, all bool) {
 	// A destination that stays slow must not stall emits for longer than
 	// one interval; past that, parts queue and the queues' own bounds apply.
-	waitUntil := time.Now().Add(w.cfg.Conversion.Interval.Duration)
+	backlogCtx, cancel := context.WithTimeout(ctx, w.cfg.Conversion.Interval.Duration)
+	defer cancel()
 	res := w.currentEngine().EmitChunks(w.opts.Clock(), all, emitChunkPoints, func(part pmetric.Metrics) {
 		w.exportAll(ctx, part)
-		w.waitForBacklog(ctx, waitUntil)
+		w.awaitBacklog(backlogCtx)
 	})
-	w.metrics.EmittedPoints.Add(float64(res.Points))
-	w.metrics.ExpiredStreams.Add(float64(res.Expired))
+	w.metrics.countEmit(res)
 }
 
-// waitForBacklog waits until every queueing exporter has at most
-// emitMaxPending requests waiting, ctx ends or until passes.
-func (w *Worker) waitForBacklog(ctx context.Context, until time.Time) {
-	const poll = 2 * time.Millisecond
+// awaitBacklog returns once every queueing exporter has at most
+// emitMaxPending requests waiting, woken by its sender, or when ctx ends.
+func (w *Worker) awaitBacklog(ctx context.Context) {
 	for _, e := range w.exporters {
-		b, ok := e.(export.Backlog)
-		if !ok {
-			continue
-		}
-		for b.Pending() > emitMaxPending && ctx.Err() == nil && time.Now().Before(until) {
-			time.Sleep(poll)
+		if b, ok := e.(export.Backlog); ok && b.AwaitBacklog(ctx, emitMaxPending) != nil {
+			return
 		}
 	}
-}
-
-func (w *Worker) checkpointLoop(ctx context.Context) {
-	every(ctx, w.cfg.State.CheckpointInterval.Duration, func() {
-		if err := w.opts.Hooks.Checkpoint(ctx, w.currentEngine()); err != nil {
-			w.logger.Error("writing checkpoint", "error", err)
-		}
-	})
 }
 
 // shutdown stops receiving, emits every running total, checkpoints and
@@ -457,8 +375,8 @@ func (w *Worker) shutdown(ready bool) error {
 	if ready {
 		w.emit(ctx, true)
 	}
-	if w.opts.Hooks.Close != nil {
-		if err := w.opts.Hooks.Close(ctx, w.currentEngine()); err != nil {
+	if w.store != nil {
+		if err := w.store.Close(ctx, w.currentEngine()); err != nil {
 			errs = append(errs, fmt.Errorf("closing worker state: %w", err))
 		}
 	}

@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/klauspost/compress/snappy"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -36,6 +39,8 @@ type remoteWriteServer struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	got []rwRequest
+	// gate, when set, holds every request until it is closed.
+	gate chan struct{}
 }
 
 type rwRequest struct {
@@ -47,6 +52,9 @@ type rwRequest struct {
 func newRemoteWriteServer(t *testing.T) *remoteWriteServer {
 	s := &remoteWriteServer{t: t}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.gate != nil {
+			<-s.gate
+		}
 		body, _ := io.ReadAll(r.Body)
 		raw, err := snappy.Decode(nil, body)
 		if err != nil {
@@ -119,6 +127,10 @@ func withRemoteWrite(url string) configOption {
 			SigV4:    &workerconfig.SigV4{Region: "us-east-1"},
 		}
 	}
+}
+
+func withRemoteWriteQueue(size int) configOption {
+	return func(c *workerconfig.Config) { c.Exporters.PrometheusRemoteWrite.QueueSize = size }
 }
 
 func withStateDirectory(dir string) configOption {
@@ -377,6 +389,82 @@ func TestGracefulShutdownEmitsFinalTotals(t *testing.T) {
 	if len(samples) != 1 || samples[0].Value != 15 || samples[0].Timestamp != t0.Add(9*time.Second).UnixMilli() {
 		t.Errorf("final emit = %+v, want one sample of 15 at the end of the last interval", samples)
 	}
+}
+
+// An emit larger than an exporter's queue waits for the sender instead of
+// displacing its own requests: the shutdown emit of 40 000 streams makes
+// over 20 remote write requests (parts of 8 192 points, at most 2 000
+// series a request) for a queue of 16, behind a destination that holds
+// every request until the emit is seen waiting.
+func TestEmitWaitsForExporterBacklog(t *testing.T) {
+	const streams, perRequest = 40000, 2000
+	rw := newRemoteWriteServer(t)
+	rw.gate = make(chan struct{})
+	h := startWorker(t, withRemoteWrite(rw.srv.URL), withRemoteWriteQueue(16))
+	for first := 0; first < streams; first += perRequest {
+		md := pmetric.NewMetrics()
+		for i := first; i < first+perRequest; i++ {
+			deltaTokens(fmt.Sprintf("s-%d", i), 0, 60, int64(i+1)).ResourceMetrics().MoveAndAppendTo(md.ResourceMetrics())
+		}
+		h.sendGRPC(t, md)
+	}
+
+	// Hold the sender until the shutdown emit either waits for it or, had it
+	// run ahead, displaced its own requests from the full queue.
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		defer close(rw.gate)
+		for range 2000 {
+			if metricSum(t, h.w.Registry(), "deltapipeline_worker_export_dropped_points_total") > 0 {
+				return
+			}
+			if waitingForBacklog() {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Error("the shutdown emit neither waited for the exporter's backlog nor overflowed its queue")
+	}()
+	h.shutdown(t)
+	<-released
+
+	if dropped := metricSum(t, h.w.Registry(), "deltapipeline_worker_export_dropped_points_total"); dropped != 0 {
+		t.Errorf("%v samples dropped; the emit ran ahead of the sender", dropped)
+	}
+	delivered := 0
+	for _, r := range rw.requests() {
+		delivered += len(r.req.Timeseries)
+	}
+	if delivered != streams {
+		t.Errorf("%d series delivered, want %d", delivered, streams)
+	}
+}
+
+// waitingForBacklog tells whether a goroutine is parked waiting for an
+// export queue to shrink.
+func waitingForBacklog() bool {
+	buf := make([]byte, 1<<20)
+	return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("sendqueue.(*Queue[...]).WaitLen("))
+}
+
+// metricSum sums every series of the named metric on reg.
+func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
 
 func TestPassthroughIsForwardedUnchanged(t *testing.T) {

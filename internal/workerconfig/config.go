@@ -433,7 +433,7 @@ func D(d time.Duration) Duration { return Duration{d} }
 
 // MarshalJSON writes the duration as a string such as "1m30s".
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(d.Duration.String())
+	return json.Marshal(d.String())
 }
 
 // UnmarshalJSON reads a duration string such as "30s" or "1m".

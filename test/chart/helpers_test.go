@@ -23,7 +23,6 @@ const (
 type renderSettings struct {
 	namespace   string
 	valuesFiles []string
-	sets        []string
 	includeCRDs bool
 }
 
@@ -31,10 +30,6 @@ type renderOption func(*renderSettings)
 
 func withValuesFile(path string) renderOption {
 	return func(s *renderSettings) { s.valuesFiles = append(s.valuesFiles, path) }
-}
-
-func withSet(key, value string) renderOption {
-	return func(s *renderSettings) { s.sets = append(s.sets, key+"="+value) }
 }
 
 func withNamespace(namespace string) renderOption {
@@ -58,9 +53,6 @@ func renderChart(t *testing.T, opts ...renderOption) []byte {
 	}
 	for _, file := range settings.valuesFiles {
 		args = append(args, "--values", file)
-	}
-	for _, set := range settings.sets {
-		args = append(args, "--set", set)
 	}
 	return runCommand(t, nil, helmBinary, args...)
 }

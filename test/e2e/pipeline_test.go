@@ -93,7 +93,7 @@ var _ = Describe("A DeltaPipeline of 2 gateways and 3 workers on local processes
 			Expect(n).To(BeNumerically(">", report.SentSeries/10), "worker %d converts a fair share of the streams", worker)
 		}
 
-		By("naming series and labels as documented for Claude Code")
+		By("naming series and labels as real Claude Code produces them")
 		series := pipeline.Receiver.Series()
 		for _, name := range []string{
 			"claude_code_session_count_total",
@@ -101,7 +101,8 @@ var _ = Describe("A DeltaPipeline of 2 gateways and 3 workers on local processes
 			"claude_code_cost_usage_USD_total",
 			"claude_code_active_time_seconds_total",
 			"claude_code_lines_of_code_count_total",
-			"claude_code_code_edit_tool_decision_count_total",
+			"claude_code_code_edit_tool_decision_total",
+			"claude_code_commit_count_total",
 			"loadgen_request_duration_milliseconds_bucket",
 			"loadgen_request_duration_milliseconds_count",
 			"loadgen_request_duration_milliseconds_sum",
@@ -109,21 +110,38 @@ var _ = Describe("A DeltaPipeline of 2 gateways and 3 workers on local processes
 			key := anySeries(series, name)
 			Expect(key).NotTo(BeEmpty(), "no series named %s", name)
 			Expect(key).To(ContainSubstring(`job="claude-code"`))
+			Expect(key).NotTo(ContainSubstring(`instance="`), "the client sends no service.instance.id")
 			Expect(key).To(ContainSubstring(`session_id="`))
-			Expect(key).To(ContainSubstring(`user_account_uuid="`))
-			Expect(key).To(ContainSubstring(`organization_id="`))
+			Expect(key).To(MatchRegexp(`user_id="[0-9a-f]{64}"`))
+			Expect(key).To(ContainSubstring(`anthropic_provider="firstParty"`))
+			Expect(key).To(MatchRegexp(`anthropic_custom_base_url="(true|false)"`))
 			Expect(key).To(ContainSubstring(`terminal_type="`))
 			Expect(key).To(ContainSubstring(`otel_scope_name="com.anthropic.claude_code"`))
 		}
 		Expect(anySeries(series, `claude_code_token_usage_tokens_total{`)).To(MatchRegexp(`model="[^"]+".*type="(input|output|cacheRead|cacheCreation)"`))
+		Expect(findSeries(series, "claude_code_token_usage_tokens_total", `user_account_uuid="`)).NotTo(BeEmpty(), "OAuth users send their account")
+		Expect(findSeries(series, "claude_code_token_usage_tokens_total", `user_email="`)).NotTo(BeEmpty())
+		apiKeyUser := false
+		for key := range series {
+			apiKeyUser = apiKeyUser || strings.HasPrefix(key, "claude_code_token_usage_tokens_total{") && !strings.Contains(key, `user_account_uuid="`)
+		}
+		Expect(apiKeyUser).To(BeTrue(), "API-key users send no account attributes")
+		Expect(findSeries(series, "claude_code_session_count_total", `start_type="continue"`)).NotTo(BeEmpty(), "a --continue process counts its start under a new session id")
+		Expect(findSeries(series, "claude_code_lines_of_code_count_total", `type="removed"`)).NotTo(BeEmpty(), "lines removed are sent, 0 included")
 
 		By("counting both writers of a shared session.id")
 		Expect(steady.SharedSessionIDs).To(HaveLen(8))
 		for _, id := range steady.SharedSessionIDs {
-			key := findSeries(series, "claude_code_session_count_total", `session_id="`+id+`"`)
-			Expect(key).NotTo(BeEmpty(), "session %s has no session count", id)
+			// The first writer started the session fresh, or with
+			// --continue under a new id; the second resumed it.
+			key := findSeries(series, "claude_code_session_count_total", `session_id="`+id+`"`, `start_type="resume"`)
+			Expect(key).NotTo(BeEmpty(), "session %s has no resumed start", id)
 			samples := series[key]
-			Expect(samples[len(samples)-1].Value).To(Equal(2.0), "%s: two processes started session %s", key, id)
+			Expect(samples[len(samples)-1].Value).To(Equal(1.0), "%s: one process resumed session %s", key, id)
+			// Both processes write this stream every round; its exact
+			// total (checked above for every series) holds both writers'
+			// deltas.
+			Expect(findSeries(series, "claude_code_active_time_seconds_total", `session_id="`+id+`"`, `type="cli"`)).NotTo(BeEmpty())
 		}
 
 		By("rejecting and dropping nothing in the workers")
@@ -184,10 +202,17 @@ func anySeries(series map[string][]harness.Sample, prefix string) string {
 	return ""
 }
 
-// findSeries returns the series of metric name whose key contains label.
-func findSeries(series map[string][]harness.Sample, name, label string) string {
+// findSeries returns a series of metric name whose key contains every label.
+func findSeries(series map[string][]harness.Sample, name string, labels ...string) string {
 	for key := range series {
-		if strings.HasPrefix(key, name+"{") && strings.Contains(key, label) {
+		if !strings.HasPrefix(key, name+"{") {
+			continue
+		}
+		all := true
+		for _, label := range labels {
+			all = all && strings.Contains(key, label)
+		}
+		if all {
 			return key
 		}
 	}

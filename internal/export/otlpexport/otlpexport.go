@@ -1,5 +1,5 @@
 // Package otlpexport owns the OTLP/gRPC exporter: it sends cumulative
-// metrics to any OTLP backend from a bounded queue through one sender,
+// metrics to any OTLP backend from the shared export queue (one sender),
 // retrying the status codes the OTLP specification calls retryable and
 // honouring the server's RetryInfo.
 package otlpexport
@@ -23,9 +23,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/deltapipeline/deltapipeline/internal/export"
 	"github.com/deltapipeline/deltapipeline/internal/export/httpauth"
-	"github.com/deltapipeline/deltapipeline/internal/export/sendqueue"
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
 	"github.com/deltapipeline/deltapipeline/internal/version"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
@@ -35,31 +34,28 @@ const Name = "otlp"
 
 // Reasons points are dropped.
 const (
-	DropQueueFull        = "queue_full"
+	DropQueueFull        = export.DropQueueFull
 	DropNotRetryable     = "not_retryable"
 	DropRetriesExhausted = "retries_exhausted"
 	DropPartialSuccess   = "rejected_by_backend"
-	DropShutdown         = "shutdown"
+	DropShutdown         = export.DropShutdown
 )
 
 // Options build an Exporter.
 type Options struct {
 	Config  workerconfig.OTLPExporter
-	Metrics *telemetry.Metrics
+	Metrics *export.Metrics
 	Logger  *slog.Logger
 }
 
 // Exporter is the OTLP/gRPC exporter.
 type Exporter struct {
-	cfg        workerconfig.OTLPExporter
-	conn       *grpc.ClientConn
-	client     pmetricotlp.GRPCClient
-	metrics    *telemetry.Metrics
-	logger     *slog.Logger
-	queue      *sendqueue.Queue[pmetric.Metrics]
-	stopped    chan struct{}
-	sendCtx    context.Context
-	cancelSend context.CancelFunc
+	cfg     workerconfig.OTLPExporter
+	conn    *grpc.ClientConn
+	client  pmetricotlp.GRPCClient
+	metrics *export.Metrics
+	logger  *slog.Logger
+	queue   *export.Queue[pmetric.Metrics]
 }
 
 // New connects lazily (gRPC dials on first use) and starts the sender.
@@ -89,61 +85,43 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OTLP exporter: endpoint %q: %w", cfg.Endpoint, err)
 	}
-	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e := &Exporter{
-		cfg:        cfg,
-		conn:       conn,
-		client:     pmetricotlp.NewGRPCClient(conn),
-		metrics:    opts.Metrics,
-		logger:     opts.Logger.With("exporter", Name),
-		queue:      sendqueue.New[pmetric.Metrics](cfg.QueueSize),
-		stopped:    make(chan struct{}),
-		sendCtx:    sendCtx,
-		cancelSend: cancel,
+		cfg:     cfg,
+		conn:    conn,
+		client:  pmetricotlp.NewGRPCClient(conn),
+		metrics: opts.Metrics,
+		logger:  opts.Logger.With("exporter", Name),
 	}
-	e.metrics.QueueCapacity.WithLabelValues(Name).Set(float64(cfg.QueueSize))
-	e.metrics.QueueLength.WithLabelValues(Name).Set(0)
-	e.metrics.InitExporter(Name, DropQueueFull, DropNotRetryable, DropRetriesExhausted, DropPartialSuccess, DropShutdown)
-	go e.run()
+	e.metrics.Init(Name, DropQueueFull, DropNotRetryable, DropRetriesExhausted, DropPartialSuccess, DropShutdown)
+	e.queue = export.StartQueue(ctx, export.QueueConfig[pmetric.Metrics]{
+		Exporter: Name,
+		Capacity: cfg.QueueSize,
+		Size:     pmetric.Metrics.DataPointCount,
+		Unit:     "points",
+		Metrics:  opts.Metrics,
+		Logger:   e.logger,
+	}, e.send)
 	return e, nil
 }
 
 // Name implements export.Exporter.
 func (e *Exporter) Name() string { return Name }
 
-// Export queues a copy of md; it never waits for the network.
+// Export queues md; it never waits for the network.
 func (e *Exporter) Export(_ context.Context, md pmetric.Metrics) error {
 	if md.DataPointCount() == 0 {
 		return nil
 	}
 	// Queued as is: md is read-only once handed over (export.Exporter).
-	own := md
-	oldest, displaced, err := e.queue.Push(own)
-	if err != nil {
-		e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(own.DataPointCount()))
+	if err := e.queue.Enqueue(md); err != nil {
 		return fmt.Errorf("OTLP exporter: %w", err)
 	}
-	if displaced {
-		e.metrics.DroppedPoints.WithLabelValues(Name, DropQueueFull).Add(float64(oldest.DataPointCount()))
-		e.logger.Warn("OTLP export queue full; dropped the oldest request", "points", oldest.DataPointCount())
-	}
-	e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
 	return nil
 }
 
-// Pending is the number of export requests waiting to be sent.
-func (e *Exporter) Pending() int { return e.queue.Len() }
-
-func (e *Exporter) run() {
-	defer close(e.stopped)
-	for {
-		md, ok := e.queue.Pop()
-		if !ok {
-			return
-		}
-		e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
-		e.send(md)
-	}
+// AwaitBacklog implements export.Backlog.
+func (e *Exporter) AwaitBacklog(ctx context.Context, n int) error {
+	return e.queue.AwaitBacklog(ctx, n)
 }
 
 func (e *Exporter) callContext(parent context.Context) (context.Context, context.CancelFunc, error) {
@@ -159,7 +137,8 @@ func (e *Exporter) callContext(parent context.Context) (context.Context, context
 	return ctx, cancel, nil
 }
 
-func (e *Exporter) send(md pmetric.Metrics) {
+// send delivers one queued request; ctx ends when shutdown runs out of time.
+func (e *Exporter) send(ctx context.Context, md pmetric.Metrics) {
 	points := md.DataPointCount()
 	req := pmetricotlp.NewExportRequestFromMetrics(md)
 	start := time.Now()
@@ -167,45 +146,45 @@ func (e *Exporter) send(md pmetric.Metrics) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		var resp pmetricotlp.ExportResponse
-		resp, err = e.attempt(req)
+		resp, err = e.attempt(ctx, req)
 		if err == nil {
-			e.metrics.ExportLatency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
-			e.metrics.ExportRequests.WithLabelValues(Name, "success").Inc()
+			e.metrics.Latency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
+			e.metrics.Requests.WithLabelValues(Name, "success").Inc()
 			rejected := int(resp.PartialSuccess().RejectedDataPoints())
 			if rejected > 0 {
-				e.metrics.DroppedPoints.WithLabelValues(Name, DropPartialSuccess).Add(float64(rejected))
+				e.queue.Dropped(DropPartialSuccess, rejected)
 				e.logger.Warn("OTLP backend rejected points", "rejected", rejected, "message", resp.PartialSuccess().ErrorMessage())
 			}
-			e.metrics.ExportedSeries.WithLabelValues(Name).Add(float64(points - rejected))
+			e.metrics.ExportedPoints.WithLabelValues(Name).Add(float64(points - rejected))
 			return
 		}
 		retryable, serverDelay := retryPolicy(err)
-		if !retryable || attempt >= e.cfg.Retry.MaxAttempts || e.sendCtx.Err() != nil {
+		if !retryable || attempt >= e.cfg.Retry.MaxAttempts || ctx.Err() != nil {
 			reason := DropRetriesExhausted
 			switch {
-			case e.sendCtx.Err() != nil:
+			case ctx.Err() != nil:
 				reason = DropShutdown
 			case !retryable:
 				reason = DropNotRetryable
 			}
-			e.metrics.ExportLatency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
-			e.metrics.ExportRequests.WithLabelValues(Name, "failure").Inc()
-			e.metrics.DroppedPoints.WithLabelValues(Name, reason).Add(float64(points))
+			e.metrics.Latency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
+			e.metrics.Requests.WithLabelValues(Name, "failure").Inc()
+			e.queue.Dropped(reason, points)
 			e.logger.Error("dropping OTLP export request", "points", points, "attempts", attempt, "reason", reason, "error", err)
 			return
 		}
-		e.metrics.ExportRetries.WithLabelValues(Name).Inc()
+		e.metrics.Retries.WithLabelValues(Name).Inc()
 		wait := max(jitter(delay), serverDelay)
 		delay = min(delay*2, e.cfg.Retry.MaxInterval.Duration)
 		select {
 		case <-time.After(wait):
-		case <-e.sendCtx.Done():
+		case <-ctx.Done():
 		}
 	}
 }
 
-func (e *Exporter) attempt(req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
-	ctx, cancel, err := e.callContext(e.sendCtx)
+func (e *Exporter) attempt(sendCtx context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	ctx, cancel, err := e.callContext(sendCtx)
 	if err != nil {
 		return pmetricotlp.ExportResponse{}, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -245,19 +224,9 @@ func retryPolicy(err error) (retryable bool, delay time.Duration) {
 // Shutdown sends what is queued, then closes the connection; what ctx does
 // not leave time for is counted as dropped.
 func (e *Exporter) Shutdown(ctx context.Context) error {
-	e.queue.Close()
 	var err error
-	select {
-	case <-e.stopped:
-	case <-ctx.Done():
-		lost := 0
-		for _, md := range e.queue.Drain() {
-			lost += md.DataPointCount()
-		}
-		e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(lost))
-		err = fmt.Errorf("flushing OTLP export queue: %w (%d queued points not sent)", ctx.Err(), lost)
+	if flushErr := e.queue.Shutdown(ctx); flushErr != nil {
+		err = fmt.Errorf("OTLP exporter: %w", flushErr)
 	}
-	e.cancelSend()
-	<-e.stopped
 	return errors.Join(err, e.conn.Close())
 }

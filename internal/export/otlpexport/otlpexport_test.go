@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -17,7 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
+	"github.com/deltapipeline/deltapipeline/internal/export"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
@@ -66,8 +67,11 @@ func startBackend(t *testing.T, b *backend) string {
 	return ln.Addr().String()
 }
 
-func newExporter(t *testing.T, endpoint string, attempts int) (*Exporter, *telemetry.Metrics) {
-	m := telemetry.NewMetrics(nil)
+func newExporter(t *testing.T, endpoint string, attempts int) (*Exporter, *export.Metrics) {
+	m, err := export.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := New(t.Context(), Options{
 		Config: workerconfig.OTLPExporter{
 			Endpoint:    endpoint,
@@ -123,7 +127,7 @@ func TestRetriesUnavailableAndSendsHeaders(t *testing.T) {
 	if len(b.tenant) != 1 || b.tenant[0] != "team-a" {
 		t.Errorf("x-scope-orgid = %v", b.tenant)
 	}
-	if v := testutil.ToFloat64(m.ExportRetries.WithLabelValues(Name)); v != 1 {
+	if v := testutil.ToFloat64(m.Retries.WithLabelValues(Name)); v != 1 {
 		t.Errorf("retries = %v", v)
 	}
 }
@@ -171,7 +175,7 @@ func TestPartialSuccessIsCounted(t *testing.T) {
 	if v := testutil.ToFloat64(m.DroppedPoints.WithLabelValues(Name, DropPartialSuccess)); v != 1 {
 		t.Errorf("dropped rejected_by_backend = %v", v)
 	}
-	if v := testutil.ToFloat64(m.ExportedSeries.WithLabelValues(Name)); v != 2 {
+	if v := testutil.ToFloat64(m.ExportedPoints.WithLabelValues(Name)); v != 2 {
 		t.Errorf("exported = %v, want 2", v)
 	}
 }

@@ -2,6 +2,8 @@
 // serving /metrics with the last cumulative value of every converted series,
 // named exactly as remote write names them. A series that receives no point
 // for conversion.maxStale disappears, as its stream does in the converter.
+// It counts the series it serves (scrape_series) and, through the shared
+// export metrics, the points it cannot name for Prometheus.
 package promexport
 
 import (
@@ -17,11 +19,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/deltapipeline/deltapipeline/internal/export"
 	"github.com/deltapipeline/deltapipeline/internal/export/promseries"
 	"github.com/deltapipeline/deltapipeline/internal/telemetry"
 )
@@ -34,8 +38,11 @@ type Options struct {
 	Endpoint string
 	// MaxStale is how long a series is served without a new point.
 	MaxStale time.Duration
-	Metrics  *telemetry.Metrics
-	Logger   *slog.Logger
+	// Metrics counts dropped points with the other exporters.
+	Metrics *export.Metrics
+	// Registerer takes this exporter's own metric, scrape_series.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 	// Now is the clock for expiry; time.Now when nil.
 	Now func() time.Time
 }
@@ -46,6 +53,7 @@ type Exporter struct {
 	translator *promseries.Translator
 	listener   net.Listener
 	srv        *http.Server
+	served     prometheus.Gauge
 
 	mu     sync.Mutex
 	series map[string]*entry
@@ -61,14 +69,23 @@ func Listen(opts Options) (*Exporter, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	served := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: telemetry.Namespace, Name: "scrape_series",
+		Help: "Series currently served by the Prometheus pull exporter.",
+	})
+	if err := opts.Registerer.Register(served); err != nil {
+		return nil, fmt.Errorf("registering the Prometheus exporter's metrics: %w", err)
+	}
 	ln, err := net.Listen("tcp", opts.Endpoint)
 	if err != nil {
+		opts.Registerer.Unregister(served)
 		return nil, fmt.Errorf("listening for Prometheus scrapes on %s: %w", opts.Endpoint, err)
 	}
 	e := &Exporter{
 		opts:       opts,
 		translator: promseries.NewTranslator(nil),
 		listener:   ln,
+		served:     served,
 		series:     map[string]*entry{},
 	}
 	mux := http.NewServeMux()
@@ -110,15 +127,13 @@ func (e *Exporter) Export(_ context.Context, md pmetric.Metrics) error {
 		}
 		e.series[key] = &entry{point: clonePoint(p), updated: now}
 	})
-	e.metrics().ScrapeSeries.Set(float64(len(e.series)))
+	e.served.Set(float64(len(e.series)))
 	e.mu.Unlock()
 	for reason, n := range dropped {
-		e.metrics().DroppedPoints.WithLabelValues(Name, reason).Add(float64(n))
+		e.opts.Metrics.Dropped(Name, reason, n)
 	}
 	return nil
 }
-
-func (e *Exporter) metrics() *telemetry.Metrics { return e.opts.Metrics }
 
 func seriesKey(p *promseries.Point) string {
 	var b strings.Builder
@@ -184,7 +199,7 @@ func (e *Exporter) gather() []*dto.MetricFamily {
 		}
 		mf.Metric = append(mf.Metric, toMetric(p))
 	}
-	e.metrics().ScrapeSeries.Set(float64(len(e.series)))
+	e.served.Set(float64(len(e.series)))
 	e.mu.Unlock()
 
 	out := make([]*dto.MetricFamily, 0, len(byFamily))

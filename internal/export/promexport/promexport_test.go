@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
+	"github.com/deltapipeline/deltapipeline/internal/export"
 )
 
 type clock struct {
@@ -35,12 +36,18 @@ func (c *clock) advance(d time.Duration) {
 
 func start(t *testing.T, c *clock) *Exporter {
 	t.Helper()
+	reg := prometheus.NewRegistry()
+	metrics, err := export.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := Listen(Options{
-		Endpoint: "127.0.0.1:0",
-		MaxStale: 5 * time.Minute,
-		Metrics:  telemetry.NewMetrics(nil),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:      c.Now,
+		Endpoint:   "127.0.0.1:0",
+		MaxStale:   5 * time.Minute,
+		Metrics:    metrics,
+		Registerer: reg,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:        c.Now,
 	})
 	if err != nil {
 		t.Fatal(err)

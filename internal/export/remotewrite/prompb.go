@@ -282,9 +282,10 @@ func decodeHistogram(b []byte) (Histogram, error) {
 		case fieldHistogramNegSpans, fieldHistogramPosSpans:
 			var s BucketSpan
 			if err := eachField(v, func(num protowire.Number, _ protowire.Type, _ []byte, n uint64) error {
-				if num == fieldSpanOffset {
+				switch num {
+				case fieldSpanOffset:
 					s.Offset = int32(protowire.DecodeZigZag(n))
-				} else if num == fieldSpanLength {
+				case fieldSpanLength:
 					s.Length = uint32(n)
 				}
 				return nil

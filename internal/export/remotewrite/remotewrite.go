@@ -1,7 +1,7 @@
 // Package remotewrite owns the Prometheus remote write 1.0 exporter: it turns
 // cumulative OTLP metrics into prometheus.WriteRequest messages, keeps them
-// in a bounded first-in first-out queue sent by one sender (so samples of a
-// series reach the receiver in time order, also across requests), signs them
+// in the shared export queue, sent by one sender (so samples of a series
+// reach the receiver in time order, also across requests), signs them
 // with SigV4 or other authentication, and retries what the specification
 // says is retryable, counting everything it gives up on by reason.
 package remotewrite
@@ -20,10 +20,9 @@ import (
 	"github.com/prometheus/client_golang/exp/api/remote"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/deltapipeline/deltapipeline/internal/export"
 	"github.com/deltapipeline/deltapipeline/internal/export/httpauth"
 	"github.com/deltapipeline/deltapipeline/internal/export/promseries"
-	"github.com/deltapipeline/deltapipeline/internal/export/sendqueue"
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
 	"github.com/deltapipeline/deltapipeline/internal/version"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
@@ -37,12 +36,12 @@ const maxSeriesPerRequest = 2000
 
 // Reasons samples are dropped after they were queued.
 const (
-	DropQueueFull        = "queue_full"
+	DropQueueFull        = export.DropQueueFull
 	DropClientError      = "client_error"
 	DropRateLimited      = "rate_limited"
 	DropServerError      = "server_error"
 	DropNetworkError     = "network_error"
-	DropShutdown         = "shutdown"
+	DropShutdown         = export.DropShutdown
 	DropRequestEncoding  = "encoding_error"
 	DropAttemptsExceeded = "retries_exhausted"
 )
@@ -52,7 +51,7 @@ const (
 // HTTP connection.
 type Options struct {
 	Config  workerconfig.RemoteWriteExporter
-	Metrics *telemetry.Metrics
+	Metrics *export.Metrics
 	Logger  *slog.Logger
 	// Clock is the signing time; time.Now when nil.
 	Clock func() time.Time
@@ -67,17 +66,13 @@ type Options struct {
 type Exporter struct {
 	cfg     workerconfig.RemoteWriteExporter
 	api     *remote.API
-	metrics *telemetry.Metrics
+	metrics *export.Metrics
 	logger  *slog.Logger
 
 	buildMu sync.Mutex
 	builder *builder
 
-	queue   *sendqueue.Queue[*batch]
-	stopped chan struct{}
-	// sendCtx ends in-flight sends when shutdown runs out of time.
-	sendCtx    context.Context
-	cancelSend context.CancelFunc
+	queue *export.Queue[*batch]
 }
 
 type batch struct {
@@ -138,24 +133,24 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remote write exporter: endpoint %q: %w", cfg.Endpoint, err)
 	}
-	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e := &Exporter{
-		cfg:        cfg,
-		api:        api,
-		metrics:    opts.Metrics,
-		logger:     opts.Logger.With("exporter", Name),
-		builder:    newBuilder(promseries.NewTranslator(cfg.ExternalLabels)),
-		queue:      sendqueue.New[*batch](cfg.QueueSize),
-		stopped:    make(chan struct{}),
-		sendCtx:    sendCtx,
-		cancelSend: cancel,
+		cfg:     cfg,
+		api:     api,
+		metrics: opts.Metrics,
+		logger:  opts.Logger.With("exporter", Name),
+		builder: newBuilder(promseries.NewTranslator(cfg.ExternalLabels)),
 	}
-	e.metrics.QueueCapacity.WithLabelValues(Name).Set(float64(cfg.QueueSize))
-	e.metrics.QueueLength.WithLabelValues(Name).Set(0)
-	e.metrics.InitExporter(Name, DropQueueFull, DropClientError, DropRateLimited, DropServerError, DropNetworkError,
+	e.metrics.Init(Name, DropQueueFull, DropClientError, DropRateLimited, DropServerError, DropNetworkError,
 		DropShutdown, DropRequestEncoding, DropAttemptsExceeded,
 		promseries.DropDelta, promseries.DropInvalidName, promseries.DropInvalidPoint, promseries.DropUnsupportedScale, promseries.DropEmptyType)
-	go e.run()
+	e.queue = export.StartQueue(ctx, export.QueueConfig[*batch]{
+		Exporter: Name,
+		Capacity: cfg.QueueSize,
+		Size:     func(b *batch) int { return b.samples },
+		Unit:     "samples",
+		Metrics:  opts.Metrics,
+		Logger:   e.logger,
+	}, e.send)
 	return e, nil
 }
 
@@ -168,15 +163,15 @@ func (e *Exporter) Export(_ context.Context, md pmetric.Metrics) error {
 	series, samples, dropped := e.builder.build(md)
 	e.buildMu.Unlock()
 	for reason, n := range dropped {
-		e.metrics.DroppedPoints.WithLabelValues(Name, reason).Add(float64(n))
+		e.queue.Dropped(reason, n)
 	}
 	if samples == 0 {
 		return nil
 	}
 	for start := 0; start < len(series); start += maxSeriesPerRequest {
 		part := series[start:min(start+maxSeriesPerRequest, len(series))]
-		if err := e.enqueue(&batch{req: &WriteRequest{Timeseries: part}, samples: countSamples(part)}); err != nil {
-			return err
+		if err := e.queue.Enqueue(&batch{req: &WriteRequest{Timeseries: part}, samples: countSamples(part)}); err != nil {
+			return fmt.Errorf("remote write exporter: %w", err)
 		}
 	}
 	return nil
@@ -190,37 +185,9 @@ func countSamples(series []TimeSeries) int {
 	return n
 }
 
-// enqueue appends b; a full queue drops its oldest request, because the
-// newest cumulative values supersede older ones of the same series.
-func (e *Exporter) enqueue(b *batch) error {
-	oldest, displaced, err := e.queue.Push(b)
-	if err != nil {
-		e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(b.samples))
-		return fmt.Errorf("remote write exporter: %w", err)
-	}
-	if displaced {
-		e.metrics.DroppedPoints.WithLabelValues(Name, DropQueueFull).Add(float64(oldest.samples))
-		e.logger.Warn("remote write queue full; dropped the oldest request",
-			"samples", oldest.samples, "queueSize", e.cfg.QueueSize)
-	}
-	e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
-	return nil
-}
-
-// Pending is the number of write requests waiting to be sent.
-func (e *Exporter) Pending() int { return e.queue.Len() }
-
-// run is the single sender: requests leave in the order they were queued.
-func (e *Exporter) run() {
-	defer close(e.stopped)
-	for {
-		b, ok := e.queue.Pop()
-		if !ok {
-			return
-		}
-		e.metrics.QueueLength.WithLabelValues(Name).Set(float64(e.queue.Len()))
-		e.send(b)
-	}
+// AwaitBacklog implements export.Backlog.
+func (e *Exporter) AwaitBacklog(ctx context.Context, n int) error {
+	return e.queue.AwaitBacklog(ctx, n)
 }
 
 type statusKey struct{}
@@ -243,9 +210,11 @@ func (s statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 
 var errAttemptsExhausted = errors.New("retry.maxAttempts reached")
 
-func (e *Exporter) send(b *batch) {
+// send delivers one queued request; sendCtx ends when shutdown runs out of
+// time.
+func (e *Exporter) send(sendCtx context.Context, b *batch) {
 	status := new(int)
-	ctx, cancel := context.WithCancelCause(context.WithValue(e.sendCtx, statusKey{}, status))
+	ctx, cancel := context.WithCancelCause(context.WithValue(sendCtx, statusKey{}, status))
 	defer cancel(nil)
 	attempts := 1
 	var lastErr error
@@ -257,20 +226,20 @@ func (e *Exporter) send(b *batch) {
 			return
 		}
 		attempts++
-		e.metrics.ExportRetries.WithLabelValues(Name).Inc()
+		e.metrics.Retries.WithLabelValues(Name).Inc()
 	}))
-	e.metrics.ExportLatency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
+	e.metrics.Latency.WithLabelValues(Name).Observe(time.Since(start).Seconds())
 	if err == nil {
-		e.metrics.ExportRequests.WithLabelValues(Name, "success").Inc()
-		e.metrics.ExportedSeries.WithLabelValues(Name).Add(float64(b.samples))
+		e.metrics.Requests.WithLabelValues(Name, "success").Inc()
+		e.metrics.ExportedPoints.WithLabelValues(Name).Add(float64(b.samples))
 		return
 	}
-	e.metrics.ExportRequests.WithLabelValues(Name, "failure").Inc()
-	reason := dropReason(*status, context.Cause(ctx), e.sendCtx.Err())
+	e.metrics.Requests.WithLabelValues(Name, "failure").Inc()
+	reason := dropReason(*status, context.Cause(ctx), sendCtx.Err())
 	if errors.Is(context.Cause(ctx), errAttemptsExhausted) && lastErr != nil {
 		err = fmt.Errorf("%w after %d attempts: %w", errAttemptsExhausted, attempts, lastErr)
 	}
-	e.metrics.DroppedPoints.WithLabelValues(Name, reason).Add(float64(b.samples))
+	e.queue.Dropped(reason, b.samples)
 	e.logger.Error("dropping remote write request", "samples", b.samples, "reason", reason, "error", err)
 }
 
@@ -294,19 +263,8 @@ func dropReason(status int, cause, shutdown error) string {
 // Shutdown stops accepting requests, sends what is queued and returns when
 // the queue is empty or ctx ends; what could not be sent is counted.
 func (e *Exporter) Shutdown(ctx context.Context) error {
-	e.queue.Close()
-	select {
-	case <-e.stopped:
-		e.cancelSend()
-		return nil
-	case <-ctx.Done():
+	if err := e.queue.Shutdown(ctx); err != nil {
+		return fmt.Errorf("remote write exporter: %w", err)
 	}
-	lost := 0
-	for _, b := range e.queue.Drain() {
-		lost += b.samples
-	}
-	e.metrics.DroppedPoints.WithLabelValues(Name, DropShutdown).Add(float64(lost))
-	e.cancelSend()
-	<-e.stopped
-	return fmt.Errorf("flushing remote write queue: %w (%d queued samples not sent)", ctx.Err(), lost)
+	return nil
 }

@@ -18,11 +18,12 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/klauspost/compress/snappy"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
-	"github.com/deltapipeline/deltapipeline/internal/telemetry"
+	"github.com/deltapipeline/deltapipeline/internal/export"
 	"github.com/deltapipeline/deltapipeline/internal/version"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
@@ -115,9 +116,12 @@ func withSigV4(clock time.Time) exporterOption {
 	}
 }
 
-func newExporter(t *testing.T, endpoint string, opts ...exporterOption) (*Exporter, *telemetry.Metrics) {
+func newExporter(t *testing.T, endpoint string, opts ...exporterOption) (*Exporter, *export.Metrics) {
 	t.Helper()
-	m := telemetry.NewMetrics(nil)
+	m, err := export.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	o := Options{
 		Config: workerconfig.RemoteWriteExporter{
 			Endpoint:       endpoint + "/api/v1/remote_write",
@@ -227,7 +231,7 @@ func TestSendsRemoteWrite10(t *testing.T) {
 	if lastTs != baseTime.Add(2*time.Second).UnixMilli() {
 		t.Errorf("last timestamp %d", lastTs)
 	}
-	if v := testutil.ToFloat64(m.ExportedSeries.WithLabelValues(Name)); v != 3 {
+	if v := testutil.ToFloat64(m.ExportedPoints.WithLabelValues(Name)); v != 3 {
 		t.Errorf("exported samples metric = %v, want 3", v)
 	}
 }
@@ -332,10 +336,10 @@ func TestRetriesServerErrors(t *testing.T) {
 	if n := len(r.requests()); n != 3 {
 		t.Errorf("%d attempts, want 3", n)
 	}
-	if v := testutil.ToFloat64(m.ExportRetries.WithLabelValues(Name)); v != 2 {
+	if v := testutil.ToFloat64(m.Retries.WithLabelValues(Name)); v != 2 {
 		t.Errorf("retries metric = %v, want 2", v)
 	}
-	if v := testutil.ToFloat64(m.ExportedSeries.WithLabelValues(Name)); v != 1 {
+	if v := testutil.ToFloat64(m.ExportedPoints.WithLabelValues(Name)); v != 1 {
 		t.Errorf("exported = %v, want 1", v)
 	}
 }

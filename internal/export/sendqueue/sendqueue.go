@@ -1,10 +1,13 @@
 // Package sendqueue owns the bounded first-in first-out queue between the
 // code that produces export requests and the single sender of an exporter.
 // When full it gives up the oldest request: cumulative values make newer
-// requests supersede older ones of the same series.
+// requests supersede older ones of the same series. Producers that must not
+// run ahead of the sender wait for its length to fall (WaitLen), woken by
+// the sender taking an item rather than by polling.
 package sendqueue
 
 import (
+	"context"
 	"errors"
 	"sync"
 )
@@ -19,6 +22,9 @@ type Queue[T any] struct {
 	capacity int
 	closed   bool
 	wake     chan struct{}
+	// shrunk is closed when an item leaves the queue; nil while nobody
+	// waits in WaitLen, so that a sender nobody waits for allocates nothing.
+	shrunk chan struct{}
 }
 
 // New returns a queue holding at most capacity items.
@@ -63,6 +69,7 @@ func (q *Queue[T]) Pop() (item T, ok bool) {
 			var zero T
 			q.items[0] = zero
 			q.items = q.items[1:]
+			q.signalShrunkLocked()
 			q.mu.Unlock()
 			return item, true
 		}
@@ -96,5 +103,35 @@ func (q *Queue[T]) Drain() []T {
 	defer q.mu.Unlock()
 	items := q.items
 	q.items = nil
+	q.signalShrunkLocked()
 	return items
+}
+
+func (q *Queue[T]) signalShrunkLocked() {
+	if q.shrunk != nil {
+		close(q.shrunk)
+		q.shrunk = nil
+	}
+}
+
+// WaitLen returns once at most n items are queued, or with ctx's error when
+// ctx ends first. It wakes each time an item leaves the queue.
+func (q *Queue[T]) WaitLen(ctx context.Context, n int) error {
+	for {
+		q.mu.Lock()
+		if len(q.items) <= n {
+			q.mu.Unlock()
+			return nil
+		}
+		if q.shrunk == nil {
+			q.shrunk = make(chan struct{})
+		}
+		shrunk := q.shrunk
+		q.mu.Unlock()
+		select {
+		case <-shrunk:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

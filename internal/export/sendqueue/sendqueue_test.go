@@ -1,6 +1,7 @@
 package sendqueue
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -46,5 +47,36 @@ func TestPopWaitsForPush(t *testing.T) {
 	}
 	if v := <-done; v != "a" {
 		t.Errorf("popped %q", v)
+	}
+}
+
+func TestWaitLenReturnsWhenTheSenderCatchesUp(t *testing.T) {
+	q := New[int](8)
+	for i := range 3 {
+		if _, _, err := q.Push(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.WaitLen(t.Context(), 3); err != nil {
+		t.Fatalf("wait for a length already reached: %v", err)
+	}
+	ended, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := q.WaitLen(ended, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait on an ended context with 3 queued for at most 1: %v, want context.Canceled", err)
+	}
+
+	waited := make(chan error, 1)
+	go func() { waited <- q.WaitLen(t.Context(), 1) }()
+	for range 2 {
+		if _, ok := q.Pop(); !ok {
+			t.Fatal("pop from a queue holding items")
+		}
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("wait after the queue fell to 1: %v", err)
+	}
+	if n := q.Len(); n != 1 {
+		t.Errorf("length %d after two pops of three", n)
 	}
 }

@@ -290,7 +290,12 @@ func scan(path string, fn func([]byte) error) (Meta, Stats, error) {
 		return Meta{}, Stats{}, fmt.Errorf("opening checkpoint: %w", err)
 	}
 	defer f.Close()
-	r := &blockReader{path: path, in: bufio.NewReaderSize(f, 1<<20)}
+	info, err := f.Stat()
+	if err != nil {
+		return Meta{}, Stats{}, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	// A small checkpoint needs no 1 MiB buffer.
+	r := &blockReader{path: path, size: info.Size(), in: bufio.NewReaderSize(f, int(min(info.Size(), 1<<20)))}
 	meta, err := r.readHeader()
 	if err != nil {
 		return Meta{}, Stats{Bytes: r.offset}, err
@@ -308,6 +313,7 @@ func scan(path string, fn func([]byte) error) (Meta, Stats, error) {
 
 type blockReader struct {
 	path    string
+	size    int64 // of the file when it was opened
 	in      *bufio.Reader
 	offset  int64
 	records int
@@ -376,6 +382,10 @@ func (r *blockReader) readBlock(fn func([]byte) error) (bool, error) {
 	}
 	if size > maxBlockBytes {
 		return false, r.corrupt(start, ErrMalformed, "block declares %d bytes, more than the %d allowed", size, maxBlockBytes)
+	}
+	// A damaged length must not cost an allocation of that length.
+	if left := r.size - r.offset; int64(size) > left {
+		return false, r.corrupt(r.offset, ErrTruncated, "block payload needs %d bytes, %d present", size, max(left, 0))
 	}
 	if cap(r.payload) < int(size) {
 		r.payload = make([]byte, size)

@@ -76,7 +76,9 @@ type Log struct {
 	cur    *segment
 	// broken is the write or fsync failure that made the current segment
 	// unusable; the next commit or rotation moves to a fresh segment.
-	broken error
+	// failure mirrors it for Err, which must not wait behind an fsync.
+	broken  error
+	failure atomic.Pointer[error]
 
 	// mu guards segments and their pending counts; applied waits on it.
 	mu       sync.Mutex
@@ -375,7 +377,7 @@ func (l *Log) writeAndSync(buf []byte, records int) error {
 // acknowledged, so its senders still hold it and retry. The caller holds
 // fileMu.
 func (l *Log) abandon(seg *segment, cause error) {
-	l.broken = cause
+	l.setBroken(cause)
 	// Best effort: if the cut fails too, replay reports the leftover as
 	// damage inside this segment and skips it.
 	_ = l.file.Truncate(seg.bytes)
@@ -396,17 +398,30 @@ func (l *Log) recover() error {
 	if err := l.startSegment(l.cur.seq + 1); err != nil {
 		return fmt.Errorf("write-ahead log unavailable since %v; starting a new segment failed: %w", l.broken, err)
 	}
-	l.broken = nil
+	l.setBroken(nil)
 	return nil
+}
+
+// setBroken records the failure the log has to recover from, nil once it
+// did. The caller holds fileMu.
+func (l *Log) setBroken(err error) {
+	l.broken = err
+	if err == nil {
+		l.failure.Store(nil)
+	} else {
+		l.failure.Store(&err)
+	}
 }
 
 // Err reports the write or fsync failure that the log has not recovered from
 // yet: it recovers at the next request or rotation that can start a new
-// segment.
+// segment. It does not wait for a commit in progress, so a readiness probe
+// or a scrape never stalls behind a slow fsync.
 func (l *Log) Err() error {
-	l.fileMu.Lock()
-	defer l.fileMu.Unlock()
-	return l.broken
+	if err := l.failure.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // Rotate seals the current segment and starts the next one, returning its
@@ -522,7 +537,7 @@ func (l *Log) Close() error {
 
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()
-	l.broken = nil // nothing is written any more, so nothing to recover
+	l.setBroken(nil) // nothing is written any more, so nothing to recover
 	if l.file == nil {
 		return nil
 	}

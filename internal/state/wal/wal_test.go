@@ -152,7 +152,9 @@ func TestConcurrentWritersAreAllDurableExactlyOnce(t *testing.T) {
 		}
 		seen[r.payload] = true
 		var w, i int
-		fmt.Sscanf(r.payload, "w%02d-%03d", &w, &i)
+		if _, err := fmt.Sscanf(r.payload, "w%02d-%03d", &w, &i); err != nil {
+			t.Fatalf("record %q: %v", r.payload, err)
+		}
 		key := fmt.Sprint(w)
 		if i != next[key] {
 			t.Fatalf("writer %d: record %d replayed where %d was expected: order lost", w, i, next[key])

@@ -1,0 +1,79 @@
+package receive
+
+import (
+	"context"
+	"log/slog"
+
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+)
+
+// Reasons a whole request is refused, the reason label of
+// refused_requests_total. Consumers add their own (not_ready, journal)
+// through UnavailableError.Reason.
+const (
+	reasonMalformed            = "malformed"
+	reasonTooLarge             = "too_large"
+	reasonOverloaded           = "overloaded"
+	reasonUnsupportedMediaType = "unsupported_media_type"
+	reasonMethodNotAllowed     = "method_not_allowed"
+	reasonInternal             = "internal"
+	reasonConsumerError        = "consumer_error"
+)
+
+// ingest is the one path both transports share, as in the OpenTelemetry
+// Collector's receivers: a transport decodes a request, calls export and
+// encodes what it returns; admission, counting, the consumer and the
+// partial success happen here, once.
+type ingest struct {
+	consumer  Consumer
+	admission *admission
+	metrics   *metrics
+	logger    *slog.Logger
+}
+
+// newIngest builds the path for both transports, registering its metrics.
+func newIngest(opts Options) (*ingest, error) {
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &ingest{
+		consumer:  opts.Consumer,
+		admission: newAdmission(opts.MaxInFlight),
+		metrics:   m,
+		logger:    opts.Logger,
+	}, nil
+}
+
+// export admits req, counts its points, hands them to the consumer and
+// returns the OTLP response, with the partial success of what the consumer
+// refused, or why the whole request must be retried later.
+func (in *ingest) export(ctx context.Context, transport string, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, *UnavailableError) {
+	if !in.admission.tryAcquire() {
+		in.refused(transport, reasonOverloaded)
+		return pmetricotlp.ExportResponse{}, &UnavailableError{Reason: reasonOverloaded, RetryAfter: DefaultRetryAfter, Err: errOverloaded}
+	}
+	defer in.admission.release()
+
+	md := req.Metrics()
+	in.metrics.receivedPoints.WithLabelValues(transport).Add(float64(md.DataPointCount()))
+	outcome, err := in.consumer.Consume(ctx, md)
+	if err != nil {
+		u := unavailableFrom(err)
+		in.logger.WarnContext(ctx, "refusing OTLP request", "transport", transport, "reason", u.Reason, "error", err)
+		in.refused(transport, u.Reason)
+		return pmetricotlp.ExportResponse{}, u
+	}
+	resp := pmetricotlp.NewExportResponse()
+	if outcome.RejectedPoints > 0 {
+		resp.PartialSuccess().SetRejectedDataPoints(outcome.RejectedPoints)
+		resp.PartialSuccess().SetErrorMessage(outcome.Message)
+	}
+	return resp, nil
+}
+
+// refused counts a request a transport could not ingest: it did not decode,
+// broke a transport rule, or its answer could not be encoded.
+func (in *ingest) refused(transport, reason string) {
+	in.metrics.refusedRequests.WithLabelValues(transport, reason).Inc()
+}

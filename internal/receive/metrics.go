@@ -1,0 +1,49 @@
+package receive
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deltapipeline/deltapipeline/internal/telemetry"
+)
+
+// refusalReasons are the reasons of refused_requests_total: the receivers'
+// own and those the worker gives through UnavailableError.
+var refusalReasons = []string{
+	reasonMalformed, reasonTooLarge, reasonOverloaded, reasonUnsupportedMediaType, reasonMethodNotAllowed, reasonInternal,
+	"not_ready", "journal", reasonConsumerError,
+}
+
+// metrics are what the receivers count: points decoded and requests refused.
+type metrics struct {
+	receivedPoints  *prometheus.CounterVec // by transport
+	refusedRequests *prometheus.CounterVec // by transport, reason
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		receivedPoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "received_points_total",
+			Help: "Data points decoded from OTLP requests, by transport (grpc, http).",
+		}, []string{"transport"}),
+		refusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "refused_requests_total",
+			Help: "Whole OTLP requests refused, by transport and reason (malformed, too_large, overloaded, not_ready, unsupported_media_type, method_not_allowed, journal, consumer_error, internal).",
+		}, []string{"transport", "reason"}),
+	}
+	for _, c := range []prometheus.Collector{m.receivedPoints, m.refusedRequests} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering the receivers' metrics: %w", err)
+		}
+	}
+	// Every series at zero from the start, so that the first refusal shows
+	// in increase() and in the alert rules built on it.
+	for _, transport := range Transports {
+		m.receivedPoints.WithLabelValues(transport)
+		for _, reason := range refusalReasons {
+			m.refusedRequests.WithLabelValues(transport, reason)
+		}
+	}
+	return m, nil
+}
