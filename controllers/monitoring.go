@@ -1,140 +1,66 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/utils/ptr"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
-// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;update;patch;delete
-
-// PodMonitors are not watched: prometheus-operator's CRD may be installed
-// after the operator started, or never. They are applied on every reconcile
-// of a pipeline that asks for them, and read straight from the API server
-// (the client does not cache unstructured objects).
-
-// reconcileMonitoring applies or removes the pipeline's PodMonitors and
-// reports the Monitoring condition. A missing CRD is reported, not failed:
-// the pipeline runs without scrape objects.
-func (r *DeltaPipelineReconciler) reconcileMonitoring(ctx context.Context, p *v1alpha1.DeltaPipeline, status *v1alpha1.DeltaPipelineStatus) error {
-	installed, err := r.podMonitorCRDInstalled()
-	if err != nil {
-		return err
-	}
+// podMonitors returns the PodMonitors each tier gets, by component, and
+// reports the Monitoring condition. PodMonitors are an owned kind
+// (owned_kinds.go) whose CRD may be missing: then the condition says so and
+// the tiers get none, nothing fails. Turned off, the tiers get none and
+// pruning removes those the pipeline had.
+func (r *DeltaPipelineReconciler) podMonitors(p *v1alpha1.DeltaPipeline, status *v1alpha1.DeltaPipelineStatus) (map[string][]client.Object, error) {
 	if !manifests.PodMonitorsEnabled(p) {
 		meta.RemoveStatusCondition(&status.Conditions, v1alpha1.ConditionMonitoring)
-		if !installed {
-			return nil
-		}
-		for _, m := range manifests.PodMonitorNames(p) {
-			if err := r.removePodMonitor(ctx, p, m); err != nil {
-				return err
-			}
-		}
-		return nil
+		return nil, nil
+	}
+	installed, err := r.crdInstalled(manifests.PodMonitorKind.GroupKind(), manifests.PodMonitorKind.Version)
+	if err != nil {
+		return nil, err
 	}
 	if !installed {
 		c := metav1.Condition{Type: v1alpha1.ConditionMonitoring, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonPodMonitorCRDMissing,
 			Message: "spec.monitoring.podMonitor.enabled is set but the cluster has no monitoring.coreos.com/v1 PodMonitor CRD (install prometheus-operator); the pipeline runs without PodMonitors"}
 		r.warnOnChange(p, c)
 		setCondition(status, p, c)
-		return nil
-	}
-	for _, desired := range []*unstructured.Unstructured{manifests.GatewayPodMonitor(p), manifests.WorkerPodMonitor(p)} {
-		if err := r.applyPodMonitor(ctx, p, desired); err != nil {
-			return err
-		}
+		return nil, nil
 	}
 	setCondition(status, p, metav1.Condition{Type: v1alpha1.ConditionMonitoring, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonPodMonitorsApplied,
 		Message: "PodMonitors for the gateway and worker telemetry are applied"})
-	return nil
+	return map[string][]client.Object{
+		naming.ComponentGateway: {manifests.GatewayPodMonitor(p)},
+		naming.ComponentWorker:  {manifests.WorkerPodMonitor(p)},
+	}, nil
 }
 
-// podMonitorCRDInstalled asks the API server's discovery, through the
-// manager's REST mapper, whether PodMonitors can be stored.
-func (r *DeltaPipelineReconciler) podMonitorCRDInstalled() (bool, error) {
-	_, err := r.RESTMapper().RESTMapping(manifests.PodMonitorKind.GroupKind(), manifests.PodMonitorKind.Version)
+// kindInstalled says whether the API server serves an owned kind: always
+// for the built-in kinds, for an optional kind when its CRD exists.
+func (r *DeltaPipelineReconciler) kindInstalled(k ownedKind) (bool, error) {
+	if k.optional == nil {
+		return true, nil
+	}
+	return r.crdInstalled(k.optional.GroupKind(), k.optional.Version)
+}
+
+// crdInstalled asks the API server's discovery, through the manager's REST
+// mapper (which looks again when it does not know a kind), whether a kind
+// can be stored.
+func (r *DeltaPipelineReconciler) crdInstalled(gk schema.GroupKind, version string) (bool, error) {
+	_, err := r.RESTMapper().RESTMapping(gk, version)
 	if meta.IsNoMatchError(err) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("looking up the PodMonitor CRD: %w", err)
+		return false, fmt.Errorf("looking up the %s CRD: %w", gk.Kind, err)
 	}
 	return true, nil
-}
-
-func (r *DeltaPipelineReconciler) applyPodMonitor(ctx context.Context, p *v1alpha1.DeltaPipeline, desired *unstructured.Unstructured) error {
-	existing := &unstructured.Unstructured{}
-	existing.SetGroupVersionKind(manifests.PodMonitorKind)
-	err := r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
-	if apierrors.IsNotFound(err) {
-		if err := r.Create(ctx, desired); err != nil {
-			return fmt.Errorf("creating PodMonitor %s: %w", desired.GetName(), err)
-		}
-		log.FromContext(ctx).Info("object created", "kind", "PodMonitor", "name", desired.GetName())
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading PodMonitor %s: %w", desired.GetName(), err)
-	}
-	if ctrl := metav1.GetControllerOf(existing); ctrl == nil || ctrl.UID != p.UID {
-		return fmt.Errorf("PodMonitor %s already exists and is not controlled by this pipeline", desired.GetName())
-	}
-	labels := existing.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	changed := false
-	for k, v := range desired.GetLabels() {
-		if labels[k] != v {
-			labels[k] = v
-			changed = true
-		}
-	}
-	if !equality.Semantic.DeepEqual(existing.Object["spec"], desired.Object["spec"]) {
-		existing.Object["spec"] = desired.Object["spec"]
-		changed = true
-	}
-	if !changed {
-		return nil
-	}
-	existing.SetLabels(labels)
-	if err := r.Update(ctx, existing); err != nil {
-		return fmt.Errorf("updating PodMonitor %s: %w", desired.GetName(), err)
-	}
-	log.FromContext(ctx).Info("object updated", "kind", "PodMonitor", "name", desired.GetName())
-	return nil
-}
-
-// removePodMonitor deletes a PodMonitor of monitoring turned off, if this
-// pipeline controls it.
-func (r *DeltaPipelineReconciler) removePodMonitor(ctx context.Context, p *v1alpha1.DeltaPipeline, m metav1.ObjectMeta) error {
-	obj := &unstructured.Unstructured{}
-	obj.SetGroupVersionKind(manifests.PodMonitorKind)
-	err := r.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Name}, obj)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading PodMonitor %s: %w", m.Name, err)
-	}
-	if !metav1.IsControlledBy(obj, p) {
-		return nil
-	}
-	if err := r.Delete(ctx, obj, client.Preconditions{UID: ptr.To(obj.GetUID())}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting PodMonitor %s: %w", m.Name, err)
-	}
-	log.FromContext(ctx).Info("object pruned", "kind", "PodMonitor", "name", m.Name)
-	return nil
 }

@@ -3,7 +3,6 @@ package manifests
 import (
 	"maps"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -69,13 +68,4 @@ func podMonitor(p *v1alpha1.DeltaPipeline, name, component, port string) *unstru
 	obj.SetLabels(labels)
 	obj.SetOwnerReferences(meta.OwnerReferences)
 	return obj
-}
-
-// PodMonitorNames are the names of the pipeline's PodMonitors, for removing
-// them when monitoring is turned off.
-func PodMonitorNames(p *v1alpha1.DeltaPipeline) []metav1.ObjectMeta {
-	return []metav1.ObjectMeta{
-		{Name: naming.GatewayPodMonitor(p), Namespace: p.Namespace},
-		{Name: naming.WorkerPodMonitor(p), Namespace: p.Namespace},
-	}
 }
