@@ -86,11 +86,14 @@ type LedgerTotal struct {
 // datasourceVariable is the name of the dashboards' data source variable.
 const datasourceVariable = "datasource"
 
-// Build renders d with the Grafana Foundation SDK.
-func (d Dashboard) Build() (dashboard.Dashboard, error) {
+// Build renders d with the Grafana Foundation SDK. It builds the classic
+// dashboard JSON model, which the Grafana sidecar and every Grafana release
+// import, rather than the v2 schema the SDK prefers, which needs Grafana 12's
+// new dashboard API.
+func (d Dashboard) Build() (dashboard.Dashboard, error) { //nolint:staticcheck // SA1019: the classic model on purpose, see above.
 	ds := common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${" + datasourceVariable + "}")}
-	b := dashboard.NewDashboardBuilder(d.Title).
-		Uid(d.UID).
+	b := dashboard.NewDashboardBuilder(d.Title) //nolint:staticcheck // SA1019: the classic model on purpose, see Build.
+	b = b.Uid(d.UID).
 		Description(d.Description).
 		Tags(d.Tags).
 		Editable().

@@ -132,7 +132,7 @@ func RuleTestsYAML(alerts []Alert, rulesPath string) ([]byte, error) {
 			}
 			tc := testCase{Name: a.Name + ": " + t.Name, Interval: "1m", AlertTests: []alertCheck{check}}
 			for _, s := range t.Series {
-				tc.InputSeries = append(tc.InputSeries, inputEntry{Series: s.Series, Values: s.Values})
+				tc.InputSeries = append(tc.InputSeries, inputEntry(s))
 			}
 			f.Tests = append(f.Tests, tc)
 		}
