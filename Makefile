@@ -44,6 +44,10 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 # prometheus-operator CRD, taken from the module proxy.
 PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 SERVICEMONITOR_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
+# The same for the operator's PodMonitors (envtest specs of controllers/) and
+# the chart's optional PrometheusRule (alert rules).
+PODMONITOR_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml
+PROMETHEUSRULE_CRD_SOURCE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
 
 # CI runs every test every time; locally the Go test cache is welcome.
 GO_TEST_FLAGS ?=
@@ -55,8 +59,9 @@ endif
 # `TEST_TARGETS += my-check` next to the target that defines it.
 TEST_TARGETS := verify-generated verify-tidy vet lint go-test chart-test
 # Appended here, before the test rule reads the list (prerequisites are
-# expanded when a rule is read): the end-to-end checks.
-TEST_TARGETS += validate-gateway-configs e2e
+# expanded when a rule is read): the alert rules' promtool checks and the
+# end-to-end checks.
+TEST_TARGETS += alert-rules validate-gateway-configs e2e dashboards-test
 # A short run of every fuzz target.
 TEST_TARGETS += fuzz
 
@@ -99,8 +104,15 @@ verify-tidy: ## Fail when `go mod tidy` would change go.mod or go.sum.
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
 
 .PHONY: verify-generated
-verify-generated: ## Fail when `make generate manifests` would change CRDs, the chart's CRDs/RBAC or zz_generated files.
-	hack/tools/verify-generated.sh $(MAKE) generate manifests
+verify-generated: ## Fail when `make generate manifests dashboards` would change CRDs, the chart's CRDs/RBAC/dashboards/alert rules or zz_generated files.
+	hack/tools/verify-generated.sh $(MAKE) generate manifests dashboards
+
+# The promtool unit tests of the alert rules, written with the rules.
+ALERT_RULE_TESTS ?= test/alerts/alert-rules.test.yaml
+
+.PHONY: dashboards
+dashboards: ## Generate the Grafana dashboards, the alert rules (chart) and their promtool tests from internal/monitoring.
+	$(GO) run ./hack/dashboards --chart-dir $(CHART_DIR) --rule-tests $(ALERT_RULE_TESTS)
 
 # Flags of `make demo`, for example DEMO_FLAGS="--duration 5m --sessions 200"; see `go run ./hack/demo -h`.
 DEMO_FLAGS ?=
@@ -113,7 +125,7 @@ demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this mac
 ##@ Test
 
 .PHONY: test-tools
-test-tools: controller-gen helm golangci-lint envtest otelcol module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
+test-tools: controller-gen helm golangci-lint envtest otelcol prometheus module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
 
 # The binaries of this module share most of their dependencies: built one
 # after the other, each reuses what the previous one compiled.
@@ -126,14 +138,21 @@ test: $(TEST_TARGETS) ## Run every check CI runs: generated files, Go unit and e
 
 .PHONY: go-test
 go-test: envtest ## Run the module's Go tests (unit and envtest suites) except the chart and end-to-end suites.
-	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e')
+	PODMONITOR_CRD="$$(hack/tools/module-file.sh $(PODMONITOR_CRD_SOURCE))" \
+		$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e' -e '/test/dashboards')
 
 .PHONY: chart-test
 chart-test: envtest helm build-manager ## Lint and render the Helm chart, dry-run it and dist/install.yaml against envtest, run the manager as the chart deploys it.
 	$(MAKE) helm-lint build-installer
 	HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" MANAGER_BINARY="$(LOCALBIN)/manager" MANAGER_VERSION="$(VERSION)" INSTALLER_YAML="$(CURDIR)/dist/install.yaml" \
 		SERVICEMONITOR_CRD="$$(hack/tools/module-file.sh $(SERVICEMONITOR_CRD_SOURCE))" \
+		PROMETHEUSRULE_CRD="$$(hack/tools/module-file.sh $(PROMETHEUSRULE_CRD_SOURCE))" \
 		$(GO) test $(GO_TEST_FLAGS) ./test/chart/...
+
+.PHONY: alert-rules
+alert-rules: prometheus ## Check the chart's alert rules with promtool and run their unit tests (a firing and a quiet case per alert).
+	$(PROMTOOL) check rules $(CHART_DIR)/files/alert-rules.yaml
+	$(PROMTOOL) test rules $(ALERT_RULE_TESTS)
 
 .PHONY: validate-gateway-configs
 validate-gateway-configs: otelcol ## Validate every golden gateway configuration with bin/otelcol; check the default gateway image is that release.
@@ -151,6 +170,23 @@ e2e: envtest otelcol build-worker loadgen ## Run the end-to-end suite: operator 
 # testdata/fuzz also run as plain tests in go-test.
 FUZZTIME ?= 8s
 FUZZ_DIRS ?= cmd internal
+
+# Where `make dashboards-test DASHBOARD_RECORD=...` writes the panels'
+# results for the preview pictures (`make dashboard-previews`).
+DASHBOARD_RECORD ?=
+
+.PHONY: dashboards-test
+dashboards-test: envtest otelcol build-worker loadgen prometheus ## Run every dashboard panel's query against bin/prometheus fed by an end-to-end run; usage totals must equal what the load generator sent.
+	$(E2E_ENV) PROMETHEUS_BINARY="$(PROMETHEUS)" $(GO) test -count=1 -timeout 10m ./test/dashboards $(if $(DASHBOARD_RECORD),-args -record $(abspath $(DASHBOARD_RECORD)))
+
+# The preview pictures of docs/operations.md, drawn from the query results of
+# a dashboards-test run.
+PREVIEW_RECORD := $(LOCALBIN)/dashboard-results.json
+
+.PHONY: dashboard-previews
+dashboard-previews: ## Run dashboards-test, recording every panel's results, and draw docs/images/<dashboard>.png from them.
+	$(MAKE) dashboards-test DASHBOARD_RECORD=$(PREVIEW_RECORD)
+	$(GO) run ./hack/dashboards --previews $(PREVIEW_RECORD) --preview-dir docs/images
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target (func Fuzz... under cmd/ and internal/) for FUZZTIME each, one after the other.
@@ -202,6 +238,26 @@ OTELCOL ?= $(LOCALBIN)/otelcol
 otelcol: $(OTELCOL) ## Build bin/otelcol: the upstream OpenTelemetry Collector (contrib 0.161.0 components) from hack/otelcol.
 $(OTELCOL): hack/otelcol/go.mod hack/otelcol/go.sum $(wildcard hack/otelcol/*.go)
 	cd hack/otelcol && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o $@ .
+
+# The upstream Prometheus server and promtool, used by the alert rule checks
+# and the dashboard query test; rebuilt only when their module changes.
+# remove_all_sd keeps only the file and HTTP service discovery (upstream's
+# plugins mechanism), and without builtinassets the web UI is not embedded:
+# the tests use the API, the TSDB, scraping and the remote write receiver.
+PROMETHEUS ?= $(LOCALBIN)/prometheus
+PROMTOOL ?= $(LOCALBIN)/promtool
+PROMETHEUS_BUILD_TAGS := remove_all_sd netgo
+PROMETHEUS_MODULE_VERSION = $(shell awk '$$1 == "github.com/prometheus/prometheus" { print $$2; exit }' hack/prometheus/go.mod)
+PROMETHEUS_BUILD = cd hack/prometheus && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -tags "$(PROMETHEUS_BUILD_TAGS)" \
+	-ldflags "-s -w -X github.com/prometheus/common/version.Version=$(PROMETHEUS_MODULE_VERSION)" -o $@ github.com/prometheus/prometheus/cmd/$(notdir $@)
+
+.PHONY: prometheus
+prometheus: $(PROMETHEUS) $(PROMTOOL) ## Build bin/prometheus and bin/promtool: the upstream Prometheus server and promtool from hack/prometheus.
+$(PROMETHEUS) $(PROMTOOL): hack/prometheus/go.mod hack/prometheus/go.sum
+	$(PROMETHEUS_BUILD)
+# One after the other even under make -j: the second reuses what the first
+# compiled instead of compiling the same packages at the same time.
+$(PROMTOOL): | $(PROMETHEUS)
 
 .PHONY: docker-build
 docker-build: ## Build the manager and worker images (MANAGER_IMG, WORKER_IMG).

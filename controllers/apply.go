@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
@@ -224,5 +225,8 @@ func mergeMetadata(existing, desired client.Object) {
 }
 
 func kindOf(obj client.Object) string {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		return u.GetKind()
+	}
 	return reflect.TypeOf(obj).Elem().Name()
 }

@@ -61,6 +61,7 @@ type DeltaPipelineReconciler struct {
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;update;patch;delete
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
@@ -90,15 +91,22 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 	configCondition := metav1.Condition{Type: v1alpha1.ConditionConfigValid, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonValid, Message: "the gateway and worker configurations are valid"}
 
+	monitors, err := r.podMonitors(&p, status)
+	if err != nil {
+		return ctrl.Result{}, r.failed(ctx, &p, status, err)
+	}
+
 	var built []builtTier
 	gateway, err := manifests.BuildGateway(&p, r.Options)
 	if err != nil {
 		// The gateway keeps running its current configuration.
 		configCondition = invalidConfig(v1alpha1.ReasonInvalidGatewayConfig, err)
-	} else if err := r.ensureTier(ctx, &p, gateway.Objects()); err != nil {
-		return ctrl.Result{}, r.failed(ctx, &p, status, err)
 	} else {
-		built = append(built, builtTier{component: naming.ComponentGateway, objects: gateway.Objects()})
+		objects := slices.Concat(gateway.Objects(), monitors[naming.ComponentGateway])
+		if err := r.ensureTier(ctx, &p, objects); err != nil {
+			return ctrl.Result{}, r.failed(ctx, &p, status, err)
+		}
+		built = append(built, builtTier{component: naming.ComponentGateway, objects: objects})
 	}
 
 	refCondition, err := r.referencesCondition(ctx, &p)
@@ -117,10 +125,12 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		} else {
 			configCondition.Message += "; " + err.Error()
 		}
-	} else if err := r.ensureTier(ctx, &p, worker.Objects()); err != nil {
-		return ctrl.Result{}, r.failed(ctx, &p, status, err)
 	} else {
-		built = append(built, builtTier{component: naming.ComponentWorker, objects: worker.Objects()})
+		objects := slices.Concat(worker.Objects(), monitors[naming.ComponentWorker])
+		if err := r.ensureTier(ctx, &p, objects); err != nil {
+			return ctrl.Result{}, r.failed(ctx, &p, status, err)
+		}
+		built = append(built, builtTier{component: naming.ComponentWorker, objects: objects})
 	}
 
 	// Pruning follows both tiers, so the gateway Deployment has its
@@ -391,6 +401,13 @@ func (r *DeltaPipelineReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.DeltaPipeline{})
 	for _, k := range ownedKinds {
+		if k.optional != nil {
+			if _, err := mgr.GetRESTMapper().RESTMapping(k.optional.GroupKind(), k.optional.Version); err != nil {
+				// Without its CRD at start the kind is not watched: its
+				// objects are applied on every reconcile once the CRD exists.
+				continue
+			}
+		}
 		b = b.Owns(k.newObject())
 	}
 	return b.

@@ -10,7 +10,11 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/deltapipeline/deltapipeline/internal/manifests"
 )
 
 // ownedKinds is every kind of object a pipeline turns into. The reconciler
@@ -77,11 +81,22 @@ var ownedKinds = []ownedKind{
 		managed: func(o *autoscalingv2.HorizontalPodAutoscaler) any { return o.Spec },
 		copy:    func(dst, src *autoscalingv2.HorizontalPodAutoscaler) { dst.Spec = src.Spec },
 	}),
+	// prometheus-operator's PodMonitor, the one kind served by a CRD the
+	// cluster may lack: unstructured, so the operator needs neither its Go
+	// module nor its CRD to start.
+	optionalKindEntry(manifests.PodMonitorKind, ownedParts[*unstructured.Unstructured]{
+		managed: func(o *unstructured.Unstructured) any { return o.Object["spec"] },
+		copy:    func(dst, src *unstructured.Unstructured) { dst.Object["spec"] = src.Object["spec"] },
+	}),
 }
 
 // ownedKind is what the reconciler knows about one owned kind.
 type ownedKind struct {
 	name string
+	// optional is set for a kind served by a CRD that may not be installed:
+	// it is watched only when its CRD exists at start, and applied and
+	// pruned only while it exists.
+	optional *schema.GroupVersionKind
 	// rank is the kind's place in the apply order.
 	rank    int
 	object  client.Object
@@ -133,6 +148,20 @@ func kindEntry[T client.Object, L client.ObjectList](object T, list L, parts own
 			return parts.requiresReplacement != nil && parts.requiresReplacement(existing.(T), desired.(T))
 		},
 	}
+	return k
+}
+
+// optionalKindEntry is the entry of a kind served by a CRD that may be
+// missing, handled as unstructured objects of gvk. It is the only
+// unstructured kind, so that the lookup by Go type stays unambiguous.
+func optionalKindEntry(gvk schema.GroupVersionKind, parts ownedParts[*unstructured.Unstructured]) ownedKind {
+	object := &unstructured.Unstructured{}
+	object.SetGroupVersionKind(gvk)
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	k := kindEntry(object, list, parts)
+	k.name = gvk.Kind
+	k.optional = &gvk
 	return k
 }
 

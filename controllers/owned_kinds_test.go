@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,7 +16,8 @@ import (
 )
 
 func TestEveryBuiltObjectIsOfAnOwnedKind(t *testing.T) {
-	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s))
+	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s),
+		pipelinetest.WithPodMonitors(nil))
 	g, err := manifests.BuildGateway(p, manifests.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +27,9 @@ func TestEveryBuiltObjectIsOfAnOwnedKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
-	for _, obj := range append(g.Objects(), w.Objects()...) {
+	// The reconciler adds the PodMonitors to the tiers when their CRD exists.
+	monitors := []client.Object{manifests.GatewayPodMonitor(p), manifests.WorkerPodMonitor(p)}
+	for _, obj := range slices.Concat(g.Objects(), w.Objects(), monitors) {
 		k, err := ownedKindOf(obj)
 		if err != nil {
 			t.Error(err)

@@ -49,6 +49,11 @@ func (r *DeltaPipelineReconciler) prune(ctx context.Context, p *v1alpha1.DeltaPi
 		}
 	}
 	for _, k := range ownedKinds {
+		if installed, err := r.kindInstalled(k); err != nil {
+			return err
+		} else if !installed {
+			continue
+		}
 		list := k.newList()
 		if err := r.List(ctx, list, client.InNamespace(p.Namespace)); err != nil {
 			return fmt.Errorf("listing %s objects to prune: %w", k.name, err)

@@ -41,6 +41,37 @@ type DeltaPipelineSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
+	// Monitoring configures how Prometheus finds the gateways' and workers'
+	// own telemetry.
+	// +optional
+	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+}
+
+// MonitoringSpec configures the scrape objects of the pipeline's telemetry.
+type MonitoringSpec struct {
+	// PodMonitor renders one prometheus-operator PodMonitor per tier,
+	// scraping the gateways' collector telemetry (port metrics) and the
+	// workers' telemetry port. Needs the monitoring.coreos.com/v1 PodMonitor
+	// CRD; without it the condition Monitoring says so and nothing else is
+	// affected.
+	// +optional
+	PodMonitor PodMonitorSpec `json:"podMonitor,omitempty"`
+}
+
+// PodMonitorSpec configures the rendered PodMonitors.
+type PodMonitorSpec struct {
+	// Enabled renders the PodMonitors.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// Labels are added to the PodMonitors, for example the one a Prometheus'
+	// podMonitorSelector matches.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Interval between scrapes; empty uses Prometheus' default.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(ms|s|m|h))+$`
+	// +optional
+	Interval string `json:"interval,omitempty"`
 }
 
 // NetworkPolicySpec configures the ingress NetworkPolicies of both tiers.
@@ -518,6 +549,9 @@ const (
 	// small for spec.worker.conversion.maxStreams: the worker would be
 	// OOM-killed before it reached its stream limit.
 	ConditionWorkerMemoryFits = "WorkerMemoryFits"
+	// ConditionMonitoring is set while spec.monitoring.podMonitor.enabled:
+	// True once the PodMonitors are applied, False when their CRD is missing.
+	ConditionMonitoring = "Monitoring"
 )
 
 // Condition reasons.
@@ -539,6 +573,8 @@ const (
 	ReasonStreamsFitMemory       = "StreamsFitMemoryLimit"
 	ReasonMaxStreamsExceedMemory = "MaxStreamsExceedMemoryLimit"
 	ReasonNoMemoryLimit          = "NoMemoryLimit"
+	ReasonPodMonitorsApplied     = "PodMonitorsApplied"
+	ReasonPodMonitorCRDMissing   = "PodMonitorCRDMissing"
 )
 
 // TierStatus reports one tier's replicas.

@@ -68,3 +68,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) Dropped(exporter, reason string, n int) {
 	m.DroppedPoints.WithLabelValues(exporter, reason).Add(float64(n))
 }
+
+// Init creates an exporter's request, retry, exported and dropped series at
+// zero, so that they exist before the first event: a counter that appears
+// with its first increment hides that increment from increase() and from
+// the alert rules built on it.
+func (m *Metrics) Init(exporter string, dropReasons ...string) {
+	m.Requests.WithLabelValues(exporter, "success")
+	m.Requests.WithLabelValues(exporter, "failure")
+	m.Retries.WithLabelValues(exporter)
+	m.ExportedPoints.WithLabelValues(exporter)
+	for _, r := range dropReasons {
+		m.DroppedPoints.WithLabelValues(exporter, r)
+	}
+}

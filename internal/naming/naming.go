@@ -160,3 +160,9 @@ func fnv32(s string) uint32 {
 	}
 	return h
 }
+
+// GatewayPodMonitor is the PodMonitor scraping the gateways' telemetry.
+func GatewayPodMonitor(p Named) string { return suffixed(p, "gateway") }
+
+// WorkerPodMonitor is the PodMonitor scraping the workers' telemetry.
+func WorkerPodMonitor(p Named) string { return suffixed(p, "worker") }

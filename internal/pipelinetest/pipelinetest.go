@@ -269,3 +269,10 @@ func OTLPWithSecretsExporters() v1alpha1.ExportersSpec {
 		Prometheus: &v1alpha1.PrometheusSpec{Port: 9464},
 	}
 }
+
+// WithPodMonitors asks for the tiers' PodMonitors with the given labels.
+func WithPodMonitors(labels map[string]string) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Monitoring.PodMonitor = v1alpha1.PodMonitorSpec{Enabled: true, Labels: labels}
+	}
+}

@@ -17,6 +17,7 @@ const (
 	reasonUnsupportedMediaType = "unsupported_media_type"
 	reasonMethodNotAllowed     = "method_not_allowed"
 	reasonInternal             = "internal"
+	reasonConsumerError        = "consumer_error"
 )
 
 // ingest is the one path both transports share, as in the OpenTelemetry

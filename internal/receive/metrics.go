@@ -8,6 +8,13 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/telemetry"
 )
 
+// refusalReasons are the reasons of refused_requests_total: the receivers'
+// own and those the worker gives through UnavailableError.
+var refusalReasons = []string{
+	reasonMalformed, reasonTooLarge, reasonOverloaded, reasonUnsupportedMediaType, reasonMethodNotAllowed, reasonInternal,
+	"not_ready", "journal", reasonConsumerError,
+}
+
 // metrics are what the receivers count: points decoded and requests refused.
 type metrics struct {
 	receivedPoints  *prometheus.CounterVec // by transport
@@ -28,6 +35,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{m.receivedPoints, m.refusedRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering the receivers' metrics: %w", err)
+		}
+	}
+	// Every series at zero from the start, so that the first refusal shows
+	// in increase() and in the alert rules built on it.
+	for _, transport := range Transports {
+		m.receivedPoints.WithLabelValues(transport)
+		for _, reason := range refusalReasons {
+			m.refusedRequests.WithLabelValues(transport, reason)
 		}
 	}
 	return m, nil

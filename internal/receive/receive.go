@@ -59,6 +59,9 @@ func Unavailable(reason string, retryAfter time.Duration, err error) error {
 // DefaultRetryAfter is suggested to senders when nothing better is known.
 const DefaultRetryAfter = time.Second
 
+// Transports are the transport label values of the receivers' metrics.
+var Transports = []string{transportGRPC, transportHTTP}
+
 // unavailableFrom classifies a consumer error. Every consumer failure is
 // treated as temporary: the request was not acknowledged, and dropping it
 // here would lose data the sender still holds.
@@ -70,7 +73,7 @@ func unavailableFrom(err error) *UnavailableError {
 		}
 		return u
 	}
-	return &UnavailableError{Reason: "consumer_error", RetryAfter: DefaultRetryAfter, Err: err}
+	return &UnavailableError{Reason: reasonConsumerError, RetryAfter: DefaultRetryAfter, Err: err}
 }
 
 // admission bounds the number of requests being consumed at once; a request

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -62,7 +63,34 @@ func newEngineMetrics(reg prometheus.Registerer, streams func() int) (*engineMet
 			return nil, fmt.Errorf("registering the worker's metrics: %w", err)
 		}
 	}
+	// Every reason at zero from the start, so that the first rejection
+	// shows in increase() and in the alert rules built on it.
+	for r := range convert.NumReasons {
+		m.rejectedPoints.WithLabelValues(r.String())
+	}
 	return m, nil
+}
+
+// registerLimits publishes the configured stream limit and checkpoint
+// interval, so that rules can compare active_streams and the checkpoint age
+// with what the worker was configured for.
+func registerLimits(reg prometheus.Registerer, maxStreams int, checkpointInterval time.Duration) error {
+	streamLimit := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: telemetry.Namespace, Name: "stream_limit",
+		Help: "Streams the converter may hold (conversion.maxStreams); points of further streams are rejected.",
+	})
+	interval := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: telemetry.Namespace, Name: "checkpoint_interval_seconds",
+		Help: "How often the worker writes a checkpoint (state.checkpointInterval); 0 without durable state.",
+	})
+	streamLimit.Set(float64(maxStreams))
+	interval.Set(checkpointInterval.Seconds())
+	for _, c := range []prometheus.Collector{streamLimit, interval} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering the worker's limits: %w", err)
+		}
+	}
+	return nil
 }
 
 // countApply counts the result of applying one request.

@@ -96,6 +96,13 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 	if w.exportMetrics, err = export.NewMetrics(w.registry); err != nil {
 		return nil, err
 	}
+	var checkpointInterval time.Duration
+	if cfg.State.Directory != "" {
+		checkpointInterval = cfg.State.CheckpointInterval.Duration
+	}
+	if err := registerLimits(w.registry, cfg.Conversion.MaxStreams, checkpointInterval); err != nil {
+		return nil, err
+	}
 	if w.engine, err = w.newEngine(); err != nil {
 		return nil, err
 	}

@@ -183,6 +183,8 @@ func TestChartRejectsInvalidValues(t *testing.T) {
 		{name: "unknown value", sets: map[string]string{"replicas": "3"}, wantErr: "replicas"},
 		{name: "bad log level", sets: map[string]string{"logLevel": "verbose"}, wantErr: "logLevel"},
 		{name: "existing service account without a name", sets: map[string]string{"serviceAccount.create": "false"}, wantErr: "serviceAccount.name is required"},
+		{name: "dashboards without a sidecar label", sets: map[string]string{"dashboards.label": ""}, wantErr: "dashboards.label"},
+		{name: "unknown alert rules value", sets: map[string]string{"alertRules.severity": "page"}, wantErr: "alertRules"},
 		{name: "service monitor without metrics", sets: map[string]string{"serviceMonitor.enabled": "true", "metrics.enabled": "false"}, wantErr: "serviceMonitor.enabled needs metrics.enabled"},
 	}
 	for _, tc := range cases {

@@ -22,6 +22,7 @@ var (
 	managerVersion    string
 	installerYAML     string
 	serviceMonitorCRD string
+	prometheusRuleCRD string
 	kubeconfigPath    string
 	// kubeVersion is the envtest release, e.g. v1.37.2, read from the
 	// KUBEBUILDER_ASSETS directory name (<version>-linux-amd64). helm
@@ -33,7 +34,7 @@ var (
 
 // requiredInputs are the environment variables `make chart-test` sets; the
 // tests refuse to run, rather than skip, without them.
-var requiredInputs = []string{"HELM", "KUBECTL", "MANAGER_BINARY", "MANAGER_VERSION", "INSTALLER_YAML", "SERVICEMONITOR_CRD", "KUBEBUILDER_ASSETS"}
+var requiredInputs = []string{"HELM", "KUBECTL", "MANAGER_BINARY", "MANAGER_VERSION", "INSTALLER_YAML", "SERVICEMONITOR_CRD", "PROMETHEUSRULE_CRD", "KUBEBUILDER_ASSETS"}
 
 func TestMain(m *testing.M) {
 	os.Exit(runWithControlPlane(m))
@@ -59,13 +60,14 @@ func runWithControlPlane(m *testing.M) int {
 	managerVersion = os.Getenv("MANAGER_VERSION")
 	installerYAML = os.Getenv("INSTALLER_YAML")
 	serviceMonitorCRD = os.Getenv("SERVICEMONITOR_CRD")
+	prometheusRuleCRD = os.Getenv("PROMETHEUSRULE_CRD")
 	kubeVersion = "v" + strings.TrimSuffix(filepath.Base(os.Getenv("KUBEBUILDER_ASSETS")), "-linux-amd64")
 
 	env := &envtest.Environment{
 		// The shared build machines are slow to start kube-apiserver.
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
-		CRDDirectoryPaths:        []string{serviceMonitorCRD},
+		CRDDirectoryPaths:        []string{serviceMonitorCRD, prometheusRuleCRD},
 		ErrorIfCRDPathMissing:    true,
 	}
 	restConfig, err = env.Start()

@@ -92,6 +92,7 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 		metrics: opts.Metrics,
 		logger:  opts.Logger.With("exporter", Name),
 	}
+	e.metrics.Init(Name, DropQueueFull, DropNotRetryable, DropRetriesExhausted, DropPartialSuccess, DropShutdown)
 	e.queue = export.StartQueue(ctx, export.QueueConfig[pmetric.Metrics]{
 		Exporter: Name,
 		Capacity: cfg.QueueSize,

@@ -140,6 +140,9 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 		logger:  opts.Logger.With("exporter", Name),
 		builder: newBuilder(promseries.NewTranslator(cfg.ExternalLabels)),
 	}
+	e.metrics.Init(Name, DropQueueFull, DropClientError, DropRateLimited, DropServerError, DropNetworkError,
+		DropShutdown, DropRequestEncoding, DropAttemptsExceeded,
+		promseries.DropDelta, promseries.DropInvalidName, promseries.DropInvalidPoint, promseries.DropUnsupportedScale, promseries.DropEmptyType)
 	e.queue = export.StartQueue(ctx, export.QueueConfig[*batch]{
 		Exporter: Name,
 		Capacity: cfg.QueueSize,

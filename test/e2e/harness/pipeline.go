@@ -74,6 +74,9 @@ type Options struct {
 	Binaries Binaries
 	// Log receives one line per step.
 	Log io.Writer
+	// RemoteWrite, when set, is where every worker writes instead of the
+	// harness's own receiver (for example a real Prometheus).
+	RemoteWrite string
 }
 
 // Option changes Options.
@@ -88,6 +91,9 @@ func WithCRDDir(dir string) Option   { return func(o *Options) { o.CRDDir = dir 
 func WithDir(dir string) Option      { return func(o *Options) { o.Dir = dir } }
 func WithBinaries(b Binaries) Option { return func(o *Options) { o.Binaries = b } }
 func WithLog(w io.Writer) Option     { return func(o *Options) { o.Log = w } }
+
+// WithRemoteWrite sends every worker's remote write to url.
+func WithRemoteWrite(url string) Option { return func(o *Options) { o.RemoteWrite = url } }
 
 func defaultOptions() Options {
 	return Options{
@@ -248,7 +254,7 @@ func (p *Pipeline) newWorker(ordinal int) (*Worker, error) {
 		OTLPGRPC:       loopback(ports[0]),
 		OTLPHTTP:       loopback(ports[1]),
 		Telemetry:      loopback(ports[2]),
-		RemoteWrite:    p.Receiver.Endpoint(ordinal),
+		RemoteWrite:    p.remoteWriteEndpoint(ordinal),
 		StateDirectory: w.StateDir,
 	})
 	if err != nil {
@@ -265,6 +271,13 @@ func (p *Pipeline) newWorker(ordinal int) (*Worker, error) {
 		LogPath: filepath.Join(p.Dir, name, "worker.log"),
 	}
 	return w, nil
+}
+
+func (p *Pipeline) remoteWriteEndpoint(ordinal int) string {
+	if p.RemoteWrite != "" {
+		return p.RemoteWrite
+	}
+	return p.Receiver.Endpoint(ordinal)
 }
 
 func (p *Pipeline) newGateway(index int, workers []string) (*Gateway, error) {

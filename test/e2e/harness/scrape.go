@@ -146,3 +146,13 @@ func parseSampleLine(line string) (scrapedSample, error) {
 	s.value = v
 	return s, nil
 }
+
+// ParseSeriesKey splits a series key as Prometheus prints it (and as the
+// load generator's ledger stores it) into the metric name and its labels.
+func ParseSeriesKey(key string) (string, map[string]string, error) {
+	s, err := parseSampleLine(key + " 0")
+	if err != nil {
+		return "", nil, fmt.Errorf("series key %q: %w", key, err)
+	}
+	return s.name, s.labels, nil
+}

@@ -1,0 +1,296 @@
+package monitoring
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Alert is one Prometheus alerting rule. Summary and Description may use
+// {{ $labels.NAME }} for the labels the expression keeps. Its runbook is the
+// section of docs/operations.md titled with its name.
+type Alert struct {
+	Name        string
+	Expr        string
+	For         time.Duration
+	Severity    string
+	Summary     string
+	Description string
+	// Tests are the promtool unit tests of this rule: at least one that
+	// fires and one that does not.
+	Tests []AlertTest
+}
+
+// AlertTest feeds series to promtool and says what the rule must do at
+// EvalTime: fire once per entry of Fires (the alert's labels besides
+// alertname and severity), or not at all when Fires is empty.
+type AlertTest struct {
+	Name     string
+	Series   []InputSeries
+	EvalTime time.Duration
+	Fires    []map[string]string
+}
+
+// InputSeries is a series in promtool's expanding notation, one sample per
+// minute ("0+1x30": 0, 1, ..., 30).
+type InputSeries struct {
+	Series, Values string
+}
+
+// RunbookBase is where the runbook anchors point.
+const RunbookBase = "https://github.com/deltapipeline/deltapipeline/blob/main/docs/operations.md#"
+
+// Severities.
+const (
+	SeverityWarning  = "warning"
+	SeverityCritical = "critical"
+)
+
+// CheckpointStaleIntervals is how many checkpoint intervals may pass without
+// a successful checkpoint before DeltaPipelineCheckpointStale fires.
+const CheckpointStaleIntervals = 3
+
+// StreamLimitShare is the share of the stream limit at which
+// DeltaPipelineStreamLimitNear fires.
+const StreamLimitShare = 0.9
+
+// Kubernetes object names of the tiers, as internal/naming forms them
+// (NAME-gateway, NAME-worker); kube-state-metrics reports them by name.
+const (
+	gatewayDeploymentPattern = ".+-gateway"
+	workerStatefulSetPattern = ".+-worker"
+)
+
+func series(metric string, labels map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, fmt.Sprintf("%s=%q", k, labels[k]))
+	}
+	return metric + "{" + strings.Join(parts, ", ") + "}"
+}
+
+func workerLabels(extra ...string) map[string]string {
+	m := map[string]string{"namespace": "telemetry", "pod": "claude-worker-0"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return m
+}
+
+func gatewayLabels(extra ...string) map[string]string {
+	m := map[string]string{"namespace": "telemetry", "pod": "claude-gateway-7d9f-abcde"}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return m
+}
+
+// Alerts are the rules the chart ships.
+func Alerts() []Alert {
+	return []Alert{
+		{
+			Name:     "DeltaPipelineWorkerRejectingPoints",
+			Expr:     fmt.Sprintf("sum by (namespace, pod, reason) (increase(%s[10m])) > 0", WorkerRejectedPoints),
+			For:      time.Minute,
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline worker rejects points ({{ $labels.reason }}).",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} refused points with reason {{ $labels.reason }} " +
+				"in the last 10 minutes; the gateway was told (OTLP partial success) and those points are not in any total.",
+			Tests: []AlertTest{
+				{Name: "out of order points for 10 minutes", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{{series(WorkerRejectedPoints, workerLabels("reason", "out_of_order")), "0+5x15"}},
+					Fires:  []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0", "reason": "out_of_order"}}},
+				{Name: "a counter that stays at zero", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{{series(WorkerRejectedPoints, workerLabels("reason", "out_of_order")), "0x15"}}},
+			},
+		},
+		{
+			Name:     "DeltaPipelineWorkerDroppingPoints",
+			Expr:     fmt.Sprintf("sum by (namespace, pod, exporter, reason) (increase(%s[10m])) > 0", WorkerExportDropped),
+			For:      0,
+			Severity: SeverityCritical,
+			Summary:  "A DeltaPipeline worker drops converted points ({{ $labels.exporter }}, {{ $labels.reason }}).",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} gave up exporting points through {{ $labels.exporter }} " +
+				"with reason {{ $labels.reason }}; the destination misses them.",
+			Tests: []AlertTest{
+				{Name: "retries exhausted", EvalTime: 5 * time.Minute,
+					Series: []InputSeries{{series(WorkerExportDropped, workerLabels("exporter", "prometheusremotewrite", "reason", "retries_exhausted")), "0 0 0 120 120 120"}},
+					Fires:  []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0", "exporter": "prometheusremotewrite", "reason": "retries_exhausted"}}},
+				{Name: "drops older than the window", EvalTime: 30 * time.Minute,
+					Series: []InputSeries{{series(WorkerExportDropped, workerLabels("exporter", "prometheusremotewrite", "reason", "retries_exhausted")), "0 120x30"}}},
+			},
+		},
+		{
+			Name: "DeltaPipelineJournalFailing",
+			Expr: fmt.Sprintf("min by (namespace, pod) (%s) == 0 or sum by (namespace, pod) (increase(%s[5m])) > 0",
+				WorkerWALWritable, selector(WorkerRefusedRequests, fmt.Sprintf("reason=%q", RefusedJournal))),
+			For:      0,
+			Severity: SeverityCritical,
+			Summary:  "A DeltaPipeline worker cannot write its journal.",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} cannot write its write-ahead log and refuses requests " +
+				"(disk full, volume read-only or failing); the gateways retry them while it lasts.",
+			Tests: []AlertTest{
+				{Name: "requests refused for the journal", EvalTime: 5 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "journal")), "0 0 3 9 20 40"},
+						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "overloaded")), "0x5"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				{Name: "the journal reports it cannot write", EvalTime: 3 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerWALWritable, workerLabels()), "1 1 0 0"},
+						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "journal")), "0x3"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				{Name: "refused for another reason only", EvalTime: 5 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerWALWritable, workerLabels()), "1x5"},
+						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "journal")), "0x5"},
+						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "overloaded")), "0 5 10 15 20 25"},
+					}},
+			},
+		},
+		{
+			Name: "DeltaPipelineCheckpointStale",
+			Expr: fmt.Sprintf("time() - max by (namespace, pod) (%s) > %d * max by (namespace, pod) (%s)",
+				WorkerCheckpointSuccess, CheckpointStaleIntervals, WorkerCheckpointInterval),
+			For:      5 * time.Minute,
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline worker has not written a checkpoint for 3 intervals.",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} wrote its last successful checkpoint more than " +
+				"3 checkpoint intervals ago; its write-ahead log grows and a restart replays more.",
+			Tests: []AlertTest{
+				// The last checkpoint at t=60 s, interval 60 s: stale from t=240 s, firing 5 minutes later.
+				{Name: "no checkpoint after the first", EvalTime: 12 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerCheckpointSuccess, workerLabels()), "0 60x15"},
+						{series(WorkerCheckpointInterval, workerLabels()), "60x15"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				{Name: "a checkpoint every minute", EvalTime: 12 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerCheckpointSuccess, workerLabels()), "0+60x15"},
+						{series(WorkerCheckpointInterval, workerLabels()), "60x15"},
+					}},
+			},
+		},
+		{
+			Name: "DeltaPipelineExporterFailing",
+			Expr: fmt.Sprintf("sum by (namespace, pod, exporter) (rate(%s[5m])) / sum by (namespace, pod, exporter) (rate(%s[5m])) > 0.1",
+				selector(WorkerExportRequests, fmt.Sprintf("outcome=%q", ExportOutcomeFailure)), WorkerExportRequests),
+			For:      10 * time.Minute,
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline exporter fails more than 10% of its requests.",
+			Description: "Exporter {{ $labels.exporter }} of worker {{ $labels.namespace }}/{{ $labels.pod }} failed more than " +
+				"10% of its requests (after retries) for 10 minutes; the destination is unreachable, refuses the data or is throttling.",
+			Tests: []AlertTest{
+				{Name: "half the requests fail", EvalTime: 20 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerExportRequests, workerLabels("exporter", "prometheusremotewrite", "outcome", "success")), "0+60x20"},
+						{series(WorkerExportRequests, workerLabels("exporter", "prometheusremotewrite", "outcome", "failure")), "0+60x20"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0", "exporter": "prometheusremotewrite"}}},
+				{Name: "one failure in a hundred", EvalTime: 20 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerExportRequests, workerLabels("exporter", "prometheusremotewrite", "outcome", "success")), "0+100x20"},
+						{series(WorkerExportRequests, workerLabels("exporter", "prometheusremotewrite", "outcome", "failure")), "0+1x20"},
+					}},
+			},
+		},
+		{
+			Name: "DeltaPipelineStreamLimitNear",
+			Expr: fmt.Sprintf("max by (namespace, pod) (%s) / max by (namespace, pod) (%s) > %g",
+				WorkerActiveStreams, WorkerStreamLimit, StreamLimitShare),
+			For:      15 * time.Minute,
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline worker holds more than 90% of its stream limit.",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} holds more than 90% of conversion.maxStreams; " +
+				"points of new streams beyond the limit are rejected (reason stream_limit).",
+			Tests: []AlertTest{
+				{Name: "95% of the limit", EvalTime: 20 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerActiveStreams, workerLabels()), "950x20"},
+						{series(WorkerStreamLimit, workerLabels()), "1000x20"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				{Name: "half the limit", EvalTime: 20 * time.Minute,
+					Series: []InputSeries{
+						{series(WorkerActiveStreams, workerLabels()), "500x20"},
+						{series(WorkerStreamLimit, workerLabels()), "1000x20"},
+					}},
+			},
+		},
+		{
+			Name:     "DeltaPipelineGatewayQueueFull",
+			Expr:     fmt.Sprintf("sum by (namespace, pod, endpoint) (rate(%s[5m])) > 0", selector(GatewayBackendOutcome, `success="false"`)),
+			For:      2 * time.Minute,
+			Severity: SeverityCritical,
+			Summary:  "A DeltaPipeline gateway's queue for a worker is full.",
+			Description: "Gateway {{ $labels.namespace }}/{{ $labels.pod }} fails to hand requests to worker {{ $labels.endpoint }}: " +
+				"the gateway's queue for that worker is full (the worker is down or too slow for longer than the queue lasts), " +
+				"so the gateway refuses data that Claude Code will not send again.",
+			Tests: []AlertTest{
+				{Name: "failed hand-offs", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(GatewayBackendOutcome, gatewayLabels("endpoint", "claude-worker-1.claude-worker.telemetry.svc:4317", "success", "false")), "0+10x10"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-gateway-7d9f-abcde", "endpoint": "claude-worker-1.claude-worker.telemetry.svc:4317"}}},
+				{Name: "only successful hand-offs", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(GatewayBackendOutcome, gatewayLabels("endpoint", "claude-worker-1.claude-worker.telemetry.svc:4317", "success", "true")), "0+100x10"},
+						{series(GatewayBackendOutcome, gatewayLabels("endpoint", "claude-worker-1.claude-worker.telemetry.svc:4317", "success", "false")), "0x10"},
+					}},
+			},
+		},
+		{
+			Name: "DeltaPipelineGatewayReplicasUnavailable",
+			Expr: fmt.Sprintf("%s < %s",
+				selector(KubeDeploymentAvailableReplicas, fmt.Sprintf("deployment=~%q", gatewayDeploymentPattern)),
+				selector(KubeDeploymentSpecReplicas, fmt.Sprintf("deployment=~%q", gatewayDeploymentPattern))),
+			For:      10 * time.Minute,
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline gateway tier has fewer available replicas than desired.",
+			Description: "Deployment {{ $labels.namespace }}/{{ $labels.deployment }} has had fewer available replicas than " +
+				"desired for 10 minutes; the remaining gateways take all clients.",
+			Tests: []AlertTest{
+				{Name: "one of two gateways unavailable", EvalTime: 15 * time.Minute,
+					Series: []InputSeries{
+						{series(KubeDeploymentAvailableReplicas, map[string]string{"namespace": "telemetry", "deployment": "claude-gateway"}), "1x15"},
+						{series(KubeDeploymentSpecReplicas, map[string]string{"namespace": "telemetry", "deployment": "claude-gateway"}), "2x15"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "deployment": "claude-gateway"}}},
+				{Name: "every gateway available", EvalTime: 15 * time.Minute,
+					Series: []InputSeries{
+						{series(KubeDeploymentAvailableReplicas, map[string]string{"namespace": "telemetry", "deployment": "claude-gateway"}), "2x15"},
+						{series(KubeDeploymentSpecReplicas, map[string]string{"namespace": "telemetry", "deployment": "claude-gateway"}), "2x15"},
+					}},
+			},
+		},
+		{
+			Name: "DeltaPipelineWorkerReplicasNotReady",
+			Expr: fmt.Sprintf("%s < %s",
+				selector(KubeStatefulSetReadyReplicas, fmt.Sprintf("statefulset=~%q", workerStatefulSetPattern)),
+				selector(KubeStatefulSetReplicas, fmt.Sprintf("statefulset=~%q", workerStatefulSetPattern))),
+			For:      10 * time.Minute,
+			Severity: SeverityCritical,
+			Summary:  "A DeltaPipeline worker tier has fewer ready replicas than desired.",
+			Description: "StatefulSet {{ $labels.namespace }}/{{ $labels.statefulset }} has had fewer ready workers than desired " +
+				"for 10 minutes; the streams of a missing worker wait in the gateways' queues until it is back.",
+			Tests: []AlertTest{
+				{Name: "two of three workers ready", EvalTime: 15 * time.Minute,
+					Series: []InputSeries{
+						{series(KubeStatefulSetReadyReplicas, map[string]string{"namespace": "telemetry", "statefulset": "claude-worker"}), "2x15"},
+						{series(KubeStatefulSetReplicas, map[string]string{"namespace": "telemetry", "statefulset": "claude-worker"}), "3x15"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "statefulset": "claude-worker"}}},
+				{Name: "a worker back within 10 minutes", EvalTime: 15 * time.Minute,
+					Series: []InputSeries{
+						{series(KubeStatefulSetReadyReplicas, map[string]string{"namespace": "telemetry", "statefulset": "claude-worker"}), "3x5 2x5 3x5"},
+						{series(KubeStatefulSetReplicas, map[string]string{"namespace": "telemetry", "statefulset": "claude-worker"}), "3x15"},
+					}},
+			},
+		},
+	}
+}
