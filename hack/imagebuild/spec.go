@@ -65,6 +65,39 @@ func imageSpecs(version, gatewayVersion string) []imageSpec {
 			Labels: imageLabels("deltapipeline-gateway-otelcol",
 				"OpenTelemetry Collector contrib components built from hack/otelcol, for the cluster suite", gatewayVersion),
 		},
+		{
+			// The pod sandbox of the cluster suite's node (hack/cluster/pause),
+			// running as the upstream pause image does, as nobody.
+			Name:       "pause",
+			BinaryPath: "/pause",
+			Entrypoint: []string{"/pause"},
+			User:       "65535:65535",
+			WorkingDir: "/",
+			Labels: imageLabels("deltapipeline-cluster-pause",
+				"Pod sandbox process of the cluster suite's single-node cluster", version),
+		},
+		{
+			// The cluster suite's remote write receiver: Prometheus built
+			// from hack/prometheus, started with the suite's flags.
+			Name:       "prometheus",
+			BinaryPath: "/bin/prometheus",
+			Entrypoint: []string{"/bin/prometheus"},
+			User:       user,
+			WorkingDir: "/",
+			Labels: imageLabels("deltapipeline-cluster-prometheus",
+				"Prometheus, the remote write receiver of the cluster suite", version),
+		},
+		{
+			// The Claude Code load generator (cmd/loadgen), run as a pod by
+			// the cluster suite to reach a pipeline's published endpoints.
+			Name:       "loadgen",
+			BinaryPath: "/loadgen",
+			Entrypoint: []string{"/loadgen"},
+			User:       user,
+			WorkingDir: "/",
+			Labels: imageLabels("deltapipeline-loadgen",
+				"Claude Code load generator of the DeltaPipeline test suites", version),
+		},
 	}
 }
 
