@@ -145,21 +145,37 @@ e2e: envtest otelcol build-worker loadgen ## Run the end-to-end suite: operator 
 CLUSTER_ENV = ENVTEST_DIR="$(ENVTEST_ASSETS_DIR)" NODE_K8S_DIR="$(CLUSTER_K8S_DIR)" COREDNS="$(COREDNS)" PAUSE_IMAGE="$(PAUSE_IMG)"
 # The second operator release `helm upgrade` moves to in the suite.
 UPGRADE_VERSION ?= $(VERSION)-upgrade
-# A real Prometheus as the suite's remote write receiver (hack/prometheus).
+# The suite's remote write receiver: `prometheus`, a real Prometheus built
+# by `make prometheus` (hack/prometheus), or `harness`, the end-to-end
+# suite's receiver as a program (hack/cluster/receiver).
+CLUSTER_RECEIVER ?= prometheus
 PROMETHEUS ?= $(LOCALBIN)/prometheus
 PROMETHEUS_IMG ?= $(IMG_REGISTRY)/deltapipeline-cluster-prometheus:cluster
+RECEIVER_IMG ?= $(IMG_REGISTRY)/deltapipeline-cluster-receiver:$(VERSION)
 LOADGEN_IMG ?= $(IMG_REGISTRY)/deltapipeline-loadgen:$(VERSION)
+ifeq ($(CLUSTER_RECEIVER),prometheus)
+RECEIVER_ARCHIVE = $(IMAGES_DIR)/prometheus.tar
+RECEIVER_ENV = PROMETHEUS_IMG="$(PROMETHEUS_IMG)"
+else
+RECEIVER_ARCHIVE = $(IMAGES_DIR)/$(VERSION)/receiver.tar
+RECEIVER_ENV = RECEIVER_IMG="$(RECEIVER_IMG)"
+endif
 CLUSTER_IMAGE_ARCHIVES = $(IMAGES_DIR)/$(VERSION)/manager.tar $(IMAGES_DIR)/$(VERSION)/worker.tar \
 	$(IMAGES_DIR)/$(UPGRADE_VERSION)/manager.tar $(IMAGES_DIR)/$(UPGRADE_VERSION)/worker.tar \
-	$(IMAGES_DIR)/gateway.tar $(IMAGES_DIR)/pause.tar $(IMAGES_DIR)/prometheus.tar $(IMAGES_DIR)/$(VERSION)/loadgen.tar
+	$(IMAGES_DIR)/gateway.tar $(IMAGES_DIR)/pause.tar $(IMAGES_DIR)/$(VERSION)/loadgen.tar $(RECEIVER_ARCHIVE)
 
 .PHONY: cluster-images
-cluster-images: loadgen ## Build the images the cluster suite imports: `make images` for VERSION and UPGRADE_VERSION, the Prometheus receiver and the load generator.
+cluster-images: loadgen ## Build the images the cluster suite imports: `make images` for VERSION and UPGRADE_VERSION, the receiver (CLUSTER_RECEIVER) and the load generator.
 	$(MAKE) images
-	$(IMAGEBUILD) --image loadgen --version $(VERSION) --ref $(LOADGEN_IMG) --binary $(LOCALBIN)/loadgen --out $(IMAGES_DIR)/$(VERSION)/loadgen.tar
 	$(MAKE) images VERSION=$(UPGRADE_VERSION)
+	$(IMAGEBUILD) --image loadgen --version $(VERSION) --ref $(LOADGEN_IMG) --binary $(LOCALBIN)/loadgen --out $(IMAGES_DIR)/$(VERSION)/loadgen.tar
+ifeq ($(CLUSTER_RECEIVER),prometheus)
 	test -x $(PROMETHEUS) || $(MAKE) prometheus
 	$(IMAGEBUILD) --image prometheus --version cluster --ref $(PROMETHEUS_IMG) --binary $(PROMETHEUS) --out $(IMAGES_DIR)/prometheus.tar
+else
+	$(GO_BUILD) -buildvcs=false -o $(IMAGES_DIR)/$(VERSION)/receiver ./hack/cluster/receiver
+	$(IMAGEBUILD) --image receiver --version $(VERSION) --ref $(RECEIVER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/receiver --out $(IMAGES_DIR)/$(VERSION)/receiver.tar
+endif
 
 .PHONY: cluster-up
 cluster-up: envtest cluster-binaries cluster-images ## Start the single-node cluster (root; network namespace deltapipeline-cluster, KUBECONFIG /tmp/deltapipeline-cluster/admin.kubeconfig).
@@ -174,7 +190,7 @@ cluster-down: ## Stop the cluster and remove every process, mount, network names
 CLUSTER_SUITE_ENV = HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" CHART_DIR="$(CURDIR)/$(CHART_DIR)" LOADGEN_BINARY="$(LOCALBIN)/loadgen" \
 	MANAGER_IMG="$(MANAGER_IMG)" WORKER_IMG="$(WORKER_IMG)" \
 	UPGRADE_MANAGER_IMG="$(IMG_REGISTRY)/deltapipeline-operator:$(UPGRADE_VERSION)" UPGRADE_WORKER_IMG="$(IMG_REGISTRY)/deltapipeline-worker:$(UPGRADE_VERSION)" \
-	GATEWAY_IMG="$(GATEWAY_IMG)" PROMETHEUS_IMG="$(PROMETHEUS_IMG)" LOADGEN_IMG="$(LOADGEN_IMG)" CLUSTER_VOLUMES_DIR="/tmp/deltapipeline-cluster/volumes" NODE_NAME=node0
+	GATEWAY_IMG="$(GATEWAY_IMG)" $(RECEIVER_ENV) LOADGEN_IMG="$(LOADGEN_IMG)" CLUSTER_VOLUMES_DIR="/tmp/deltapipeline-cluster/volumes" NODE_NAME=node0
 
 .PHONY: test-cluster
 test-cluster: envtest helm otelcol cluster-binaries loadgen cluster-images ## Run the cluster suite: the operator installed with Helm on a real single-node cluster, real pods, Prometheus as the receiver (test/cluster; needs root).

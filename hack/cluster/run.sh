@@ -9,6 +9,12 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib.sh"
 
+# A cluster left by an interrupted earlier run is removed first.
+if [[ -e "/run/netns/$CLUSTER_NETNS" || -d "$CLUSTER_DIR" ]]; then
+	log "removing the cluster an earlier run left"
+	"$here/cluster-down.sh" || exit 1
+fi
+
 teardown() {
 	local status=$?
 	trap - EXIT INT TERM

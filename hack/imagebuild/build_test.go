@@ -111,7 +111,7 @@ func TestBuildRefusesMissingInputs(t *testing.T) {
 	if _, err := buildImage(spec, self, nil); err == nil || !strings.Contains(err.Error(), "CA bundle") {
 		t.Errorf("empty CA bundle: %v, want an error naming the CA bundle", err)
 	}
-	if _, err := findImageSpec(imageSpecs("v1", "0.161.0"), "sidecar"); err == nil || !strings.Contains(err.Error(), "gateway loadgen manager pause prometheus worker") {
+	if _, err := findImageSpec(imageSpecs("v1", "0.161.0"), "sidecar"); err == nil || !strings.Contains(err.Error(), "gateway loadgen manager pause prometheus receiver worker") {
 		t.Errorf("unknown image: %v, want the list of images", err)
 	}
 	if err := run([]string{"--image", "worker"}); err == nil || !strings.Contains(err.Error(), "is required") {

@@ -25,7 +25,7 @@ func main() {
 
 func run(args []string) error {
 	flags := flag.NewFlagSet("imagebuild", flag.ContinueOnError)
-	name := flags.String("image", "", "image to build: manager, worker, gateway, pause, prometheus or loadgen")
+	name := flags.String("image", "", "image to build: manager, worker, gateway, pause, prometheus, loadgen or receiver")
 	binary := flags.String("binary", "", "static binary the image runs")
 	version := flags.String("version", "", "version stamped into the image's labels")
 	ref := flags.String("ref", "", "image reference the archive names the image by, e.g. ghcr.io/deltapipeline/deltapipeline-worker:v0.1.0")

@@ -98,6 +98,17 @@ func imageSpecs(version, gatewayVersion string) []imageSpec {
 			Labels: imageLabels("deltapipeline-loadgen",
 				"Claude Code load generator of the DeltaPipeline test suites", version),
 		},
+		{
+			// The end-to-end suite's remote write receiver as a pod
+			// (hack/cluster/receiver), when no Prometheus is built.
+			Name:       "receiver",
+			BinaryPath: "/receiver",
+			Entrypoint: []string{"/receiver"},
+			User:       user,
+			WorkingDir: "/",
+			Labels: imageLabels("deltapipeline-cluster-receiver",
+				"Remote write receiver of the DeltaPipeline test suites", version),
+		},
 	}
 }
 

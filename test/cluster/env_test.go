@@ -30,7 +30,10 @@ type suiteEnv struct {
 	Kubeconfig, Helm, Kubectl, ChartDir, Loadgen string
 	ManagerImage, WorkerImage                    string
 	UpgradeManagerImage, UpgradeWorkerImage      string
-	GatewayImage, PrometheusImage, LoadgenImage  string
+	GatewayImage, LoadgenImage                   string
+	// PrometheusImage, when set, runs Prometheus as the receiver;
+	// otherwise ReceiverImage runs hack/cluster/receiver.
+	PrometheusImage, ReceiverImage string
 	VolumesDir, NodeName                         string
 }
 
@@ -43,7 +46,7 @@ func suiteEnvFromOS() (suiteEnv, error) {
 		{"KUBECONFIG", &e.Kubeconfig}, {"HELM", &e.Helm}, {"KUBECTL", &e.Kubectl}, {"CHART_DIR", &e.ChartDir},
 		{"LOADGEN_BINARY", &e.Loadgen}, {"MANAGER_IMG", &e.ManagerImage}, {"WORKER_IMG", &e.WorkerImage},
 		{"UPGRADE_MANAGER_IMG", &e.UpgradeManagerImage}, {"UPGRADE_WORKER_IMG", &e.UpgradeWorkerImage},
-		{"GATEWAY_IMG", &e.GatewayImage}, {"PROMETHEUS_IMG", &e.PrometheusImage}, {"LOADGEN_IMG", &e.LoadgenImage},
+		{"GATEWAY_IMG", &e.GatewayImage}, {"LOADGEN_IMG", &e.LoadgenImage},
 		{"CLUSTER_VOLUMES_DIR", &e.VolumesDir}, {"NODE_NAME", &e.NodeName},
 	}
 	var missing []string
@@ -52,6 +55,10 @@ func suiteEnvFromOS() (suiteEnv, error) {
 		if *v.into == "" {
 			missing = append(missing, v.name)
 		}
+	}
+	e.PrometheusImage, e.ReceiverImage = os.Getenv("PROMETHEUS_IMG"), os.Getenv("RECEIVER_IMG")
+	if e.PrometheusImage == "" && e.ReceiverImage == "" {
+		missing = append(missing, "PROMETHEUS_IMG or RECEIVER_IMG")
 	}
 	if len(missing) > 0 {
 		return e, fmt.Errorf("the cluster suite needs %s; run it with `make test-cluster`", strings.Join(missing, ", "))

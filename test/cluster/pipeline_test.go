@@ -42,15 +42,13 @@ const (
 	// totals once the clients stopped, gateway retries after a restart
 	// included.
 	convergeTimeout = 3 * time.Minute
-	// clientSelector selects every series the load generator sent.
-	clientSelector = `{job="claude-code"}`
 )
 
 var _ = Describe("The operator installed with Helm on a single-node cluster", Ordered, func() {
 	var (
 		env      suiteEnv
 		k8s      client.Client
-		prom     prometheusAPI
+		recv     receiver
 		runDir   string
 		pipeline *v1alpha1.DeltaPipeline
 		// sent accumulates every host-side run: later runs continue the
@@ -129,7 +127,7 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		GinkgoHelper()
 		deadline := time.Now().Add(convergeTimeout)
 		for {
-			received, err := prom.samples(ctx, clientSelector, time.Hour)
+			received, err := recv.samples(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			if reachedAll(want, received) || time.Now().After(deadline) {
 				break
@@ -137,23 +135,40 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 			time.Sleep(2 * time.Second)
 		}
 		time.Sleep(2 * conversionInterval)
-		received, err := prom.samples(ctx, clientSelector, time.Hour)
+		received, err := recv.samples(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		return harness.Verify(want, received, 1)
 	}
-	// workerFigures sums a worker metric over the workers Prometheus scrapes
-	// through their pod DNS names.
-	workerFigure := func(ctx context.Context, query string) float64 {
-		GinkgoHelper()
-		v, err := prom.scalar(ctx, query)
-		Expect(err).NotTo(HaveOccurred())
-		return v
+	// workerFigure sums a metric over the status endpoints of the worker
+	// pods, scraped at their pod IPs.
+	workerFigure := func(ctx context.Context, name string) (float64, error) {
+		var sum float64
+		pods := workerPods(ctx)
+		if len(pods) != int(*pipeline.Spec.Worker.Replicas) {
+			return 0, fmt.Errorf("%d worker pods, want %d", len(pods), *pipeline.Spec.Worker.Replicas)
+		}
+		for _, pod := range pods {
+			if pod.Status.PodIP == "" {
+				return 0, fmt.Errorf("worker pod %s has no IP yet", pod.Name)
+			}
+			m, err := harness.ScrapeMetrics(ctx, fmt.Sprintf("http://%s:8888/metrics", pod.Status.PodIP))
+			if err != nil {
+				return 0, fmt.Errorf("scraping %s: %w", pod.Name, err)
+			}
+			sum += m.Sum(name, nil)
+		}
+		return sum, nil
 	}
 	expectNothingDropped := func(ctx context.Context) {
 		GinkgoHelper()
-		Expect(workerFigure(ctx, `sum(deltapipeline_worker_export_dropped_points_total) or vector(0)`)).To(BeZero(), "workers dropped no export")
-		Expect(workerFigure(ctx, `sum(deltapipeline_worker_rejected_points_total) or vector(0)`)).To(BeZero(), "workers rejected no point")
-		Expect(workerFigure(ctx, `sum(prometheus_tsdb_out_of_order_samples_total) or vector(0)`)).To(BeZero(), "the receiver refused no out-of-order sample")
+		for _, name := range []string{"deltapipeline_worker_export_dropped_points_total", "deltapipeline_worker_rejected_points_total"} {
+			v, err := workerFigure(ctx, name)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(v).To(BeZero(), "%s over the workers", name)
+		}
+		refused, err := recv.refused(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(refused).To(BeZero(), "the receiver refused nothing")
 	}
 	hostLoad := func(ctx context.Context, l clusterLoad) totals.Totals {
 		GinkgoHelper()
@@ -187,19 +202,22 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 			Expect(k8s.Create(ctx, localVolume(fmt.Sprintf("local-pv%d", i), dir, env.NodeName))).To(Succeed())
 		}
 
-		By("starting Prometheus as the remote write receiver")
+		By("starting the remote write receiver")
 		pipeline = claudeCodeSample(env)
-		var targets []string
-		for i := range int(*pipeline.Spec.Worker.Replicas) {
-			targets = append(targets, fmt.Sprintf("%s:8888", naming.WorkerPodHost(pipeline, pipelineNamespace, i)))
-		}
-		config, deployment, service := receiverObjects(env.PrometheusImage, targets)
-		for _, obj := range []client.Object{config, deployment, service} {
+		objects, service := receiverObjects(env)
+		for _, obj := range objects {
 			Expect(k8s.Create(ctx, obj)).To(Succeed())
 		}
 		waitRolledOutDeployment(ctx, receiverNamespace, receiverName, 2*time.Minute)
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(service), service)).To(Succeed())
-		prom = prometheusAPI{base: fmt.Sprintf("http://%s:%d", service.Spec.ClusterIP, receiverPort), http: &http.Client{Timeout: 30 * time.Second}}
+		httpClient := &http.Client{Timeout: 30 * time.Second}
+		if env.PrometheusImage != "" {
+			fmt.Fprintf(GinkgoWriter, "receiver: Prometheus %s\n", env.PrometheusImage)
+			recv = prometheusAPI{base: fmt.Sprintf("http://%s:%d", service.Spec.ClusterIP, receiverPort), http: httpClient}
+		} else {
+			fmt.Fprintf(GinkgoWriter, "receiver: the end-to-end suite's receiver %s (no Prometheus image)\n", env.ReceiverImage)
+			recv = harnessReceiver{base: fmt.Sprintf("http://%s:%d", service.Spec.ClusterIP, receiverReadPort), http: httpClient}
+		}
 
 		By("installing the operator with helm install from charts/")
 		helm(ctx, append([]string{"install", releaseName, env.ChartDir, "-n", operatorNamespace, "--wait", "--timeout", "3m"},
@@ -260,8 +278,6 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		Expect(report.Problems()).To(BeEmpty())
 		Expect(report.ExactMatches).To(Equal(report.SentSeries))
 
-		By("reading every worker's status endpoint from the Prometheus pod, through cluster DNS")
-		Expect(workerFigure(ctx, `sum(up{job="deltapipeline-workers"})`)).To(BeNumerically("==", *pipeline.Spec.Worker.Replicas))
 		expectNothingDropped(ctx)
 
 		var manager corev1.PodList
@@ -271,7 +287,8 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 	}, SpecTimeout(10*time.Minute))
 
 	It("keeps every series exact, without a reset, through kubectl delete pod and a rollout restart of the workers", func(ctx SpecContext) {
-		before := workerFigure(ctx, `sum(deltapipeline_worker_active_streams)`)
+		before, err := workerFigure(ctx, "deltapipeline_worker_active_streams")
+		Expect(err).NotTo(HaveOccurred())
 		Expect(before).To(BeNumerically(">", 0))
 
 		By("deleting worker pod 1")
@@ -289,7 +306,7 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		waitRolledOutStatefulSet(ctx, pipelineNamespace, naming.WorkerStatefulSet(pipeline), 5*time.Minute)
 		By("restoring each worker's streams from its volume")
 		eventually(ctx, time.Minute, "restored streams reported by the restarted workers", func(ctx context.Context) error {
-			v, err := prom.scalar(ctx, `sum(deltapipeline_worker_checkpoint_restored_streams)`)
+			v, err := workerFigure(ctx, "deltapipeline_worker_checkpoint_restored_streams")
 			if err != nil {
 				return err
 			}
@@ -462,7 +479,7 @@ func claudeCodeSample(env suiteEnv) *v1alpha1.DeltaPipeline {
 	Expect(yaml.UnmarshalStrict(raw, &p)).To(Succeed())
 	p.Namespace = pipelineNamespace
 	Expect(p.Spec.Exporters.PrometheusRemoteWrite).NotTo(BeNil(), "the sample writes with remote write")
-	p.Spec.Exporters.PrometheusRemoteWrite.Endpoint = receiverWriteURL()
+	p.Spec.Exporters.PrometheusRemoteWrite.Endpoint = receiverWriteURL(env.PrometheusImage != "")
 	p.Spec.Exporters.PrometheusRemoteWrite.SigV4 = nil
 	p.Spec.ServiceAccount.Annotations = nil
 	p.Spec.Gateway.Image = env.GatewayImage

@@ -17,41 +17,93 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
 	"github.com/deltapipeline/deltapipeline/test/e2e/harness"
 )
 
-// The receiver: a real Prometheus pod accepting remote write, which also
-// scrapes every worker's status endpoint by its pod DNS name, so the suite
-// sees the workers' own metrics as a pod in another namespace does.
+// The receiver is a pod in its own namespace that the workers reach through
+// cluster DNS: a real Prometheus with its remote write receiver enabled, or,
+// where no Prometheus image was built, the end-to-end suite's receiver
+// (hack/cluster/receiver). Both listen on receiverPort behind one Service.
 const (
 	receiverNamespace = "receiver"
-	receiverName      = "prometheus"
+	receiverName      = "remote-write-receiver"
 	receiverPort      = 9090
+	// receiverReadPort serves the harness receiver's samples.
+	receiverReadPort = 9091
 )
+
+// receiver is what the suite reads back from the receiver pod.
+type receiver interface {
+	// samples returns every sample of the series matching the client's
+	// job, keyed as the load generator keys its ledger.
+	samples(ctx context.Context) (map[string][]harness.Sample, error)
+	// refused counts samples or requests the receiver turned away.
+	refused(ctx context.Context) (float64, error)
+}
+
+// receiverWritePath is where the workers write, by receiver kind.
+func receiverWritePath(prometheus bool) string {
+	if prometheus {
+		return "/api/v1/write"
+	}
+	return harness.WritePath(0)
+}
 
 // receiverWriteURL is the remote write endpoint the pipelines write to,
 // resolved through cluster DNS.
-func receiverWriteURL() string {
-	return fmt.Sprintf("http://%s.%s.svc:%d/api/v1/write", receiverName, receiverNamespace, receiverPort)
+func receiverWriteURL(prometheus bool) string {
+	return fmt.Sprintf("http://%s.%s.svc:%d%s", receiverName, receiverNamespace, receiverPort, receiverWritePath(prometheus))
 }
 
-// prometheusConfig scrapes the status endpoint of each worker target.
-func prometheusConfig(workerTargets []string) string {
-	var b strings.Builder
-	b.WriteString("global:\n  scrape_interval: 2s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: deltapipeline-workers\n    static_configs:\n      - targets:\n")
-	for _, t := range workerTargets {
-		fmt.Fprintf(&b, "          - %s\n", t)
-	}
-	return b.String()
-}
-
-func receiverObjects(image string, workerTargets []string) (*corev1.ConfigMap, *appsv1.Deployment, *corev1.Service) {
+// receiverObjects is the receiver's Deployment and Service; Prometheus also
+// gets its (empty) configuration file.
+func receiverObjects(env suiteEnv) ([]client.Object, *corev1.Service) {
 	labels := map[string]string{"app.kubernetes.io/name": receiverName}
-	config := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: receiverName, Namespace: receiverNamespace},
-		Data:       map[string]string{"prometheus.yml": prometheusConfig(workerTargets)},
+	container := corev1.Container{
+		Name:            receiverName,
+		Ports:           []corev1.ContainerPort{{Name: "write", ContainerPort: receiverPort}},
+		SecurityContext: restrictedContainerSecurity(),
+	}
+	var volumes []corev1.Volume
+	var objects []client.Object
+	if env.PrometheusImage != "" {
+		container.Image = env.PrometheusImage
+		container.Args = []string{
+			"--config.file=/etc/prometheus/prometheus.yml",
+			"--storage.tsdb.path=/prometheus",
+			"--storage.tsdb.retention.time=1d",
+			"--web.enable-remote-write-receiver",
+			fmt.Sprintf("--web.listen-address=:%d", receiverPort),
+		}
+		container.ReadinessProbe = &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/ready", Port: intstr.FromInt32(receiverPort)}},
+			PeriodSeconds: 2,
+		}
+		container.VolumeMounts = []corev1.VolumeMount{
+			{Name: "config", MountPath: "/etc/prometheus", ReadOnly: true},
+			{Name: "data", MountPath: "/prometheus"},
+		}
+		volumes = []corev1.Volume{
+			{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: receiverName},
+			}}},
+			{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		}
+		objects = append(objects, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: receiverName, Namespace: receiverNamespace},
+			Data:       map[string]string{"prometheus.yml": "global:\n  scrape_interval: 1m\n"},
+		})
+	} else {
+		container.Image = env.ReceiverImage
+		container.Args = []string{fmt.Sprintf("--listen=:%d", receiverPort), fmt.Sprintf("--listen-read=:%d", receiverReadPort)}
+		container.Ports = append(container.Ports, corev1.ContainerPort{Name: "read", ContainerPort: receiverReadPort})
+		container.ReadinessProbe = &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/stats", Port: intstr.FromInt32(receiverReadPort)}},
+			PeriodSeconds: 2,
+		}
 	}
 	deployment := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: receiverName, Namespace: receiverNamespace, Labels: labels},
@@ -62,33 +114,8 @@ func receiverObjects(image string, workerTargets []string) (*corev1.ConfigMap, *
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					SecurityContext: restrictedPodSecurity(65532),
-					Containers: []corev1.Container{{
-						Name:  receiverName,
-						Image: image,
-						Args: []string{
-							"--config.file=/etc/prometheus/prometheus.yml",
-							"--storage.tsdb.path=/prometheus",
-							"--storage.tsdb.retention.time=1d",
-							"--web.enable-remote-write-receiver",
-							fmt.Sprintf("--web.listen-address=:%d", receiverPort),
-						},
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: receiverPort}},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/-/ready", Port: intstr.FromInt32(receiverPort)}},
-							PeriodSeconds: 2,
-						},
-						SecurityContext: restrictedContainerSecurity(),
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "config", MountPath: "/etc/prometheus", ReadOnly: true},
-							{Name: "data", MountPath: "/prometheus"},
-						},
-					}},
-					Volumes: []corev1.Volume{
-						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-							LocalObjectReference: corev1.LocalObjectReference{Name: receiverName},
-						}}},
-						{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-					},
+					Containers:      []corev1.Container{container},
+					Volumes:         volumes,
 				},
 			},
 		},
@@ -97,10 +124,56 @@ func receiverObjects(image string, workerTargets []string) (*corev1.ConfigMap, *
 		ObjectMeta: metav1.ObjectMeta{Name: receiverName, Namespace: receiverNamespace, Labels: labels},
 		Spec: corev1.ServiceSpec{
 			Selector: labels,
-			Ports:    []corev1.ServicePort{{Name: "http", Port: receiverPort, TargetPort: intstr.FromInt32(receiverPort)}},
+			Ports: []corev1.ServicePort{
+				{Name: "write", Port: receiverPort, TargetPort: intstr.FromInt32(receiverPort)},
+				{Name: "read", Port: receiverReadPort, TargetPort: intstr.FromInt32(receiverReadPort)},
+			},
 		},
 	}
-	return config, deployment, service
+	return append(objects, deployment, service), service
+}
+
+// harnessReceiver reads the end-to-end suite's receiver at base.
+type harnessReceiver struct {
+	base string
+	http *http.Client
+}
+
+func (h harnessReceiver) get(ctx context.Context, path string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := h.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("reading %s: HTTP %d", path, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+func (h harnessReceiver) samples(ctx context.Context) (map[string][]harness.Sample, error) {
+	var all map[string][]harness.Sample
+	if err := h.get(ctx, "/samples", &all); err != nil {
+		return nil, err
+	}
+	for key := range all {
+		if !strings.Contains(key, `job="claude-code"`) {
+			delete(all, key)
+		}
+	}
+	return all, nil
+}
+
+func (h harnessReceiver) refused(ctx context.Context) (float64, error) {
+	var stats struct {
+		Refused float64 `json:"refused"`
+	}
+	err := h.get(ctx, "/stats", &stats)
+	return stats.Refused, err
 }
 
 // prometheusAPI queries the receiver's HTTP API at base (http://IP:port).
@@ -149,11 +222,12 @@ func (p prometheusAPI) query(ctx context.Context, q string) (promResponse, error
 	return out, nil
 }
 
-// samples reads every raw sample Prometheus stored for the series matching
-// selector within the last window, keyed as the load generator keys its
-// ledger. Prometheus knows no writer, so every sample counts as worker 0.
-func (p prometheusAPI) samples(ctx context.Context, selector string, window time.Duration) (map[string][]harness.Sample, error) {
-	resp, err := p.query(ctx, fmt.Sprintf("%s[%ds]", selector, int(window.Seconds())))
+// samples reads every raw sample Prometheus stored in the last hour for the
+// client's series. Prometheus knows no writer, so every sample counts as
+// worker 0.
+func (p prometheusAPI) samples(ctx context.Context) (map[string][]harness.Sample, error) {
+	const selector = `{job="claude-code"}`
+	resp, err := p.query(ctx, selector+"[1h]")
 	if err != nil {
 		return nil, err
 	}
@@ -180,20 +254,14 @@ func (p prometheusAPI) samples(ctx context.Context, selector string, window time
 	return out, nil
 }
 
-// scalar returns the single value of an instant query, 0 when it has none.
-func (p prometheusAPI) scalar(ctx context.Context, q string) (float64, error) {
-	resp, err := p.query(ctx, q)
+// refused counts the samples Prometheus refused for being out of order or
+// out of its time window, read from its own metrics.
+func (p prometheusAPI) refused(ctx context.Context) (float64, error) {
+	m, err := harness.ScrapeMetrics(ctx, p.base+"/metrics")
 	if err != nil {
 		return 0, err
 	}
-	switch len(resp.Data.Result) {
-	case 0:
-		return 0, nil
-	case 1:
-		_, v, err := samplePair(resp.Data.Result[0].Value)
-		return v, err
-	}
-	return 0, fmt.Errorf("query %q returned %d series, want one", q, len(resp.Data.Result))
+	return m.Sum("prometheus_tsdb_out_of_order_samples_total", nil) + m.Sum("prometheus_tsdb_out_of_bound_samples_total", nil), nil
 }
 
 // samplePair decodes Prometheus's [seconds, "value"] pair.
