@@ -34,7 +34,7 @@ type suiteEnv struct {
 	// PrometheusImage, when set, runs Prometheus as the receiver;
 	// otherwise ReceiverImage runs hack/cluster/receiver.
 	PrometheusImage, ReceiverImage string
-	VolumesDir, NodeName                         string
+	VolumesDir, NodeName           string
 }
 
 func suiteEnvFromOS() (suiteEnv, error) {
