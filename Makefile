@@ -284,7 +284,7 @@ images: otelcol ## Build the manager, worker, gateway and pod-sandbox OCI images
 	$(IMAGEBUILD) --image manager --version $(VERSION) --ref $(MANAGER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/manager --out $(IMAGES_DIR)/$(VERSION)/manager.tar
 	$(IMAGEBUILD) --image worker --version $(VERSION) --ref $(WORKER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/worker --out $(IMAGES_DIR)/$(VERSION)/worker.tar
 	$(IMAGEBUILD) --image gateway --version $(OTELCOL_RELEASE) --ref $(GATEWAY_IMG) --binary $(OTELCOL) --out $(IMAGES_DIR)/gateway.tar
-	$(GO_BUILD) -buildvcs=false -o $(IMAGES_DIR)/pause ./hack/cluster/pause
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w" -o $(IMAGES_DIR)/pause ./hack/cluster/pause
 	$(IMAGEBUILD) --image pause --version $(PAUSE_IMG_TAG) --ref $(PAUSE_IMG) --binary $(IMAGES_DIR)/pause --out $(IMAGES_DIR)/pause.tar
 
 .PHONY: docker-push
