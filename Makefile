@@ -195,8 +195,8 @@ CLUSTER_SUITE_ENV = HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" CHART_DIR="$(CURD
 .PHONY: test-cluster
 test-cluster: envtest helm otelcol cluster-binaries loadgen cluster-images ## Run the cluster suite: the operator installed with Helm on a real single-node cluster, real pods, Prometheus as the receiver (test/cluster; needs root).
 	$(GO) test -c -o $(LOCALBIN)/cluster.test ./test/cluster
-	$(CLUSTER_ENV) CLUSTER_IMAGES="$(CLUSTER_IMAGE_ARCHIVES)" $(CLUSTER_SUITE_ENV) \
-		hack/cluster/run.sh $(LOCALBIN)/cluster.test -test.timeout 30m -ginkgo.v
+	cd test/cluster && $(CLUSTER_ENV) CLUSTER_IMAGES="$(CLUSTER_IMAGE_ARCHIVES)" $(CLUSTER_SUITE_ENV) \
+		../../hack/cluster/run.sh $(LOCALBIN)/cluster.test -test.timeout 30m -ginkgo.v
 
 # Seconds each fuzz target runs in `make fuzz`; the committed seeds under
 # testdata/fuzz also run as plain tests in go-test.

@@ -80,7 +80,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to generate when --rounds is 0")
 	fs.DurationVar(&c.exportInterval, "export-interval", 60*time.Second, "interval of one round of activity and one export per writer (Claude Code's default export interval is 60s)")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of every identity and value; the same seed sends the same series and totals")
-	fs.StringVar(&c.totalsOut, "totals-out", "", "write the acknowledged totals per Prometheus series to this JSON file (- for standard output)")
+	fs.StringVar(&c.totalsOut, "totals-out", "", "write the acknowledged totals per Prometheus series to this JSON file")
 	fs.StringVar(&c.clientVersion, "client-version", "2.0.0", "service.version and scope version of the emulated clients")
 	fs.IntVar(&c.connsPerEndpoint, "connections", 2, "gRPC connections per endpoint shared by the writers")
 	fs.DurationVar(&c.progress, "progress", 0, "print a progress line at this interval (0: never)")

@@ -58,14 +58,26 @@ shim_pids() {
 	done
 }
 
+# ancestors lists this script's process and every process above it (the
+# make or shell that started it may name CLUSTER_DIR too).
+ancestors() {
+	local pid=$BASHPID
+	while [[ -n "$pid" && "$pid" != 0 ]]; do
+		echo "$pid"
+		pid="$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)"
+	done
+}
+
 # leftover_processes lists every process whose command line names
-# CLUSTER_DIR (all components and shims do), other than this script.
+# CLUSTER_DIR (all components and shims do), other than this script and
+# its callers.
 leftover_processes() {
-	local proc cmdline
+	local proc cmdline mine
+	mine=" $(ancestors | tr '\n' ' ') $$ "
 	for proc in /proc/[0-9]*; do
-		[[ "${proc#/proc/}" == "$$" || "${proc#/proc/}" == "$BASHPID" ]] && continue
+		[[ "$mine" == *" ${proc#/proc/} "* ]] && continue
 		cmdline="$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline")" || continue
-		if [[ "$cmdline" == *"$CLUSTER_DIR/"* && "$cmdline" != *cluster-down.sh* ]]; then
+		if [[ "$cmdline" == *"$CLUSTER_DIR/"* ]]; then
 			echo "${proc#/proc/} $cmdline"
 		fi
 	done
@@ -119,6 +131,7 @@ main() {
 	if [[ -d "$LOG_DIR" ]]; then
 		rm -rf "$CLUSTER_LOG_DIR"
 		cp -r "$LOG_DIR" "$CLUSTER_LOG_DIR"
+		[[ -d "$CLUSTER_DIR/pod-logs" ]] && cp -rL "$CLUSTER_DIR/pod-logs" "$CLUSTER_LOG_DIR/pods" 2>/dev/null
 	fi
 
 	local left=()

@@ -33,6 +33,8 @@ const (
 	pipelineNamespace = "pipelines"
 	// releaseName is the release name docs/install.md uses.
 	releaseName = "deltapipeline-operator"
+	// managerDeployment is the chart's manager Deployment of that release.
+	managerDeployment = releaseName + "-manager"
 	// sampleFile is the Claude Code → remote write sample users start from.
 	sampleFile = "../../config/samples/telemetry_v1alpha1_deltapipeline_claudecode_amp.yaml"
 	// conversionInterval replaces the sample's 30s, so each check waits
@@ -222,14 +224,8 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		By("installing the operator with helm install from charts/")
 		helm(ctx, append([]string{"install", releaseName, env.ChartDir, "-n", operatorNamespace, "--wait", "--timeout", "3m"},
 			helmImageFlags(env.ManagerImage, env.WorkerImage)...)...)
-		waitRolledOutDeployment(ctx, operatorNamespace, releaseName, time.Minute)
+		waitRolledOutDeployment(ctx, operatorNamespace, managerDeployment, time.Minute)
 	}, NodeTimeout(6*time.Minute))
-
-	AfterAll(func(ctx SpecContext) {
-		if CurrentSpecReport().Failed() || os.Getenv("CLUSTER_SUITE_DUMP") != "" {
-			dumpCluster(ctx, env, runDir)
-		}
-	}, NodeTimeout(2*time.Minute))
 
 	ReportAfterEach(func(report SpecReport) {
 		if report.Failed() {
@@ -347,7 +343,7 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 	It("moves the workers to the new release's image with helm upgrade, without a reset", func(ctx SpecContext) {
 		helm(ctx, append([]string{"upgrade", releaseName, env.ChartDir, "-n", operatorNamespace, "--wait", "--timeout", "3m"},
 			helmImageFlags(env.UpgradeManagerImage, env.UpgradeWorkerImage)...)...)
-		waitRolledOutDeployment(ctx, operatorNamespace, releaseName, 2*time.Minute)
+		waitRolledOutDeployment(ctx, operatorNamespace, managerDeployment, 2*time.Minute)
 		eventually(ctx, 5*time.Minute, "every worker on "+env.UpgradeWorkerImage, func(ctx context.Context) error {
 			var s appsv1.StatefulSet
 			if err := k8s.Get(ctx, client.ObjectKey{Namespace: pipelineNamespace, Name: naming.WorkerStatefulSet(pipeline)}, &s); err != nil {
@@ -488,7 +484,7 @@ func claudeCodeSample(env suiteEnv) *v1alpha1.DeltaPipeline {
 }
 
 // runLoadPod runs bin/loadgen's image as a Job in the receiver namespace
-// against endpoint, and reads the totals it printed.
+// against endpoint, and reads the totals it logged.
 func runLoadPod(ctx context.Context, k8s client.Client, env suiteEnv, endpoint string, kubectl func(context.Context, ...string) string) totals.Totals {
 	GinkgoHelper()
 	job := &batchv1.Job{
@@ -502,7 +498,7 @@ func runLoadPod(ctx context.Context, k8s client.Client, env suiteEnv, endpoint s
 					Name:  "loadgen",
 					Image: env.LoadgenImage,
 					Args: []string{"--endpoint", endpoint, "--sessions", "20", "--shared-sessions", "4", "--rounds", "3",
-						"--export-interval", "2s", "--seed", "7", "--totals-out", "-"},
+						"--export-interval", "2s", "--seed", "7", "--totals-out", "/dev/stderr"},
 					SecurityContext: restrictedContainerSecurity(),
 				}},
 			}},
@@ -528,8 +524,9 @@ func runLoadPod(ctx context.Context, k8s client.Client, env suiteEnv, endpoint s
 	return sent
 }
 
-// decodeTotals finds the totals JSON object in a loadgen log, whose other
-// lines are progress lines on standard error.
+// decodeTotals finds the totals JSON object in a loadgen log. The pod
+// writes it to standard error, after its progress lines and before its last
+// line: one stream, so the container log keeps it in one piece.
 func decodeTotals(log string) (totals.Totals, error) {
 	start := strings.Index(log, "{\n")
 	if start < 0 {
@@ -574,10 +571,11 @@ func dumpCluster(ctx context.Context, env suiteEnv, dir string) {
 		out, _ := command(ctx, env.Kubectl, append([]string{"--kubeconfig", env.Kubeconfig}, args...)...)
 		fmt.Fprintln(GinkgoWriter, out)
 	}
-	run("get", "pods,pvc,pv,deltapipelines", "-A", "-o", "wide")
+	run("get", "pods,pvc,pv", "-A", "-o", "wide")
+	run("get", "deltapipelines", "-A", "-o", "yaml")
 	run("get", "events", "-A", "--sort-by=.lastTimestamp")
 	for _, ns := range []string{operatorNamespace, pipelineNamespace, receiverNamespace} {
-		run("-n", ns, "logs", "--all-containers", "--prefix", "--tail=60", "-l", "app.kubernetes.io/instance")
+		run("-n", ns, "logs", "--all-containers", "--prefix", "--tail=60", "-l", "app.kubernetes.io/name")
 	}
 	fmt.Fprintf(GinkgoWriter, "load generator logs and totals in %s\n", dir)
 }

@@ -99,6 +99,10 @@ func receiverObjects(env suiteEnv) ([]client.Object, *corev1.Service) {
 	} else {
 		container.Image = env.ReceiverImage
 		container.Args = []string{fmt.Sprintf("--listen=:%d", receiverPort), fmt.Sprintf("--listen-read=:%d", receiverReadPort)}
+		// The harness package links envtest, whose init creates a
+		// directory under /tmp.
+		container.VolumeMounts = []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+		volumes = []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 		container.Ports = append(container.Ports, corev1.ContainerPort{Name: "read", ContainerPort: receiverReadPort})
 		container.ReadinessProbe = &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/stats", Port: intstr.FromInt32(receiverReadPort)}},

@@ -114,20 +114,13 @@ func (t Totals) ByMetric() map[string]float64 {
 	return out
 }
 
-// Write stores t as indented JSON at path; "-" writes it to standard
-// output, for a load generator running as a pod whose log is read back.
+// Write stores t as indented JSON at path.
 func Write(path string, t Totals) error {
 	data, err := json.MarshalIndent(t, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding totals: %w", err)
 	}
-	data = append(data, '\n')
-	if path == "-" {
-		_, err = os.Stdout.Write(data)
-	} else {
-		err = os.WriteFile(path, data, 0o644)
-	}
-	if err != nil {
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing totals: %w", err)
 	}
 	return nil
