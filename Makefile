@@ -376,7 +376,10 @@ COREDNS_VERSION ?= v1.15.0
 .PHONY: cluster-binaries
 cluster-binaries: $(CLUSTER_K8S_BINARIES) $(COREDNS) ## Build kubelet, kube-proxy, kube-scheduler, kube-controller-manager (bin/k8s/node-<version>-linux-amd64) and CoreDNS (bin/coredns) for the cluster suite.
 
-$(CLUSTER_K8S_BINARIES) &: hack/cluster/kube/go.mod hack/cluster/kube/go.sum $(wildcard hack/cluster/kube/*/main.go)
+# After kube-apiserver (order only): both compile most of k8s.io/kubernetes,
+# and built one after the other the second reuses the first's build cache
+# instead of compiling the same packages beside it on the same cores.
+$(CLUSTER_K8S_BINARIES) &: hack/cluster/kube/go.mod hack/cluster/kube/go.sum $(wildcard hack/cluster/kube/*/main.go) | $(ENVTEST_ASSETS_DIR)/kube-apiserver
 	hack/envtest/check-module-version.sh hack/cluster/kube/go.mod k8s.io/kubernetes v$(ENVTEST_K8S_VERSION)
 	mkdir -p $(CLUSTER_K8S_DIR)
 	cd hack/cluster/kube && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w $(K8S_VERSION_LDFLAGS)" -o $(CLUSTER_K8S_DIR)/ $(addprefix ./,$(CLUSTER_K8S_COMMANDS))

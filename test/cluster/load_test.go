@@ -78,6 +78,17 @@ func startLoad(binary, dir string, l clusterLoad) (*loadRun, error) {
 	return r, nil
 }
 
+// running reports whether the load generator has not exited yet.
+func (r *loadRun) running() bool {
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
 // wait returns what the run had acknowledged. A run with failed exports
 // exits non-zero; that is an error unless the run never retries, whose
 // failures are the figure being measured.

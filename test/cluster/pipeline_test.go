@@ -58,6 +58,7 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		sent            totals.Totals
 		gatewayEndpoint string
 		managerRestarts int32
+		anyFailed       bool
 	)
 
 	kubectl := func(ctx context.Context, args ...string) string {
@@ -227,8 +228,15 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		waitRolledOutDeployment(ctx, operatorNamespace, managerDeployment, time.Minute)
 	}, NodeTimeout(6*time.Minute))
 
+	AfterAll(func() {
+		if !anyFailed && !CurrentSpecReport().Failed() && runDir != "" {
+			Expect(os.RemoveAll(runDir)).To(Succeed())
+		}
+	})
+
 	ReportAfterEach(func(report SpecReport) {
 		if report.Failed() {
+			anyFailed = true
 			dumpCluster(context.Background(), env, runDir)
 		}
 	})
@@ -321,6 +329,20 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 
 	It("keeps every series exact through a rollout restart of the gateways under load, and counts what a client that never retries lost", func(ctx SpecContext) {
 		gatewayName := naming.GatewayDeployment(pipeline)
+		gatewayPods := func() []string {
+			var pods corev1.PodList
+			Expect(k8s.List(ctx, &pods, client.InNamespace(pipelineNamespace),
+				client.MatchingLabels(naming.SelectorLabels(pipeline, naming.ComponentGateway)))).To(Succeed())
+			// Pods still shutting down after the rollout are the old ones.
+			var names []string
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp == nil {
+					names = append(names, p.Name)
+				}
+			}
+			return names
+		}
+		before := gatewayPods()
 		run, err := startLoad(env.Loadgen, runDir, clusterLoad{
 			name: "gateway-rollout", endpoint: gatewayEndpoint, sessions: 30, sharedSessions: 5, rounds: 40, interval: time.Second, seed: 11, noRetry: true,
 		})
@@ -328,6 +350,10 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		time.Sleep(5 * time.Second)
 		kubectl(ctx, "-n", pipelineNamespace, "rollout", "restart", "deployment/"+gatewayName)
 		kubectl(ctx, "-n", pipelineNamespace, "rollout", "status", "deployment/"+gatewayName, "--timeout=5m")
+		Expect(run.running()).To(BeTrue(), "the gateways finished rolling while the load still ran")
+		for _, name := range gatewayPods() {
+			Expect(before).NotTo(ContainElement(name), "gateway pod %s was not replaced", name)
+		}
 		rolled, err := run.wait(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		fmt.Fprintf(GinkgoWriter, "FIGURES refused requests for a client that never retries, across a gateway rollout: %d of %d exports refused (%d points lost by the client)\n",
