@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -104,9 +105,14 @@ func (r *loadRun) wait(ctx context.Context) (totals.Totals, error) {
 	if err != nil {
 		return totals.Totals{}, fmt.Errorf("loadgen %s (exit %v, log %s): %w", r.load.name, exitErr, r.logPath, err)
 	}
+	log, _ := os.ReadFile(r.logPath)
 	if exitErr != nil && !(r.load.noRetry && sent.FailedExports > 0) {
-		log, _ := os.ReadFile(r.logPath)
 		return sent, fmt.Errorf("loadgen %s: %w\n%s", r.load.name, exitErr, log)
+	}
+	if sent.FailedExports > 0 {
+		// The last lines say why the exports failed.
+		lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+		fmt.Fprintf(GinkgoWriter, "loadgen %s: %s\n", r.load.name, strings.Join(lines[max(0, len(lines)-2):], "\n"))
 	}
 	return sent, nil
 }
