@@ -64,6 +64,8 @@ TEST_TARGETS := verify-generated verify-tidy vet lint go-test chart-test
 TEST_TARGETS += alert-rules validate-gateway-configs e2e dashboards-test
 # A short run of every fuzz target.
 TEST_TARGETS += fuzz
+# The operator on a real single-node cluster (test/cluster).
+TEST_TARGETS += test-cluster
 
 .DEFAULT_GOAL := help
 
@@ -125,7 +127,7 @@ demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this mac
 ##@ Test
 
 .PHONY: test-tools
-test-tools: controller-gen helm golangci-lint envtest otelcol prometheus module-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
+test-tools: controller-gen helm golangci-lint envtest otelcol prometheus module-binaries cluster-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
 
 # The binaries of this module share most of their dependencies: built one
 # after the other, each reuses what the previous one compiled.
@@ -137,9 +139,9 @@ module-binaries:
 test: $(TEST_TARGETS) ## Run every check CI runs: generated files, Go unit and envtest suites, Helm chart checks, and the checks others append to TEST_TARGETS.
 
 .PHONY: go-test
-go-test: envtest ## Run the module's Go tests (unit and envtest suites) except the chart and end-to-end suites.
+go-test: envtest ## Run the module's Go tests (unit and envtest suites) except the chart, end-to-end, dashboard and cluster suites.
 	PODMONITOR_CRD="$$(hack/tools/module-file.sh $(PODMONITOR_CRD_SOURCE))" \
-		$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e' -e '/test/dashboards')
+		$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e '/test/chart' -e '/test/e2e' -e '/test/dashboards' -e '/test/cluster')
 
 .PHONY: chart-test
 chart-test: envtest helm build-manager ## Lint and render the Helm chart, dry-run it and dist/install.yaml against envtest, run the manager as the chart deploys it.
@@ -165,6 +167,65 @@ E2E_ENV = OTELCOL_BINARY="$(OTELCOL)" WORKER_BINARY="$(LOCALBIN)/worker" LOADGEN
 e2e: envtest otelcol build-worker loadgen ## Run the end-to-end suite: operator on envtest, upstream collector gateways and workers as local processes, load generator, remote write receiver (docs/e2e.md).
 	$(GO) test $(GO_TEST_FLAGS) ./test/e2e/harness
 	$(E2E_ENV) $(GO) test -count=1 -timeout 15m ./test/e2e -ginkgo.v
+
+# The single-node cluster of the cluster suite (hack/cluster, test/cluster):
+# a real kubelet, containerd and control plane inside one network namespace
+# of their own. cluster-up and cluster-down need root.
+CLUSTER_ENV = ENVTEST_DIR="$(ENVTEST_ASSETS_DIR)" NODE_K8S_DIR="$(CLUSTER_K8S_DIR)" COREDNS="$(COREDNS)" PAUSE_IMAGE="$(PAUSE_IMG)"
+# The second operator release `helm upgrade` moves to in the suite.
+UPGRADE_VERSION ?= $(VERSION)-upgrade
+# The suite's remote write receiver: `prometheus`, a real Prometheus built
+# by `make prometheus` (hack/prometheus), or `harness`, the end-to-end
+# suite's receiver as a program (hack/cluster/receiver).
+CLUSTER_RECEIVER ?= prometheus
+PROMETHEUS ?= $(LOCALBIN)/prometheus
+PROMETHEUS_IMG ?= $(IMG_REGISTRY)/deltapipeline-cluster-prometheus:cluster
+RECEIVER_IMG ?= $(IMG_REGISTRY)/deltapipeline-cluster-receiver:$(VERSION)
+LOADGEN_IMG ?= $(IMG_REGISTRY)/deltapipeline-loadgen:$(VERSION)
+ifeq ($(CLUSTER_RECEIVER),prometheus)
+RECEIVER_ARCHIVE = $(IMAGES_DIR)/prometheus.tar
+RECEIVER_ENV = PROMETHEUS_IMG="$(PROMETHEUS_IMG)"
+else
+RECEIVER_ARCHIVE = $(IMAGES_DIR)/$(VERSION)/receiver.tar
+RECEIVER_ENV = RECEIVER_IMG="$(RECEIVER_IMG)"
+endif
+CLUSTER_IMAGE_ARCHIVES = $(IMAGES_DIR)/$(VERSION)/manager.tar $(IMAGES_DIR)/$(VERSION)/worker.tar \
+	$(IMAGES_DIR)/$(UPGRADE_VERSION)/manager.tar $(IMAGES_DIR)/$(UPGRADE_VERSION)/worker.tar \
+	$(IMAGES_DIR)/gateway.tar $(IMAGES_DIR)/pause.tar $(IMAGES_DIR)/$(VERSION)/loadgen.tar $(RECEIVER_ARCHIVE)
+
+.PHONY: cluster-images
+cluster-images: loadgen ## Build the images the cluster suite imports: `make images` for VERSION and UPGRADE_VERSION, the receiver (CLUSTER_RECEIVER) and the load generator.
+	$(MAKE) images
+	$(MAKE) images VERSION=$(UPGRADE_VERSION)
+	$(IMAGEBUILD) --image loadgen --version $(VERSION) --ref $(LOADGEN_IMG) --binary $(LOCALBIN)/loadgen --out $(IMAGES_DIR)/$(VERSION)/loadgen.tar
+ifeq ($(CLUSTER_RECEIVER),prometheus)
+	test -x $(PROMETHEUS) || $(MAKE) prometheus
+	$(IMAGEBUILD) --image prometheus --version cluster --ref $(PROMETHEUS_IMG) --binary $(PROMETHEUS) --out $(IMAGES_DIR)/prometheus.tar
+else
+	$(GO_BUILD) -buildvcs=false -o $(IMAGES_DIR)/$(VERSION)/receiver ./hack/cluster/receiver
+	$(IMAGEBUILD) --image receiver --version $(VERSION) --ref $(RECEIVER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/receiver --out $(IMAGES_DIR)/$(VERSION)/receiver.tar
+endif
+
+.PHONY: cluster-up
+cluster-up: envtest cluster-binaries cluster-images ## Start the single-node cluster (root; network namespace deltapipeline-cluster, KUBECONFIG /tmp/deltapipeline-cluster/admin.kubeconfig).
+	$(CLUSTER_ENV) hack/cluster/cluster-up.sh $(CLUSTER_IMAGE_ARCHIVES)
+
+.PHONY: cluster-down
+cluster-down: ## Stop the cluster and remove every process, mount, network namespace and cgroup it made; fails listing what is left.
+	$(CLUSTER_ENV) hack/cluster/cluster-down.sh
+
+# The suite runs inside the cluster's network namespace, where the module
+# proxy is out of reach: everything is built before, the suite with go test -c.
+CLUSTER_SUITE_ENV = HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" CHART_DIR="$(CURDIR)/$(CHART_DIR)" LOADGEN_BINARY="$(LOCALBIN)/loadgen" \
+	MANAGER_IMG="$(MANAGER_IMG)" WORKER_IMG="$(WORKER_IMG)" \
+	UPGRADE_MANAGER_IMG="$(IMG_REGISTRY)/deltapipeline-operator:$(UPGRADE_VERSION)" UPGRADE_WORKER_IMG="$(IMG_REGISTRY)/deltapipeline-worker:$(UPGRADE_VERSION)" \
+	GATEWAY_IMG="$(GATEWAY_IMG)" $(RECEIVER_ENV) LOADGEN_IMG="$(LOADGEN_IMG)" CLUSTER_VOLUMES_DIR="/tmp/deltapipeline-cluster/volumes" NODE_NAME=node0
+
+.PHONY: test-cluster
+test-cluster: envtest helm otelcol cluster-binaries loadgen cluster-images ## Run the cluster suite: the operator installed with Helm on a real single-node cluster, real pods, Prometheus as the receiver (test/cluster; needs root).
+	$(GO) test -c -o $(LOCALBIN)/cluster.test ./test/cluster
+	cd test/cluster && $(CLUSTER_ENV) CLUSTER_IMAGES="$(CLUSTER_IMAGE_ARCHIVES)" $(CLUSTER_SUITE_ENV) \
+		../../hack/cluster/run.sh $(LOCALBIN)/cluster.test -test.timeout 30m -ginkgo.v
 
 # Seconds each fuzz target runs in `make fuzz`; the committed seeds under
 # testdata/fuzz also run as plain tests in go-test.
@@ -264,6 +325,35 @@ docker-build: ## Build the manager and worker images (MANAGER_IMG, WORKER_IMG).
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(MANAGER_IMG) -f Dockerfile .
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(WORKER_IMG) -f Dockerfile.worker .
 
+# `make images` writes the same images as docker-build without Docker or a
+# registry (hack/imagebuild): OCI image layouts packed as tar files that
+# `ctr -n k8s.io images import` loads, under bin/images/<VERSION>/. The
+# binaries are built into that directory with the Dockerfiles' flags and
+# VERSION stamped in; the gateway image holds bin/otelcol and is tagged with
+# the collector release.
+IMAGES_DIR ?= $(LOCALBIN)/images
+GATEWAY_IMG_REPOSITORY ?= $(IMG_REGISTRY)/deltapipeline-gateway-otelcol
+IMAGEBUILD ?= $(LOCALBIN)/imagebuild
+# The collector release hack/otelcol builds (its go.mod's otelcol-contrib
+# component version), which tags the gateway image.
+OTELCOL_RELEASE = $(shell sed -n 's|^[[:space:]]*github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter v\([0-9.]*\)$$|\1|p' hack/otelcol/go.mod)
+GATEWAY_IMG ?= $(GATEWAY_IMG_REPOSITORY):$(OTELCOL_RELEASE)
+# The pod sandbox of the cluster suite's node (hack/cluster/pause).
+PAUSE_IMG_TAG ?= 1
+PAUSE_IMG ?= $(IMG_REGISTRY)/deltapipeline-cluster-pause:$(PAUSE_IMG_TAG)
+
+.PHONY: images
+images: otelcol ## Build the manager, worker, gateway and pod-sandbox OCI images without Docker into bin/images/VERSION/*.tar (MANAGER_IMG, WORKER_IMG; docs/install.md).
+	mkdir -p $(IMAGES_DIR)/$(VERSION)
+	$(GO) build -o $(IMAGEBUILD) ./hack/imagebuild
+	$(GO_BUILD) -buildvcs=false -o $(IMAGES_DIR)/$(VERSION)/manager ./cmd/manager
+	$(GO_BUILD) -buildvcs=false -o $(IMAGES_DIR)/$(VERSION)/worker ./cmd/worker
+	$(IMAGEBUILD) --image manager --version $(VERSION) --ref $(MANAGER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/manager --out $(IMAGES_DIR)/$(VERSION)/manager.tar
+	$(IMAGEBUILD) --image worker --version $(VERSION) --ref $(WORKER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/worker --out $(IMAGES_DIR)/$(VERSION)/worker.tar
+	$(IMAGEBUILD) --image gateway --version $(OTELCOL_RELEASE) --ref $(GATEWAY_IMG) --binary $(OTELCOL) --out $(IMAGES_DIR)/gateway.tar
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w" -o $(IMAGES_DIR)/pause ./hack/cluster/pause
+	$(IMAGEBUILD) --image pause --version $(PAUSE_IMG_TAG) --ref $(PAUSE_IMG) --binary $(IMAGES_DIR)/pause --out $(IMAGES_DIR)/pause.tar
+
 .PHONY: docker-push
 docker-push: ## Push the manager and worker images.
 	$(CONTAINER_TOOL) push $(MANAGER_IMG)
@@ -346,6 +436,31 @@ $(ENVTEST_ASSETS_DIR)/etcd: hack/envtest/etcd/go.mod hack/envtest/etcd/main.go
 $(ENVTEST_ASSETS_DIR)/kubectl: hack/envtest/kubectl/go.mod hack/envtest/kubectl/main.go
 	hack/envtest/check-module-version.sh hack/envtest/kubectl/go.mod k8s.io/kubectl v0.$(patsubst 1.%,%,$(ENVTEST_K8S_VERSION))
 	$(call ENVTEST_BUILD,kubectl,$(K8S_VERSION_LDFLAGS))
+
+# The node and controllers of the single-node cluster (test/cluster), of the
+# envtest release, built from one module under hack/cluster/kube with
+# `go build` of all four commands at once, so they share one package graph.
+# They live beside (not in) the envtest directory, which `make envtest` owns.
+CLUSTER_K8S_DIR ?= $(LOCALBIN)/k8s/node-$(ENVTEST_K8S_VERSION)-linux-amd64
+CLUSTER_K8S_COMMANDS := kubelet kube-proxy kube-scheduler kube-controller-manager
+CLUSTER_K8S_BINARIES := $(addprefix $(CLUSTER_K8S_DIR)/,$(CLUSTER_K8S_COMMANDS))
+COREDNS ?= $(LOCALBIN)/coredns
+COREDNS_VERSION ?= v1.15.0
+
+.PHONY: cluster-binaries
+cluster-binaries: $(CLUSTER_K8S_BINARIES) $(COREDNS) ## Build kubelet, kube-proxy, kube-scheduler, kube-controller-manager (bin/k8s/node-<version>-linux-amd64) and CoreDNS (bin/coredns) for the cluster suite.
+
+# After kube-apiserver (order only): both compile most of k8s.io/kubernetes,
+# and built one after the other the second reuses the first's build cache
+# instead of compiling the same packages beside it on the same cores.
+$(CLUSTER_K8S_BINARIES) &: hack/cluster/kube/go.mod hack/cluster/kube/go.sum $(wildcard hack/cluster/kube/*/main.go) | $(ENVTEST_ASSETS_DIR)/kube-apiserver
+	hack/envtest/check-module-version.sh hack/cluster/kube/go.mod k8s.io/kubernetes v$(ENVTEST_K8S_VERSION)
+	mkdir -p $(CLUSTER_K8S_DIR)
+	cd hack/cluster/kube && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w $(K8S_VERSION_LDFLAGS)" -o $(CLUSTER_K8S_DIR)/ $(addprefix ./,$(CLUSTER_K8S_COMMANDS))
+
+$(COREDNS): hack/cluster/coredns/go.mod hack/cluster/coredns/go.sum hack/cluster/coredns/main.go
+	hack/envtest/check-module-version.sh hack/cluster/coredns/go.mod github.com/coredns/coredns $(COREDNS_VERSION)
+	cd hack/cluster/coredns && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w" -o $@ .
 
 # go-install-tool installs $(2)@$(3) and names the binary $(1), so that a
 # version bump installs the new version instead of reusing the old binary.

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
 )
@@ -41,11 +43,18 @@ type otlpSink struct {
 	zeroPoints             int
 	attrTypes              map[string]pcommon.ValueType
 	withAccount, noAccount int
+	// refuseFirst answers that many requests UNAVAILABLE (retryable) first.
+	refuseFirst int
+	refused     int
 }
 
 func (s *otlpSink) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.refused < s.refuseFirst {
+		s.refused++
+		return pmetricotlp.NewExportResponse(), status.Error(codes.Unavailable, "refusing, as a gateway that is shutting down does")
+	}
 	rms := req.Metrics().ResourceMetrics()
 	sessions := map[string]bool{}
 	for i := range rms.Len() {
@@ -305,6 +314,38 @@ func TestSameSeedSendsTheSameTotals(t *testing.T) {
 	for k, v := range a.Series {
 		if b.Series[k] != v {
 			t.Errorf("%s: %v then %v", k, v, b.Series[k])
+		}
+	}
+}
+
+// TestNoRetryLosesARefusedExport plays a client that never retries, as the
+// Claude Code CLI: a refused export is counted as failed and its points are
+// not in the totals, while the default client retries and delivers them.
+func TestNoRetryLosesARefusedExport(t *testing.T) {
+	for _, noRetry := range []bool{false, true} {
+		sink, addr := startSink(t)
+		sink.refuseFirst = 1
+		args := []string{"--endpoint", addr, "--sessions", "1", "--rounds", "2", "--export-interval", "50ms", "--connections", "1"}
+		if noRetry {
+			args = append(args, "--no-retry")
+		}
+		cfg, err := parseFlags(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent, err := run(context.Background(), cfg, io.Discard)
+		sink.mu.Lock()
+		received := sink.points
+		sink.mu.Unlock()
+		if noRetry {
+			if err == nil || sent.FailedExports != 1 || sent.FailedPoints == 0 {
+				t.Errorf("--no-retry: error %v, failed exports %d (%d points); want the refused export counted as failed", err, sent.FailedExports, sent.FailedPoints)
+			}
+		} else if err != nil || sent.FailedExports != 0 {
+			t.Errorf("with retries: error %v, failed exports %d; want the refused export retried", err, sent.FailedExports)
+		}
+		if int64(received) != sent.Points {
+			t.Errorf("no-retry=%v: the sink received %d points, the totals count %d acknowledged", noRetry, received, sent.Points)
 		}
 	}
 }

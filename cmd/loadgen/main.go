@@ -63,6 +63,7 @@ type config struct {
 	connsPerEndpoint int
 	progress         time.Duration
 	exportTimeout    time.Duration
+	noRetry          bool
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -84,6 +85,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.connsPerEndpoint, "connections", 2, "gRPC connections per endpoint shared by the writers")
 	fs.DurationVar(&c.progress, "progress", 0, "print a progress line at this interval (0: never)")
 	fs.DurationVar(&c.exportTimeout, "export-timeout", 10*time.Second, "timeout of one export request, retries included")
+	fs.BoolVar(&c.noRetry, "no-retry", false, "send each export once, as the Claude Code CLI does: a refused export is counted as failed and its deltas are lost")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -139,7 +139,7 @@ func newWriters(ctx context.Context, cfg config, conns []*grpc.ClientConn, book 
 			otlpmetricgrpc.WithTemporalitySelector(deltaTemporality),
 			otlpmetricgrpc.WithTimeout(cfg.exportTimeout),
 			otlpmetricgrpc.WithRetry(otlpmetricgrpc.RetryConfig{
-				Enabled:         true,
+				Enabled:         !cfg.noRetry,
 				InitialInterval: 200 * time.Millisecond,
 				MaxInterval:     2 * time.Second,
 				MaxElapsedTime:  cfg.exportTimeout,

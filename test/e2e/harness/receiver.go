@@ -52,7 +52,13 @@ func remoteWritePath(worker int) string {
 
 // StartReceiver listens on a free loopback port for workers writers.
 func StartReceiver(workers int) (*Receiver, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	return StartReceiverOn("127.0.0.1:0", workers)
+}
+
+// StartReceiverOn listens on address for workers writers; the cluster
+// suite's receiver pod listens on all interfaces.
+func StartReceiverOn(address string, workers int) (*Receiver, error) {
+	listener, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("starting the remote write receiver: %w", err)
 	}
@@ -71,6 +77,9 @@ func StartReceiver(workers int) (*Receiver, error) {
 	go func() { _ = r.server.Serve(listener) }()
 	return r, nil
 }
+
+// WritePath is the URL path worker i writes to.
+func WritePath(worker int) string { return remoteWritePath(worker) }
 
 // Endpoint is the remote write URL for worker i.
 func (r *Receiver) Endpoint(worker int) string {

@@ -1,0 +1,21 @@
+// Command kube-controller-manager runs the built-in controllers (Deployments,
+// StatefulSets, EndpointSlices, garbage collection, ...) of the Kubernetes
+// release pinned in this module's go.mod, built from the Go module proxy for
+// the single-node cluster of the cluster suite (hack/cluster). It starts
+// exactly like the upstream binary.
+package main
+
+import (
+	"os"
+	_ "time/tzdata" // CronJob time zones, as in the upstream binary.
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewControllerManagerCommand()))
+}
