@@ -607,9 +607,10 @@ func claudeCodeSample(env suiteEnv) *v1alpha1.DeltaPipeline {
 }
 
 // The pipeline filledPipeline makes is small enough for the load generator
-// to fill: fillSessions sessions of fillRounds rounds send some 4 000
-// streams (2 631 measured for 100 sessions of 3 rounds) to a worker that
-// holds fillMaxStreams.
+// to fill: fillSessions sessions of fillRounds rounds with seed 23 send 4 936
+// streams to a worker that holds fillMaxStreams (measured on loopback through
+// the collector's load_balancing exporter, which acknowledges the worker's
+// partial success: the client sees no failed export).
 const (
 	fillMaxStreams = 3000
 	fillSessions   = 160
