@@ -152,6 +152,11 @@ func findCgroupDir(root, id string) (string, error) {
 	var found string
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
+			// The cgroup of a pod that just stopped goes away while
+			// the tree is walked.
+			if path != root && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			return err
 		}
 		if d.IsDir() && d.Name() == id {
