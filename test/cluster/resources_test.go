@@ -111,21 +111,31 @@ func readContainerMemory(containerID string) (containerMemory, error) {
 	if err != nil {
 		return containerMemory{}, err
 	}
+	m, err := readCgroupMemory(dir)
+	if err != nil {
+		return m, fmt.Errorf("container %s: %w", id, err)
+	}
+	return m, nil
+}
+
+// readCgroupMemory reads the memory figures of the cgroup v1 memory
+// directory dir and its processes.
+func readCgroupMemory(dir string) (containerMemory, error) {
 	m := containerMemory{OOMKills: -1}
 	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
-		return m, fmt.Errorf("reading the processes of container %s: %w", id, err)
+		return m, fmt.Errorf("reading the processes of %s: %w", dir, err)
 	}
 	for _, field := range strings.Fields(string(procs)) {
 		hwm, err := peakRSS(field)
 		if err != nil {
-			return m, fmt.Errorf("container %s: %w", id, err)
+			return m, err
 		}
 		m.PeakRSS += hwm
 		m.Processes++
 	}
 	if m.Processes == 0 {
-		return m, fmt.Errorf("no process in the cgroup %s of container %s", dir, id)
+		return m, fmt.Errorf("no process in the cgroup %s", dir)
 	}
 	if m.Limit, err = readCgroupInt(dir, "memory.limit_in_bytes"); err != nil {
 		return m, err
@@ -135,12 +145,12 @@ func readContainerMemory(containerID string) (containerMemory, error) {
 	}
 	control, err := os.ReadFile(filepath.Join(dir, "memory.oom_control"))
 	if err != nil {
-		return m, fmt.Errorf("reading memory.oom_control of container %s: %w", id, err)
+		return m, fmt.Errorf("reading memory.oom_control of %s: %w", dir, err)
 	}
 	for line := range strings.Lines(string(control)) {
 		if value, ok := strings.CutPrefix(strings.TrimSpace(line), "oom_kill "); ok {
 			if m.OOMKills, err = strconv.ParseInt(value, 10, 64); err != nil {
-				return m, fmt.Errorf("memory.oom_control of container %s: oom_kill %q: %w", id, value, err)
+				return m, fmt.Errorf("memory.oom_control of %s: oom_kill %q: %w", dir, value, err)
 			}
 		}
 	}
