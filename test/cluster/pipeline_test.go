@@ -173,6 +173,29 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		Expect(err).NotTo(HaveOccurred())
 		Expect(refused).To(BeZero(), "the receiver refused nothing")
 	}
+	// expectSizedPods checks the QoS class and resources of every pod of p
+	// and of the manager, and prints them.
+	expectSizedPods := func(ctx context.Context, p *v1alpha1.DeltaPipeline, want map[string]int) {
+		GinkgoHelper()
+		var got v1alpha1.DeltaPipeline
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), &got)).To(Succeed())
+		var pods corev1.PodList
+		Expect(k8s.List(ctx, &pods, client.InNamespace(p.Namespace), client.MatchingLabels{naming.LabelInstance: p.Name})).To(Succeed())
+		seen, err := podsSizedAsRendered(&got, pods.Items)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(seen).To(Equal(want), "pods of %s by component", p.Name)
+		var manager corev1.PodList
+		Expect(k8s.List(ctx, &manager, client.InNamespace(operatorNamespace), client.MatchingLabels{"app.kubernetes.io/instance": releaseName})).To(Succeed())
+		Expect(manager.Items).NotTo(BeEmpty())
+		var managerClasses []string
+		for _, pod := range manager.Items {
+			Expect(pod.Status.QOSClass).NotTo(BeElementOf(corev1.PodQOSBestEffort, corev1.PodQOSClass("")), "QoS class of manager pod %s", pod.Name)
+			managerClasses = append(managerClasses, string(pod.Status.QOSClass))
+		}
+		fmt.Fprintf(GinkgoWriter, "FIGURES QoS classes of %s: %d gateway pods %s (%s), %d worker pods %s (%s), manager %s\n", p.Name,
+			seen[naming.ComponentGateway], corev1.PodQOSBurstable, resourcesSummary(got.Status.Gateway.Resources),
+			seen[naming.ComponentWorker], corev1.PodQOSBurstable, resourcesSummary(got.Status.Workers.Resources), strings.Join(managerClasses, ", "))
+	}
 	hostLoad := func(ctx context.Context, l clusterLoad) totals.Totals {
 		GinkgoHelper()
 		l.endpoint = gatewayEndpoint
@@ -244,6 +267,12 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 	It("runs the Claude Code sample: Ready, its published endpoints work from a pod, every series exact", func(ctx SpecContext) {
 		Expect(k8s.Create(ctx, pipeline)).To(Succeed())
 		waitReady(ctx, pipeline, 4*time.Minute)
+
+		By("running every pod Burstable, with the resources the status reports")
+		expectSizedPods(ctx, pipeline, map[string]int{
+			naming.ComponentGateway: int(*pipeline.Spec.Gateway.Replicas),
+			naming.ComponentWorker:  int(*pipeline.Spec.Worker.Replicas),
+		})
 
 		By("running the images make images built, as non-root, with bound volumes")
 		for _, pod := range workerPods(ctx) {
@@ -397,6 +426,74 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		Expect(report.ExactMatches).To(Equal(report.SentSeries))
 	}, SpecTimeout(12*time.Minute))
 
+	It("keeps a worker filled to maxStreams under its memory limit: no OOM kill, peak RSS below the rendered limit", func(ctx SpecContext) {
+		small := filledPipeline(env)
+		Expect(k8s.Create(ctx, small)).To(Succeed())
+		waitReady(ctx, small, 3*time.Minute)
+		expectSizedPods(ctx, small, map[string]int{naming.ComponentGateway: 1, naming.ComponentWorker: 1})
+
+		By("rendering the documented memory limit for maxStreams")
+		var rendered v1alpha1.DeltaPipeline
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(small), &rendered)).To(Succeed())
+		limit := rendered.Status.Workers.Resources.Limits.Memory().Value()
+		Expect(limit).To(Equal(documentedWorkerMemoryLimit(fillMaxStreams)), "status.workers.resources.limits.memory")
+
+		By("sending more streams than maxStreams from the node to the gateway Service")
+		var svc corev1.Service
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: pipelineNamespace, Name: naming.GatewayService(small)}, &svc)).To(Succeed())
+		run, err := startLoad(env.Loadgen, runDir, clusterLoad{
+			name: "fill", endpoint: fmt.Sprintf("%s:4317", svc.Spec.ClusterIP),
+			sessions: fillSessions, rounds: fillRounds, interval: time.Second, seed: 23,
+		})
+		Expect(err).NotTo(HaveOccurred())
+		sentFill, err := run.wait(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(sentFill.Streams).To(BeNumerically(">", fillMaxStreams), "streams the load generator sent")
+
+		workerName := naming.WorkerPod(small, 0)
+		var pod corev1.Pod
+		var active, rejected float64
+		eventually(ctx, time.Minute, "the worker holding maxStreams streams and rejecting the others", func(ctx context.Context) error {
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: pipelineNamespace, Name: workerName}, &pod); err != nil {
+				return err
+			}
+			m, err := harness.ScrapeMetrics(ctx, fmt.Sprintf("http://%s:8888/metrics", pod.Status.PodIP))
+			if err != nil {
+				return fmt.Errorf("scraping %s: %w", workerName, err)
+			}
+			active = m.Sum("deltapipeline_worker_active_streams", nil)
+			rejected = m.Sum("deltapipeline_worker_rejected_points_total", map[string]string{"reason": "stream_limit"})
+			if active != fillMaxStreams || rejected == 0 {
+				return fmt.Errorf("%v active streams of %d, %v points rejected at the stream limit", active, fillMaxStreams, rejected)
+			}
+			return nil
+		})
+		// Emits walk every held stream; the peak must include them.
+		time.Sleep(2 * conversionInterval)
+
+		By("finding no OOM kill and the peak RSS below the limit")
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: pipelineNamespace, Name: workerName}, &pod)).To(Succeed())
+		status := pod.Status.ContainerStatuses[0]
+		Expect(status.RestartCount).To(BeZero(), "restarts of %s", workerName)
+		Expect(status.State.Running).NotTo(BeNil(), "state of %s", workerName)
+		if t := status.LastTerminationState.Terminated; t != nil {
+			Expect(t.Reason).NotTo(Equal("OOMKilled"), "last termination of %s", workerName)
+		}
+		mem, err := readContainerMemory(status.ContainerID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(mem.Limit).To(Equal(limit), "memory.limit_in_bytes of the worker's cgroup")
+		if mem.OOMKills >= 0 {
+			Expect(mem.OOMKills).To(BeZero(), "OOM kills in the worker's cgroup")
+		}
+		fmt.Fprintf(GinkgoWriter, "FIGURES worker filled to maxStreams: %d streams, peak RSS %s MiB of limit %s MiB "+
+			"(request %s MiB; cgroup peak usage %s MiB; %d processes; %.0f points of %d sent streams rejected at the stream limit)\n",
+			int64(active), mebibytes(mem.PeakRSS), mebibytes(limit), mebibytes(rendered.Status.Workers.Resources.Requests.Memory().Value()),
+			mebibytes(mem.PeakUsage), mem.Processes, rejected, sentFill.Streams)
+		Expect(mem.PeakRSS).To(BeNumerically("<", limit), "peak RSS of the worker")
+
+		Expect(k8s.Delete(ctx, small)).To(Succeed())
+	}, SpecTimeout(6*time.Minute))
+
 	It("reports a missing Secret as a False condition with its reason, and nothing crashes", func(ctx SpecContext) {
 		broken := claudeCodeSample(env)
 		broken.Name = "missing-secret"
@@ -507,6 +604,42 @@ func claudeCodeSample(env suiteEnv) *v1alpha1.DeltaPipeline {
 	p.Spec.Gateway.Image = env.GatewayImage
 	p.Spec.Worker.Conversion.Interval = &metav1.Duration{Duration: conversionInterval}
 	return &p
+}
+
+// The pipeline filledPipeline makes is small enough for the load generator
+// to fill: fillSessions sessions of fillRounds rounds with seed 23 send 4 936
+// streams to a worker that holds fillMaxStreams (measured on loopback through
+// the collector's load_balancing exporter, which acknowledges the worker's
+// partial success: the client sees no failed export).
+const (
+	fillMaxStreams = 3000
+	fillSessions   = 160
+	fillRounds     = 4
+)
+
+// filledPipeline is the Claude Code sample cut down to one gateway and one
+// worker holding fillMaxStreams streams, with no state volume and only the
+// worker's scrape endpoint as its destination, so that what it converts stays
+// out of the receiver the other checks read.
+func filledPipeline(env suiteEnv) *v1alpha1.DeltaPipeline {
+	GinkgoHelper()
+	p := claudeCodeSample(env)
+	p.Name = "filled"
+	p.Spec.Gateway.Replicas = ptr.To[int32](1)
+	p.Spec.Worker.Replicas = ptr.To[int32](1)
+	p.Spec.Worker.Persistence.Enabled = ptr.To(false)
+	p.Spec.Worker.Conversion.MaxStreams = ptr.To[int32](fillMaxStreams)
+	p.Spec.Exporters = v1alpha1.ExportersSpec{Prometheus: &v1alpha1.PrometheusSpec{}}
+	return p
+}
+
+// documentedWorkerMemoryLimit is docs/api.md's default worker memory limit,
+// 320 MiB + maxStreams × 1100 B rounded up to whole MiB, written out here
+// so that a change of the policy shows as a failure against the docs.
+func documentedWorkerMemoryLimit(maxStreams int64) int64 {
+	const mib = 1 << 20
+	bytes := 320*mib + maxStreams*1100
+	return (bytes + mib - 1) / mib * mib
 }
 
 // runLoadPod runs bin/loadgen's image as a Job in the receiver namespace
