@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -121,7 +122,7 @@ func readArchive(archive, dir string) (v1.Image, map[string]string, error) {
 	tr := tar.NewReader(f)
 	for {
 		header, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -147,7 +148,7 @@ func readArchive(archive, dir string) (v1.Image, map[string]string, error) {
 		}
 		_, copyErr := io.Copy(out, tr)
 		if closeErr := out.Close(); copyErr != nil || closeErr != nil {
-			return nil, nil, fmt.Errorf("unpacking %s: %v %v", header.Name, copyErr, closeErr)
+			return nil, nil, fmt.Errorf("unpacking %s: %w", header.Name, errors.Join(copyErr, closeErr))
 		}
 	}
 	p, err := layout.FromPath(dir)

@@ -128,7 +128,7 @@ func flatten(t *testing.T, img v1.Image) map[string]imageFile {
 	tr := tar.NewReader(rc)
 	for {
 		header, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return files
 		}
 		if err != nil {

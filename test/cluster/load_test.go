@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -103,10 +104,10 @@ func (r *loadRun) wait(ctx context.Context) (totals.Totals, error) {
 	}
 	sent, err := totals.Read(r.totalsPath)
 	if err != nil {
-		return totals.Totals{}, fmt.Errorf("loadgen %s (exit %v, log %s): %w", r.load.name, exitErr, r.logPath, err)
+		return totals.Totals{}, fmt.Errorf("loadgen %s (log %s): reading what it sent: %w", r.load.name, r.logPath, errors.Join(err, exitErr))
 	}
 	log, _ := os.ReadFile(r.logPath)
-	if exitErr != nil && !(r.load.noRetry && sent.FailedExports > 0) {
+	if exitErr != nil && (!r.load.noRetry || sent.FailedExports == 0) {
 		return sent, fmt.Errorf("loadgen %s: %w\n%s", r.load.name, exitErr, log)
 	}
 	if sent.FailedExports > 0 {
