@@ -5,6 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMG_REGISTRY ?= ghcr.io/deltapipeline
 MANAGER_IMG ?= $(IMG_REGISTRY)/deltapipeline-operator:$(VERSION)
 WORKER_IMG ?= $(IMG_REGISTRY)/deltapipeline-worker:$(VERSION)
+GATEWAY_IMG ?= $(IMG_REGISTRY)/deltapipeline-gateway:$(VERSION)
 CONTAINER_TOOL ?= docker
 
 GO ?= go
@@ -57,7 +58,7 @@ endif
 
 # `make test` runs each of these in order. Append a check with
 # `TEST_TARGETS += my-check` next to the target that defines it.
-TEST_TARGETS := verify-generated verify-tidy vet lint go-test chart-test
+TEST_TARGETS := verify-generated verify-tidy vet lint go-test test-gateway chart-test
 # Appended here, before the test rule reads the list (prerequisites are
 # expanded when a rule is read): the alert rules' promtool checks and the
 # end-to-end checks.
@@ -94,16 +95,19 @@ fmt: ## Run go fmt on the module.
 	$(GO) fmt ./...
 
 .PHONY: vet
-vet: ## Run go vet on the module.
+vet: ## Run go vet on the module and on the gateway's (cmd/gateway).
 	$(GO) vet ./...
+	cd cmd/gateway && GOWORK=off $(GO) vet ./...
 
 .PHONY: lint
-lint: golangci-lint ## Run golangci-lint (.golangci.yml) on the module.
+lint: golangci-lint ## Run golangci-lint (.golangci.yml) on the module and on the gateway's.
 	$(GOLANGCI_LINT) run ./...
+	cd cmd/gateway && GOWORK=off $(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
 
 .PHONY: verify-tidy
-verify-tidy: ## Fail when `go mod tidy` would change go.mod or go.sum.
+verify-tidy: ## Fail when `go mod tidy` would change go.mod or go.sum, of the module or of the gateway's.
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+	@cd cmd/gateway && GOWORK=off $(GO) mod tidy -diff || { echo "cmd/gateway/go.mod/go.sum are not tidy: run 'cd cmd/gateway && go mod tidy'"; exit 1; }
 
 .PHONY: verify-generated
 verify-generated: ## Fail when `make generate manifests dashboards` would change CRDs, the chart's CRDs/RBAC/dashboards/alert rules or zz_generated files.
@@ -127,7 +131,7 @@ demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this mac
 ##@ Test
 
 .PHONY: test-tools
-test-tools: controller-gen helm golangci-lint envtest otelcol prometheus module-binaries cluster-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
+test-tools: controller-gen helm golangci-lint envtest otelcol gateway prometheus module-binaries cluster-binaries ## Build every tool and binary `make test` uses; `make -j3 test-tools` builds them side by side (CI does).
 
 # The binaries of this module share most of their dependencies: built one
 # after the other, each reuses what the previous one compiled.
@@ -157,11 +161,11 @@ alert-rules: prometheus ## Check the chart's alert rules with promtool and run t
 	$(PROMTOOL) test rules $(ALERT_RULE_TESTS)
 
 .PHONY: validate-gateway-configs
-validate-gateway-configs: otelcol ## Validate every golden gateway configuration with bin/otelcol; check the default gateway image is that release.
-	hack/otelcol/validate-configs.sh $(OTELCOL)
+validate-gateway-configs: otelcol gateway ## Validate every golden gateway configuration with the collector that runs it (bin/gateway or bin/otelcol); check the upstream gateway image is bin/otelcol's release.
+	hack/otelcol/validate-configs.sh $(OTELCOL) $(GATEWAY)
 
 # The binaries the end-to-end suite and the demo run (test/e2e/harness).
-E2E_ENV = OTELCOL_BINARY="$(OTELCOL)" WORKER_BINARY="$(LOCALBIN)/worker" LOADGEN_BINARY="$(LOCALBIN)/loadgen"
+E2E_ENV = OTELCOL_BINARY="$(OTELCOL)" GATEWAY_BINARY="$(GATEWAY)" WORKER_BINARY="$(LOCALBIN)/worker" LOADGEN_BINARY="$(LOCALBIN)/loadgen"
 
 .PHONY: e2e
 e2e: envtest otelcol build-worker loadgen ## Run the end-to-end suite: operator on envtest, upstream collector gateways and workers as local processes, load generator, remote write receiver (docs/e2e.md).
@@ -191,7 +195,7 @@ RECEIVER_ENV = RECEIVER_IMG="$(RECEIVER_IMG)"
 endif
 CLUSTER_IMAGE_ARCHIVES = $(IMAGES_DIR)/$(VERSION)/manager.tar $(IMAGES_DIR)/$(VERSION)/worker.tar \
 	$(IMAGES_DIR)/$(UPGRADE_VERSION)/manager.tar $(IMAGES_DIR)/$(UPGRADE_VERSION)/worker.tar \
-	$(IMAGES_DIR)/gateway.tar $(IMAGES_DIR)/pause.tar $(IMAGES_DIR)/$(VERSION)/loadgen.tar $(RECEIVER_ARCHIVE)
+	$(IMAGES_DIR)/$(VERSION)/gateway.tar $(IMAGES_DIR)/pause.tar $(IMAGES_DIR)/$(VERSION)/loadgen.tar $(RECEIVER_ARCHIVE)
 
 .PHONY: cluster-images
 cluster-images: loadgen ## Build the images the cluster suite imports: `make images` for VERSION and UPGRADE_VERSION, the receiver (CLUSTER_RECEIVER) and the load generator.
@@ -291,8 +295,25 @@ build-worker: ## Build bin/worker.
 loadgen: ## Build bin/loadgen, the Claude Code load generator.
 	$(GO_BUILD) -o $(LOCALBIN)/loadgen ./cmd/loadgen
 
-# The upstream collector used as the gateway by validate-gateway-configs, the
-# end-to-end suite and the demo; rebuilt only when its module changes.
+# DeltaPipeline's gateway distribution (cmd/gateway, its own module that
+# imports internal/ring and internal/version from this one); rebuilt when
+# either changes.
+GATEWAY ?= $(LOCALBIN)/gateway
+GATEWAY_SOURCES = cmd/gateway/go.mod cmd/gateway/go.sum $(shell find cmd/gateway -name '*.go' -not -name '*_test.go') \
+	$(wildcard internal/ring/*.go internal/version/*.go) go.mod
+
+.PHONY: gateway
+gateway: $(GATEWAY) ## Build bin/gateway: DeltaPipeline's gateway collector (cmd/gateway) with the version stamped in.
+$(GATEWAY): $(GATEWAY_SOURCES)
+	cd cmd/gateway && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w $(VERSION_LDFLAGS)" -o $@ .
+
+.PHONY: test-gateway
+test-gateway: envtest ## Run the gateway distribution's tests (cmd/gateway is its own module).
+	cd cmd/gateway && GOWORK=off $(GO) test $(GO_TEST_FLAGS) ./...
+
+# The upstream collector used by validate-gateway-configs, the end-to-end
+# suite and the demo for the loadBalancing router, and by the benchmarks as
+# the seed design; rebuilt only when its module changes.
 OTELCOL ?= $(LOCALBIN)/otelcol
 
 .PHONY: otelcol
@@ -321,43 +342,40 @@ $(PROMETHEUS) $(PROMTOOL): hack/prometheus/go.mod hack/prometheus/go.sum
 $(PROMTOOL): | $(PROMETHEUS)
 
 .PHONY: docker-build
-docker-build: ## Build the manager and worker images (MANAGER_IMG, WORKER_IMG).
+docker-build: ## Build the manager, worker and gateway images (MANAGER_IMG, WORKER_IMG, GATEWAY_IMG).
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(MANAGER_IMG) -f Dockerfile .
 	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(WORKER_IMG) -f Dockerfile.worker .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) -t $(GATEWAY_IMG) -f Dockerfile.gateway .
 
 # `make images` writes the same images as docker-build without Docker or a
 # registry (hack/imagebuild): OCI image layouts packed as tar files that
 # `ctr -n k8s.io images import` loads, under bin/images/<VERSION>/. The
 # binaries are built into that directory with the Dockerfiles' flags and
-# VERSION stamped in; the gateway image holds bin/otelcol and is tagged with
-# the collector release.
+# VERSION stamped in.
 IMAGES_DIR ?= $(LOCALBIN)/images
-GATEWAY_IMG_REPOSITORY ?= $(IMG_REGISTRY)/deltapipeline-gateway-otelcol
 IMAGEBUILD ?= $(LOCALBIN)/imagebuild
-# The collector release hack/otelcol builds (its go.mod's otelcol-contrib
-# component version), which tags the gateway image.
-OTELCOL_RELEASE = $(shell sed -n 's|^[[:space:]]*github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter v\([0-9.]*\)$$|\1|p' hack/otelcol/go.mod)
-GATEWAY_IMG ?= $(GATEWAY_IMG_REPOSITORY):$(OTELCOL_RELEASE)
 # The pod sandbox of the cluster suite's node (hack/cluster/pause).
 PAUSE_IMG_TAG ?= 1
 PAUSE_IMG ?= $(IMG_REGISTRY)/deltapipeline-cluster-pause:$(PAUSE_IMG_TAG)
 
 .PHONY: images
-images: otelcol ## Build the manager, worker, gateway and pod-sandbox OCI images without Docker into bin/images/VERSION/*.tar (MANAGER_IMG, WORKER_IMG; docs/install.md).
+images: ## Build the manager, worker, gateway and pod-sandbox OCI images without Docker into bin/images/VERSION/*.tar (MANAGER_IMG, WORKER_IMG, GATEWAY_IMG; docs/install.md).
 	mkdir -p $(IMAGES_DIR)/$(VERSION)
 	$(GO) build -o $(IMAGEBUILD) ./hack/imagebuild
 	$(GO_BUILD) -buildvcs=false -o $(IMAGES_DIR)/$(VERSION)/manager ./cmd/manager
 	$(GO_BUILD) -buildvcs=false -o $(IMAGES_DIR)/$(VERSION)/worker ./cmd/worker
 	$(IMAGEBUILD) --image manager --version $(VERSION) --ref $(MANAGER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/manager --out $(IMAGES_DIR)/$(VERSION)/manager.tar
 	$(IMAGEBUILD) --image worker --version $(VERSION) --ref $(WORKER_IMG) --binary $(IMAGES_DIR)/$(VERSION)/worker --out $(IMAGES_DIR)/$(VERSION)/worker.tar
-	$(IMAGEBUILD) --image gateway --version $(OTELCOL_RELEASE) --ref $(GATEWAY_IMG) --binary $(OTELCOL) --out $(IMAGES_DIR)/gateway.tar
+	cd cmd/gateway && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w $(VERSION_LDFLAGS)" -o $(IMAGES_DIR)/$(VERSION)/gateway .
+	$(IMAGEBUILD) --image gateway --version $(VERSION) --ref $(GATEWAY_IMG) --binary $(IMAGES_DIR)/$(VERSION)/gateway --out $(IMAGES_DIR)/$(VERSION)/gateway.tar
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w" -o $(IMAGES_DIR)/pause ./hack/cluster/pause
 	$(IMAGEBUILD) --image pause --version $(PAUSE_IMG_TAG) --ref $(PAUSE_IMG) --binary $(IMAGES_DIR)/pause --out $(IMAGES_DIR)/pause.tar
 
 .PHONY: docker-push
-docker-push: ## Push the manager and worker images.
+docker-push: ## Push the manager, worker and gateway images.
 	$(CONTAINER_TOOL) push $(MANAGER_IMG)
 	$(CONTAINER_TOOL) push $(WORKER_IMG)
+	$(CONTAINER_TOOL) push $(GATEWAY_IMG)
 
 # The overlay lives in bin/ so that setting the image never edits config/.
 INSTALLER_OVERLAY := $(LOCALBIN)/installer-overlay

@@ -27,6 +27,7 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
+	"github.com/deltapipeline/deltapipeline/internal/ring"
 )
 
 // Field indexes mapping a Secret or ConfigMap name to the pipelines reading it.
@@ -119,7 +120,9 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		// onto a configuration whose files are missing would stop them. The
 		// Secret watch brings the pipeline back here once the reference exists.
 		r.warnOnChange(&p, refCondition)
-	} else if worker, err := manifests.BuildWorker(&p, r.Options); err != nil {
+	} else if epoch, err := r.membershipEpoch(ctx, &p); err != nil {
+		return ctrl.Result{}, r.failed(ctx, &p, status, err)
+	} else if worker, err := manifests.BuildWorker(&p, r.Options, epoch); err != nil {
 		if configCondition.Status == metav1.ConditionTrue {
 			configCondition = invalidConfig(v1alpha1.ReasonInvalidWorkerConfig, err)
 		} else {
@@ -131,6 +134,10 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			return ctrl.Result{}, r.failed(ctx, &p, status, err)
 		}
 		built = append(built, builtTier{component: naming.ComponentWorker, objects: objects})
+		status.Membership = nil
+		if worker.Membership != nil {
+			status.Membership = &v1alpha1.MembershipStatus{Epoch: int64(epoch), Workers: manifests.WorkerReplicas(&p)}
+		}
 	}
 
 	// Pruning follows both tiers, so the gateway Deployment has its
@@ -167,6 +174,30 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	logger.V(1).Info("status updated", "ready", meta.IsStatusConditionTrue(status.Conditions, v1alpha1.ConditionReady))
 	return ctrl.Result{}, nil
+}
+
+// membershipEpoch reads the published membership and picks the epoch to
+// publish (manifests.MembershipEpoch). A membership that cannot be read
+// counts as unpublished; the recorded epoch still keeps epochs growing.
+func (r *DeltaPipelineReconciler) membershipEpoch(ctx context.Context, p *v1alpha1.DeltaPipeline) (uint64, error) {
+	var recorded uint64
+	if p.Status.Membership != nil && p.Status.Membership.Epoch > 0 {
+		recorded = uint64(p.Status.Membership.Epoch)
+	}
+	var cm corev1.ConfigMap
+	err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: naming.MembershipConfigMap(p)}, &cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		return manifests.MembershipEpoch(p, nil, recorded), nil
+	case err != nil:
+		return 0, fmt.Errorf("reading the published membership ConfigMap %s: %w", naming.MembershipConfigMap(p), err)
+	}
+	published, err := ring.ParseMembership([]byte(cm.Data[manifests.MembershipKey]))
+	if err != nil {
+		log.FromContext(ctx).Info("republishing an unreadable membership", "configmap", cm.Name, "error", err.Error())
+		return manifests.MembershipEpoch(p, nil, recorded), nil
+	}
+	return manifests.MembershipEpoch(p, &published, recorded), nil
 }
 
 // warnOnChange records a Warning Event for a False condition unless the

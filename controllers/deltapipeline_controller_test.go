@@ -28,6 +28,7 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 	"github.com/deltapipeline/deltapipeline/internal/pipelinetest"
+	"github.com/deltapipeline/deltapipeline/internal/ring"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
@@ -41,8 +42,8 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		ns = createNamespace(ctx)
 	})
 
-	It("lists every worker pod in the gateways' static resolver by default, which needs no API access", func() {
-		p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithWorkerReplicas(2)))
+	It("lists every worker pod in the load_balancing exporter's static resolver by default, which needs no API access", func() {
+		p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithWorkerReplicas(2)))
 		Expect(p.Spec.Routing.Resolver).To(Equal(v1alpha1.ResolverStatic))
 		waitForObjects(ctx, p)
 		Eventually(func() (string, error) {
@@ -56,10 +57,10 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no resolver Role for the static resolver")
 	})
 
-	Context("a new pipeline with default settings and the k8s resolver, so that every owned kind exists", func() {
+	Context("a new pipeline with default settings, so that every owned kind exists", func() {
 		var p *v1alpha1.DeltaPipeline
 		BeforeEach(func() {
-			p = createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
+			p = createPipeline(ctx, pipelinetest.New("claude", ns))
 			waitForObjects(ctx, p)
 		})
 
@@ -80,8 +81,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(d.Spec.Replicas).To(HaveValue(Equal(int32(2))))
 			c := d.Spec.Template.Spec.Containers[0]
-			// The API server defaulted spec.gateway.image, so the pipeline's own value wins over the flag.
-			Expect(c.Image).To(Equal(v1alpha1.DefaultGatewayImage))
+			Expect(c.Image).To(Equal(testOptions.GatewayImage))
 			Expect(c.Args).To(ConsistOf("--config=/conf/collector.yaml"))
 			Expect(c.ReadinessProbe.HTTPGet.Port).To(Equal(intstr.FromInt32(manifests.CollectorHealthPort)))
 			Expect(c.SecurityContext.AllowPrivilegeEscalation).To(HaveValue(BeFalse()))
@@ -92,9 +92,47 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.GatewayConfigMap(p))
 			Expect(err).NotTo(HaveOccurred())
 			config := cm.Data[manifests.GatewayConfigFile]
-			Expect(config).To(ContainSubstring("load_balancing"))
-			Expect(config).To(ContainSubstring(naming.WorkerHeadlessService(p) + "." + ns))
+			Expect(config).To(ContainSubstring("deltapipeline_router:"))
+			Expect(config).To(ContainSubstring("name: " + naming.MembershipConfigMap(p)))
 			Expect(config).To(ContainSubstring("routing_key: streamID"))
+		})
+
+		It("publishes the worker membership for the router, with an epoch that grows only when the workers change", func() {
+			membership := func() (ring.Membership, error) {
+				cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.MembershipConfigMap(p))
+				if err != nil {
+					return ring.Membership{}, err
+				}
+				return ring.ParseMembership([]byte(cm.Data[manifests.MembershipKey]))
+			}
+			var first ring.Membership
+			Eventually(func(g Gomega) {
+				m, err := membership()
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(m.Members).To(HaveLen(3))
+				first = m
+			}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
+			Expect(first.Members[2]).To(Equal(ring.Member{Name: naming.WorkerPod(p, 2), Endpoint: naming.WorkerPodHost(p, ns, 2) + ":4317"}))
+			Eventually(func() *v1alpha1.MembershipStatus {
+				var got v1alpha1.DeltaPipeline
+				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(p), &got); err != nil {
+					return nil
+				}
+				return got.Status.Membership
+			}).WithTimeout(eventually).WithPolling(poll).Should(HaveValue(Equal(v1alpha1.MembershipStatus{Epoch: int64(first.Epoch), Workers: 3})))
+
+			// A change elsewhere in the spec keeps the epoch.
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Replicas = ptr.To[int32](3) })
+			Consistently(func() (uint64, error) { m, err := membership(); return m.Epoch, err }).
+				WithTimeout(2 * time.Second).WithPolling(poll).Should(Equal(first.Epoch))
+
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Replicas = ptr.To[int32](5) })
+			Eventually(func(g Gomega) {
+				m, err := membership()
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(m.Members).To(HaveLen(5))
+				g.Expect(m.Epoch).To(Equal(first.Epoch + 1))
+			}).WithTimeout(eventually).WithPolling(poll).Should(Succeed())
 		})
 
 		It("runs the workers as a StatefulSet behind a headless Service with a state volume each", func() {
@@ -122,7 +160,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(cfg.State.Directory).To(Equal(manifests.WorkerStateDir))
 		})
 
-		It("grants the gateway resolver read access to endpoints and nothing else", func() {
+		It("grants the gateways read access to the membership ConfigMap and nothing else", func() {
 			role, err := fetch(ctx, p, &rbacv1.Role{}, naming.GatewayResolverRole(p))
 			Expect(err).NotTo(HaveOccurred())
 			var granted []string
@@ -130,11 +168,13 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 				Expect(rule.Verbs).To(ConsistOf("get", "list", "watch"))
 				for _, g := range rule.APIGroups {
 					for _, r := range rule.Resources {
-						granted = append(granted, g+"/"+r)
+						for _, name := range rule.ResourceNames {
+							granted = append(granted, g+"/"+r+"/"+name)
+						}
 					}
 				}
 			}
-			Expect(granted).To(ConsistOf("discovery.k8s.io/endpointslices", "/endpoints"))
+			Expect(granted).To(ConsistOf("/configmaps/" + naming.MembershipConfigMap(p)))
 
 			binding, err := fetch(ctx, p, &rbacv1.RoleBinding{}, naming.GatewayResolverRoleBinding(p))
 			Expect(err).NotTo(HaveOccurred())
@@ -368,10 +408,19 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			By("routing by session.id, which only the gateways read")
 			wk = workerHash()
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) {
-				p.Spec.Routing = v1alpha1.RoutingSpec{Key: v1alpha1.RoutingKeyAttributes, Attributes: []string{"session.id"}, Resolver: v1alpha1.ResolverK8s}
+				p.Spec.Routing = v1alpha1.RoutingSpec{Key: v1alpha1.RoutingKeyAttributes, Attributes: []string{"session.id"}, Resolver: v1alpha1.ResolverStatic}
 			})
 			Eventually(gatewayHash).ShouldNot(Equal(gw))
 			Consistently(workerHash).Should(Equal(wk))
+
+			By("adding workers, which the router follows from the membership without a roll")
+			gw = gatewayHash()
+			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Replicas = ptr.To[int32](4) })
+			Eventually(func() (string, error) {
+				cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.MembershipConfigMap(p))
+				return cm.Data[manifests.MembershipKey], err
+			}).Should(ContainSubstring(naming.WorkerPod(p, 3)))
+			Consistently(gatewayHash).Should(Equal(gw))
 		})
 	})
 
@@ -388,7 +437,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(recorded).To(BeEmpty())
 		},
 		Entry("with an autoscaled gateway", pipelinetest.WithAutoscaling(2, 6)),
-		Entry("with the dns resolver", pipelinetest.WithResolver(v1alpha1.ResolverDNS)),
+		Entry("with the load_balancing exporter and the dns resolver", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverDNS)),
 		Entry("without persistence", pipelinetest.WithPersistence(false)),
 		Entry("with a Prometheus pull endpoint", pipelinetest.WithPrometheusExporter(9464)),
 		Entry("with a LoadBalancer gateway Service", func(p *v1alpha1.DeltaPipeline) {
@@ -475,7 +524,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 		})
 
 		It("removes the resolver Role and RoleBinding with the dns resolver, which needs no API access", func() {
-			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
+			p := createPipeline(ctx, pipelinetest.New("claude", ns, pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
 			waitForObjects(ctx, p)
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Routing.Resolver = v1alpha1.ResolverDNS })
 			waitForDeletion(ctx, p, &rbacv1.Role{}, naming.GatewayResolverRole(p))

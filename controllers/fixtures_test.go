@@ -86,8 +86,8 @@ type ownedObject struct {
 	name string
 }
 
-// ownedObjects lists every object a pipeline with the k8s resolver and
-// without autoscaling reconciles into, empty, for Get.
+// ownedObjects lists every object a pipeline without autoscaling
+// reconciles into, empty, for Get.
 func ownedObjects(p *v1alpha1.DeltaPipeline) []ownedObject {
 	objects := []ownedObject{
 		{&corev1.ConfigMap{}, naming.GatewayConfigMap(p)},
@@ -106,7 +106,10 @@ func ownedObjects(p *v1alpha1.DeltaPipeline) []ownedObject {
 			ownedObject{&networkingv1.NetworkPolicy{}, naming.GatewayNetworkPolicy(p)},
 			ownedObject{&networkingv1.NetworkPolicy{}, naming.WorkerNetworkPolicy(p)})
 	}
-	if manifests.UsesKubernetesResolver(p) {
+	if !manifests.UsesLoadBalancing(p) {
+		objects = append(objects, ownedObject{&corev1.ConfigMap{}, naming.MembershipConfigMap(p)})
+	}
+	if manifests.GatewayReadsKubernetesAPI(p) {
 		objects = append(objects,
 			ownedObject{&rbacv1.Role{}, naming.GatewayResolverRole(p)},
 			ownedObject{&rbacv1.RoleBinding{}, naming.GatewayResolverRoleBinding(p)})

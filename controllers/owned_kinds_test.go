@@ -16,13 +16,13 @@ import (
 )
 
 func TestEveryBuiltObjectIsOfAnOwnedKind(t *testing.T) {
-	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s),
+	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverK8s),
 		pipelinetest.WithPodMonitors(nil))
 	g, err := manifests.BuildGateway(p, manifests.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := manifests.BuildWorker(p, manifests.DefaultOptions())
+	w, err := manifests.BuildWorker(p, manifests.DefaultOptions(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,9 @@ const (
 // testOptions are the manager flags the suite runs with; distinct from the
 // defaults so the tests see that flags reach the builders.
 var testOptions = manifests.Options{
-	WorkerImage:  "registry.example.com/deltapipeline-worker:suite",
-	GatewayImage: "registry.example.com/otelcol-contrib:0.161.0",
+	WorkerImage:          "registry.example.com/deltapipeline-worker:suite",
+	GatewayImage:         "registry.example.com/deltapipeline-gateway:suite",
+	UpstreamGatewayImage: "registry.example.com/otelcol-contrib:0.161.0",
 }
 
 var (

@@ -7,12 +7,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// DefaultGatewayImage is the collector the rendered gateway configuration is
-// validated against; another version may reject or reinterpret its keys.
-const DefaultGatewayImage = "otel/opentelemetry-collector-contrib:0.161.0"
+// UpstreamGatewayImage is the upstream collector the gateway runs with
+// spec.gateway.router loadBalancing; the rendered configuration is validated
+// against this release, and another may reject or reinterpret its keys.
+const UpstreamGatewayImage = "otel/opentelemetry-collector-contrib:0.161.0"
 
 // DeltaPipelineSpec is the desired pipeline: how streams are routed, the two
 // tiers, and where cumulative series go.
+// +kubebuilder:validation:XValidation:rule="!has(self.routing.resolver) || self.routing.resolver == 'static' || self.gateway.router == 'loadBalancing'",message="spec.routing.resolver k8s and dns need spec.gateway.router: loadBalancing; the deltapipeline router follows the membership the operator publishes",fieldPath=".routing.resolver"
 type DeltaPipelineSpec struct {
 	// Routing decides which worker owns a stream.
 	// +kubebuilder:default={}
@@ -214,10 +216,21 @@ type GatewaySpec struct {
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
-	// Image of the OpenTelemetry Collector (contrib or a distribution with the
-	// otlp receiver, memory_limiter processor, load_balancing exporter and
-	// health_check extension).
-	// +kubebuilder:default="otel/opentelemetry-collector-contrib:0.161.0"
+	// Router is how gateways send each stream to its worker. deltapipeline
+	// (default) runs DeltaPipeline's gateway distribution: its router routes
+	// by the ring the workers share and follows the membership the operator
+	// publishes without a restart. loadBalancing runs the upstream contrib
+	// collector and its load_balancing exporter, which changes its ring only
+	// when the gateways roll.
+	// +kubebuilder:default=deltapipeline
+	// +kubebuilder:validation:Enum=deltapipeline;loadBalancing
+	// +optional
+	Router GatewayRouter `json:"router,omitempty"`
+
+	// Image of the gateway collector. Defaults to the DeltaPipeline gateway
+	// image of the operator's own version (manager flag --gateway-image) with
+	// router deltapipeline, and to the upstream contrib collector 0.161.0
+	// (--upstream-gateway-image) with router loadBalancing.
 	// +optional
 	Image string `json:"image,omitempty"`
 
@@ -258,6 +271,16 @@ type GatewaySpec struct {
 	// +optional
 	Config *otelv1beta1.Config `json:"config,omitempty"`
 }
+
+// GatewayRouter is the component that routes streams to workers.
+type GatewayRouter string
+
+const (
+	// GatewayRouterDeltaPipeline is DeltaPipeline's routing exporter.
+	GatewayRouterDeltaPipeline GatewayRouter = "deltapipeline"
+	// GatewayRouterLoadBalancing is the upstream load_balancing exporter.
+	GatewayRouterLoadBalancing GatewayRouter = "loadBalancing"
+)
 
 // GatewayServiceSpec configures the gateway Service.
 type GatewayServiceSpec struct {
@@ -591,6 +614,14 @@ type TierStatus struct {
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
+// MembershipStatus is the ring the operator last published to the gateways.
+type MembershipStatus struct {
+	// Epoch grows by one with every change of the members.
+	Epoch int64 `json:"epoch"`
+	// Workers is how many workers the membership lists.
+	Workers int32 `json:"workers"`
+}
+
 // Endpoints are where in-cluster clients send OTLP.
 type Endpoints struct {
 	// GRPC is host:port of the gateway's OTLP/gRPC receiver.
@@ -614,6 +645,10 @@ type DeltaPipelineStatus struct {
 	Workers TierStatus `json:"workers,omitempty"`
 	// +optional
 	Endpoints Endpoints `json:"endpoints,omitempty"`
+	// Membership is the worker ring published to the gateways, with
+	// spec.gateway.router deltapipeline.
+	// +optional
+	Membership *MembershipStatus `json:"membership,omitempty"`
 }
 
 // DeltaPipeline converts delta OpenTelemetry metrics to cumulative series

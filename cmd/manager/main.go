@@ -37,17 +37,18 @@ const defaultLeaderElectionID = "deltapipeline-operator.telemetry.deltapipeline.
 const eventSource = "deltapipeline-operator"
 
 type flags struct {
-	metricsAddr      string
-	metricsSecure    bool
-	enableHTTP2      bool
-	probeAddr        string
-	leaderElect      bool
-	leaderElectionID string
-	leaderElectionNS string
-	workerImage      string
-	gatewayImage     string
-	watchNamespaces  []string
-	zap              zap.Options
+	metricsAddr          string
+	metricsSecure        bool
+	enableHTTP2          bool
+	probeAddr            string
+	leaderElect          bool
+	leaderElectionID     string
+	leaderElectionNS     string
+	workerImage          string
+	gatewayImage         string
+	upstreamGatewayImage string
+	watchNamespaces      []string
+	zap                  zap.Options
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
@@ -68,7 +69,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (flags, error) {
 	fs.StringVar(&f.workerImage, "worker-image", defaults.WorkerImage,
 		"Worker image for pipelines that do not set spec.worker.image.")
 	fs.StringVar(&f.gatewayImage, "gateway-image", defaults.GatewayImage,
-		"OpenTelemetry Collector image for pipelines that do not set spec.gateway.image.")
+		"Gateway image (DeltaPipeline's collector distribution) for pipelines with router deltapipeline that do not set spec.gateway.image.")
+	fs.StringVar(&f.upstreamGatewayImage, "upstream-gateway-image", defaults.UpstreamGatewayImage,
+		"Upstream OpenTelemetry Collector contrib image for pipelines with router loadBalancing that do not set spec.gateway.image.")
 	fs.Func("watch-namespaces",
 		"Comma-separated namespaces whose DeltaPipelines the manager reconciles, e.g. team-a,team-b; unset, every namespace. "+
 			"Limited to namespaces, the manager needs its RBAC rules as Roles in these namespaces only.",
@@ -199,7 +202,7 @@ func run(ctx context.Context, args []string) error {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder(eventSource),
-		Options:   manifests.Options{WorkerImage: f.workerImage, GatewayImage: f.gatewayImage},
+		Options:   manifests.Options{WorkerImage: f.workerImage, GatewayImage: f.gatewayImage, UpstreamGatewayImage: f.upstreamGatewayImage},
 	}
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the DeltaPipeline controller: %w", err)

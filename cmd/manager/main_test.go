@@ -27,8 +27,11 @@ func TestDefaultsMatchAnUnconfiguredOperator(t *testing.T) {
 	if f.workerImage != manifests.DefaultWorkerImage() {
 		t.Errorf("worker image %q, want %q", f.workerImage, manifests.DefaultWorkerImage())
 	}
-	if f.gatewayImage != v1alpha1.DefaultGatewayImage {
-		t.Errorf("gateway image %q, want %q", f.gatewayImage, v1alpha1.DefaultGatewayImage)
+	if f.gatewayImage != manifests.DefaultGatewayImage() {
+		t.Errorf("gateway image %q, want %q", f.gatewayImage, manifests.DefaultGatewayImage())
+	}
+	if f.upstreamGatewayImage != v1alpha1.UpstreamGatewayImage {
+		t.Errorf("upstream gateway image %q, want %q", f.upstreamGatewayImage, v1alpha1.UpstreamGatewayImage)
 	}
 	if f.metricsAddr != "0" || !f.metricsSecure || f.probeAddr != ":8081" || f.leaderElect {
 		t.Errorf("defaults metrics=%q secure=%v probe=%q leaderElect=%v, want 0 true :8081 false", f.metricsAddr, f.metricsSecure, f.probeAddr, f.leaderElect)

@@ -35,7 +35,7 @@ func TestBuiltImageHoldsWhatTheBinaryNeeds(t *testing.T) {
 	}
 	caBundle := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
 
-	for _, spec := range imageSpecs("v1.2.3", "0.161.0") {
+	for _, spec := range imageSpecs("v1.2.3") {
 		t.Run(spec.Name, func(t *testing.T) {
 			img, err := buildImage(spec, binaryFile, caBundle)
 			if err != nil {
@@ -100,7 +100,7 @@ func TestBuiltImageHoldsWhatTheBinaryNeeds(t *testing.T) {
 }
 
 func TestBuildRefusesMissingInputs(t *testing.T) {
-	spec, err := findImageSpec(imageSpecs("v1", "0.161.0"), "worker")
+	spec, err := findImageSpec(imageSpecs("v1"), "worker")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestBuildRefusesMissingInputs(t *testing.T) {
 	if _, err := buildImage(spec, self, nil); err == nil || !strings.Contains(err.Error(), "CA bundle") {
 		t.Errorf("empty CA bundle: %v, want an error naming the CA bundle", err)
 	}
-	if _, err := findImageSpec(imageSpecs("v1", "0.161.0"), "sidecar"); err == nil || !strings.Contains(err.Error(), "gateway loadgen manager pause prometheus receiver worker") {
+	if _, err := findImageSpec(imageSpecs("v1"), "sidecar"); err == nil || !strings.Contains(err.Error(), "gateway loadgen manager pause prometheus receiver worker") {
 		t.Errorf("unknown image: %v, want the list of images", err)
 	}
 	if err := run([]string{"--image", "worker"}); err == nil || !strings.Contains(err.Error(), "is required") {

@@ -39,7 +39,7 @@ func run(args []string) error {
 			return fmt.Errorf("--%s is required", flagName)
 		}
 	}
-	spec, err := findImageSpec(imageSpecs(*version, *version), *name)
+	spec, err := findImageSpec(imageSpecs(*version), *name)
 	if err != nil {
 		return err
 	}

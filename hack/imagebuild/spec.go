@@ -11,7 +11,7 @@ type imageSpec struct {
 	// Name is how `make images` and --image name the image.
 	Name string
 	// Dockerfile is the Dockerfile describing the same image, empty when the
-	// image has none (the gateway, whose upstream image we do not build).
+	// image has none (the cluster suite's own images).
 	Dockerfile string
 	// BinaryPath is where the binary lands in the image.
 	BinaryPath string
@@ -30,8 +30,7 @@ const nonrootID = 65532
 const sourceURL = "https://github.com/deltapipeline/deltapipeline"
 
 // imageSpecs lists the images `make images` builds, for one version.
-// gatewayVersion is the upstream collector release hack/otelcol builds.
-func imageSpecs(version, gatewayVersion string) []imageSpec {
+func imageSpecs(version string) []imageSpec {
 	user := fmt.Sprintf("%d:%d", nonrootID, nonrootID)
 	return []imageSpec{
 		{
@@ -55,15 +54,14 @@ func imageSpecs(version, gatewayVersion string) []imageSpec {
 				"DeltaPipeline worker: converts delta OpenTelemetry metrics to cumulative series", version),
 		},
 		{
-			// The gateway pods pass only --config; the entrypoint is the
-			// collector, as in the upstream contrib image.
 			Name:       "gateway",
-			BinaryPath: "/otelcol-contrib",
-			Entrypoint: []string{"/otelcol-contrib"},
+			Dockerfile: "Dockerfile.gateway",
+			BinaryPath: "/gateway",
+			Entrypoint: []string{"/gateway"},
 			User:       user,
 			WorkingDir: "/",
-			Labels: imageLabels("deltapipeline-gateway-otelcol",
-				"OpenTelemetry Collector contrib components built from hack/otelcol, for the cluster suite", gatewayVersion),
+			Labels: imageLabels("deltapipeline-gateway",
+				"DeltaPipeline gateway: OpenTelemetry Collector that routes each stream to its worker", version),
 		},
 		{
 			// The pod sandbox of the cluster suite's node (hack/cluster/pause),

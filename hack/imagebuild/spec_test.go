@@ -29,7 +29,7 @@ type dockerfileImage struct {
 func TestSpecsMatchTheDockerfiles(t *testing.T) {
 	const version = "v9.8.7"
 	withDockerfile := 0
-	for _, spec := range imageSpecs(version, "0.161.0") {
+	for _, spec := range imageSpecs(version) {
 		if spec.Dockerfile == "" {
 			continue
 		}
@@ -57,8 +57,8 @@ func TestSpecsMatchTheDockerfiles(t *testing.T) {
 			}
 		})
 	}
-	if withDockerfile != 2 {
-		t.Errorf("%d specs name a Dockerfile, want the manager's and the worker's", withDockerfile)
+	if withDockerfile != 3 {
+		t.Errorf("%d specs name a Dockerfile, want the manager's, the worker's and the gateway's", withDockerfile)
 	}
 }
 

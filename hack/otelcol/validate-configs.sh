@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
 # Validates every gateway configuration the operator's golden tests render
-# (internal/manifests/testdata/*.gateway.yaml) with the upstream collector
-# built from hack/otelcol, and checks that the operator's default gateway
-# image is the collector release that did the validating: a key the
+# (internal/manifests/testdata/*.gateway.yaml) with the collector that runs
+# it: DeltaPipeline's gateway distribution (cmd/gateway) for configurations
+# of its router, the upstream collector built from hack/otelcol for those of
+# the load_balancing exporter. It also checks that the operator's upstream
+# gateway image is the collector release that did the validating: a key a
 # collector rejects, or a default image of another release, fails here
 # rather than in a cluster.
 #
-# Usage: validate-configs.sh OTELCOL_BINARY
+# Usage: validate-configs.sh OTELCOL_BINARY GATEWAY_BINARY
 set -euo pipefail
 
-otelcol="${1:?usage: $0 OTELCOL_BINARY}"
+otelcol="${1:?usage: $0 OTELCOL_BINARY GATEWAY_BINARY}"
+gateway="${2:?usage: $0 OTELCOL_BINARY GATEWAY_BINARY}"
 cd "$(dirname "$0")/../.."
 
 types_file=api/v1alpha1/deltapipeline_types.go
 golden_dir=internal/manifests/testdata
 
 collector_version="$("$otelcol" --version | awk '{print $NF}')"
-default_image="$(sed -n 's/^const DefaultGatewayImage = "\(.*\)"$/\1/p' "$types_file")"
+default_image="$(sed -n 's/^const UpstreamGatewayImage = "\(.*\)"$/\1/p' "$types_file")"
 if [[ -z "$default_image" ]]; then
-	echo "validate-gateway-configs: no 'const DefaultGatewayImage = \"...\"' in $types_file" >&2
+	echo "validate-gateway-configs: no 'const UpstreamGatewayImage = \"...\"' in $types_file" >&2
 	exit 1
 fi
 if [[ "${default_image##*:}" != "$collector_version" ]]; then
-	echo "validate-gateway-configs: the default gateway image $default_image ($types_file) is not the validated collector release $collector_version (hack/otelcol)" >&2
+	echo "validate-gateway-configs: the upstream gateway image $default_image ($types_file) is not the validated collector release $collector_version (hack/otelcol)" >&2
 	exit 1
 fi
 
@@ -35,8 +38,12 @@ fi
 
 failed=0
 for config in "${configs[@]}"; do
-	if output="$("$otelcol" validate --config="file:$config" 2>&1)"; then
-		echo "valid   $config"
+	collector="$otelcol"
+	if grep -q '^  deltapipeline_router:$' "$config"; then
+		collector="$gateway"
+	fi
+	if output="$("$collector" validate --config="file:$config" 2>&1)"; then
+		echo "valid   $config ($(basename "$collector"))"
 	else
 		echo "INVALID $config" >&2
 		echo "$output" | sed 's/^/        /' >&2
@@ -44,7 +51,7 @@ for config in "${configs[@]}"; do
 	fi
 done
 if ((failed > 0)); then
-	echo "validate-gateway-configs: $failed of ${#configs[@]} gateway configurations rejected by otelcol $collector_version" >&2
+	echo "validate-gateway-configs: $failed of ${#configs[@]} gateway configurations rejected" >&2
 	exit 1
 fi
-echo "validate-gateway-configs: ${#configs[@]} gateway configurations valid for otelcol $collector_version, the default gateway image $default_image"
+echo "validate-gateway-configs: ${#configs[@]} gateway configurations valid for the gateway distribution or otelcol $collector_version; the upstream gateway image is $default_image"

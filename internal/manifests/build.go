@@ -42,11 +42,14 @@ type Worker struct {
 	PDB            *policyv1.PodDisruptionBudget
 	ServiceAccount *corev1.ServiceAccount
 	NetworkPolicy  *networkingv1.NetworkPolicy
+	// Membership is the ring the gateways' router follows; nil with the
+	// loadBalancing router.
+	Membership *corev1.ConfigMap
 }
 
 // Objects are the worker tier's objects, in no particular order.
 func (w Worker) Objects() []client.Object {
-	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy)
+	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy, w.Membership)
 }
 
 // present drops the nil objects of features that are off. The arguments are
@@ -81,7 +84,7 @@ func BuildGateway(p *v1alpha1.DeltaPipeline, opts Options) (Gateway, error) {
 			return Gateway{}, err
 		}
 	}
-	if UsesKubernetesResolver(p) {
+	if GatewayReadsKubernetesAPI(p) {
 		g.Role = GatewayResolverRole(p)
 		g.RoleBinding = GatewayResolverRoleBinding(p)
 	}
@@ -89,8 +92,9 @@ func BuildGateway(p *v1alpha1.DeltaPipeline, opts Options) (Gateway, error) {
 }
 
 // BuildWorker builds the worker tier; it fails when the worker configuration
-// would be invalid.
-func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options) (Worker, error) {
+// would be invalid. epoch numbers the membership published to the gateways
+// (the controller decides it: see MembershipEpoch).
+func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options, epoch uint64) (Worker, error) {
 	cm, err := WorkerConfigMap(p)
 	if err != nil {
 		return Worker{}, err
@@ -104,6 +108,11 @@ func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options) (Worker, error) {
 	}
 	if NetworkPoliciesEnabled(p) {
 		w.NetworkPolicy = WorkerNetworkPolicy(p)
+	}
+	if !UsesLoadBalancing(p) {
+		if w.Membership, err = MembershipConfigMap(p, epoch); err != nil {
+			return Worker{}, err
+		}
 	}
 	return w, nil
 }

@@ -20,7 +20,8 @@ import (
 const (
 	otlpReceiverID        = "otlp"
 	memoryLimiterID       = "memory_limiter"
-	routingExporterID     = "load_balancing"
+	loadBalancingID       = "load_balancing"
+	routerID              = "deltapipeline_router"
 	healthCheckExtensonID = "health_check"
 	metricsPipelineID     = "metrics"
 )
@@ -34,6 +35,11 @@ const (
 // worker's duplicate detection remembers a few recent intervals per stream
 // and refuses a point older than those.
 var perWorkerRetryMaxElapsed = fmt.Sprintf("%ds", int(workerconfig.GatewayRetryBudget/time.Second))
+
+// gatewayDrainTimeout is how long the router delivers its queues after
+// SIGTERM; what is left is dropped and counted. It leaves the collector's
+// other shutdown steps 5 s of the grace period.
+var gatewayDrainTimeout = strconv.Itoa(gatewayShutdownSeconds-5) + "s"
 
 const (
 	perWorkerRetryInitial    = "1s"
@@ -49,7 +55,11 @@ const (
 // receiver, memory_limiter, the user's extra components, and the
 // load_balancing exporter that sends each stream to the worker owning it.
 func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, error) {
-	extra, err := userGatewayComponents(p.Spec.Gateway.Config)
+	var available *Components
+	if !UsesLoadBalancing(p) {
+		available = &GatewayDistribution
+	}
+	extra, err := userGatewayComponents(p.Spec.Gateway.Config, available)
 	if err != nil {
 		return otelv1beta1.Config{}, err
 	}
@@ -78,7 +88,7 @@ func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, erro
 		Receivers:  otelv1beta1.AnyConfig{Object: receivers},
 		Processors: &otelv1beta1.AnyConfig{Object: processors},
 		Extensions: &otelv1beta1.AnyConfig{Object: extensions},
-		Exporters:  otelv1beta1.AnyConfig{Object: map[string]any{routingExporterID: routingExporter(p)}},
+		Exporters:  otelv1beta1.AnyConfig{Object: map[string]any{routingExporterID(p): routingExporter(p)}},
 		Service: otelv1beta1.Service{
 			Extensions: append([]string{healthCheckExtensonID}, extra.extensionOrder...),
 			Telemetry:  gatewayTelemetry(extra.telemetry),
@@ -86,7 +96,7 @@ func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, erro
 				metricsPipelineID: {
 					Receivers:  append([]string{otlpReceiverID}, extra.receiverOrder...),
 					Processors: append([]string{memoryLimiterID}, extra.processorOrder...),
-					Exporters:  []string{routingExporterID},
+					Exporters:  []string{routingExporterID(p)},
 				},
 			},
 		},
@@ -128,11 +138,54 @@ func gatewayTelemetry(user *otelv1beta1.AnyConfig) *otelv1beta1.AnyConfig {
 	}}
 }
 
-// routingExporter configures load_balancing. Queueing and retries are set
+func routingExporterID(p *v1alpha1.DeltaPipeline) string {
+	if UsesLoadBalancing(p) {
+		return loadBalancingID
+	}
+	return routerID
+}
+
+func routingExporter(p *v1alpha1.DeltaPipeline) map[string]any {
+	if UsesLoadBalancing(p) {
+		return loadBalancingExporter(p)
+	}
+	return routerExporter(p)
+}
+
+// routerExporter configures DeltaPipeline's router with the same delivery
+// settings as load_balancing's per-worker ones. It watches the membership
+// ConfigMap, so a change of the workers reaches every gateway without a
+// roll. The gateway to worker leg is not compressed: on a pod network the
+// bytes are cheaper than gzip's CPU (docs/benchmarks.md).
+func routerExporter(p *v1alpha1.DeltaPipeline) map[string]any {
+	exporter := map[string]any{
+		"routing_key": string(routingKey(p.Spec.Routing)),
+		"membership": map[string]any{"configmap": map[string]any{
+			"namespace": p.Namespace,
+			"name":      naming.MembershipConfigMap(p),
+			"key":       MembershipKey,
+		}},
+		"timeout":     strconv.Itoa(perWorkerTimeoutSeconds) + "s",
+		"compression": "none",
+		"queue":       map[string]any{"size": perWorkerQueueSize},
+		"retry": map[string]any{
+			"initial_interval": perWorkerRetryInitial,
+			"max_interval":     perWorkerRetryMaxBackoff,
+			"max_elapsed_time": perWorkerRetryMaxElapsed,
+		},
+		"drain_timeout": gatewayDrainTimeout,
+	}
+	if routingKey(p.Spec.Routing) == v1alpha1.RoutingKeyAttributes {
+		exporter["routing_attributes"] = slices.Clone(p.Spec.Routing.Attributes)
+	}
+	return exporter
+}
+
+// loadBalancingExporter configures load_balancing. Queueing and retries are set
 // per worker inside protocol.otlp and explicitly off at the top level: a
 // top-level retry re-sends a whole batch, including the parts other workers
 // already accepted, and those workers would count the deltas twice.
-func routingExporter(p *v1alpha1.DeltaPipeline) map[string]any {
+func loadBalancingExporter(p *v1alpha1.DeltaPipeline) map[string]any {
 	exporter := map[string]any{
 		"routing_key":      string(routingKey(p.Spec.Routing)),
 		"retry_on_failure": map[string]any{"enabled": false},
@@ -224,7 +277,8 @@ type userComponents struct {
 
 // userGatewayComponents validates spec.gateway.config and orders its
 // components. Errors name the field so the condition message points at it.
-func userGatewayComponents(cfg *otelv1beta1.Config) (userComponents, error) {
+// available, when set, are the only component types the gateway image has.
+func userGatewayComponents(cfg *otelv1beta1.Config, available *Components) (userComponents, error) {
 	var u userComponents
 	if cfg == nil {
 		return u, nil
@@ -263,6 +317,21 @@ func userGatewayComponents(cfg *otelv1beta1.Config) (userComponents, error) {
 		return u, err
 	}
 	u.telemetry = cfg.Service.Telemetry
+	if available != nil {
+		for _, c := range []struct {
+			kind    string
+			defined map[string]any
+			types   []string
+		}{
+			{"receivers", u.receivers, available.Receivers},
+			{"processors", u.processors, available.Processors},
+			{"extensions", u.extensions, available.Extensions},
+		} {
+			if err := checkAvailable(field+"."+c.kind, c.defined, c.types); err != nil {
+				return u, err
+			}
+		}
+	}
 	return u, nil
 }
 

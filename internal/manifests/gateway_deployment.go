@@ -17,7 +17,7 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 	selector := naming.SelectorLabels(p, naming.ComponentGateway)
 	spec := corev1.PodSpec{
 		ServiceAccountName:            naming.GatewayServiceAccount(p),
-		AutomountServiceAccountToken:  ptr.To(UsesKubernetesResolver(p)),
+		AutomountServiceAccountToken:  ptr.To(GatewayReadsKubernetesAPI(p)),
 		SecurityContext:               restrictedPodSecurityContext(gatewayUserID),
 		TerminationGracePeriodSeconds: ptr.To[int64](GatewayTerminationGracePeriodSeconds),
 		Containers: []corev1.Container{{

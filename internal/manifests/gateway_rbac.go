@@ -7,16 +7,24 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
-// GatewayResolverRole grants the k8s resolver of the load_balancing exporter
-// exactly what it reads: the endpoints of the worker headless Service.
+// GatewayResolverRole grants the gateways exactly what they read to find the
+// workers: the membership ConfigMap for DeltaPipeline's router, or the
+// endpoints of the worker headless Service for the k8s resolver of the
+// load_balancing exporter.
 func GatewayResolverRole(p *v1alpha1.DeltaPipeline) *rbacv1.Role {
 	read := []string{"get", "list", "watch"}
-	return &rbacv1.Role{
-		ObjectMeta: objectMeta(p, naming.GatewayResolverRole(p), naming.ComponentGateway),
-		Rules: []rbacv1.PolicyRule{
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{naming.MembershipConfigMap(p)}, Verbs: read},
+	}
+	if UsesLoadBalancing(p) {
+		rules = []rbacv1.PolicyRule{
 			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
 			{APIGroups: []string{""}, Resources: []string{"endpoints"}, Verbs: read},
-		},
+		}
+	}
+	return &rbacv1.Role{
+		ObjectMeta: objectMeta(p, naming.GatewayResolverRole(p), naming.ComponentGateway),
+		Rules:      rules,
 	}
 }
 

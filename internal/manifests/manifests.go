@@ -20,8 +20,12 @@ import (
 type Options struct {
 	// WorkerImage is used when spec.worker.image is empty.
 	WorkerImage string
-	// GatewayImage is used when spec.gateway.image is empty.
+	// GatewayImage is used when spec.gateway.image is empty and the router
+	// is deltapipeline.
 	GatewayImage string
+	// UpstreamGatewayImage is used when spec.gateway.image is empty and the
+	// router is loadBalancing.
+	UpstreamGatewayImage string
 }
 
 // DefaultWorkerImage is the worker image of the operator's own version.
@@ -29,9 +33,15 @@ func DefaultWorkerImage() string {
 	return "ghcr.io/deltapipeline/deltapipeline-worker:" + version.Version
 }
 
+// DefaultGatewayImage is the gateway distribution (cmd/gateway) of the
+// operator's own version.
+func DefaultGatewayImage() string {
+	return "ghcr.io/deltapipeline/deltapipeline-gateway:" + version.Version
+}
+
 // DefaultOptions returns the options of an operator started without flags.
 func DefaultOptions() Options {
-	return Options{WorkerImage: DefaultWorkerImage(), GatewayImage: v1alpha1.DefaultGatewayImage}
+	return Options{WorkerImage: DefaultWorkerImage(), GatewayImage: DefaultGatewayImage(), UpstreamGatewayImage: v1alpha1.UpstreamGatewayImage}
 }
 
 // Ports and paths shared by the builders.
@@ -87,10 +97,16 @@ func gatewayImage(p *v1alpha1.DeltaPipeline, opts Options) string {
 	if p.Spec.Gateway.Image != "" {
 		return p.Spec.Gateway.Image
 	}
+	if UsesLoadBalancing(p) {
+		if opts.UpstreamGatewayImage != "" {
+			return opts.UpstreamGatewayImage
+		}
+		return v1alpha1.UpstreamGatewayImage
+	}
 	if opts.GatewayImage != "" {
 		return opts.GatewayImage
 	}
-	return v1alpha1.DefaultGatewayImage
+	return DefaultGatewayImage()
 }
 
 func workerImage(p *v1alpha1.DeltaPipeline, opts Options) string {
@@ -127,7 +143,20 @@ func PersistenceEnabled(p *v1alpha1.DeltaPipeline) bool {
 // UsesKubernetesResolver reports whether gateways discover workers through
 // the Kubernetes API, which needs the resolver Role.
 func UsesKubernetesResolver(p *v1alpha1.DeltaPipeline) bool {
-	return p.Spec.Routing.Resolver == v1alpha1.ResolverK8s
+	return UsesLoadBalancing(p) && p.Spec.Routing.Resolver == v1alpha1.ResolverK8s
+}
+
+// UsesLoadBalancing reports whether the gateways run the upstream collector
+// and its load_balancing exporter instead of DeltaPipeline's router.
+func UsesLoadBalancing(p *v1alpha1.DeltaPipeline) bool {
+	return p.Spec.Gateway.Router == v1alpha1.GatewayRouterLoadBalancing
+}
+
+// GatewayReadsKubernetesAPI reports whether the gateways watch objects of
+// the API server: the router's membership ConfigMap, or the worker
+// endpoints the k8s resolver follows.
+func GatewayReadsKubernetesAPI(p *v1alpha1.DeltaPipeline) bool {
+	return !UsesLoadBalancing(p) || UsesKubernetesResolver(p)
 }
 
 // GatewayEndpoints are the in-cluster addresses clients send OTLP to.

@@ -19,6 +19,7 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 	"github.com/deltapipeline/deltapipeline/internal/pipelinetest"
+	"github.com/deltapipeline/deltapipeline/internal/ring"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
@@ -39,13 +40,15 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 		t.Fatal(err)
 	}
 	return map[string]*v1alpha1.DeltaPipeline{
-		"default":          pipelinetest.Stored("claude", "telemetry"),
-		"attributes":       pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")),
-		"dns-resolver":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverDNS), pipelinetest.WithPersistence(false)),
-		"k8s-resolver":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverK8s)),
-		"amp-sigv4":        pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
-		"otlp-secrets":     pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
-		"extra-processors": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
+		"default":                   pipelinetest.Stored("claude", "telemetry"),
+		"attributes":                pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")),
+		"dns-resolver":              pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverDNS), pipelinetest.WithPersistence(false)),
+		"k8s-resolver":              pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverK8s)),
+		"load-balancing":            pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)),
+		"load-balancing-attributes": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")),
+		"amp-sigv4":                 pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
+		"otlp-secrets":              pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
+		"extra-processors":          pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
 		"resources-partial": pipelinetest.Stored("claude", "telemetry",
 			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")}),
 			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")})),
@@ -60,7 +63,7 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 
 // workloadGoldenCases are the pipelines whose Deployment and StatefulSet
 // are kept as golden files: the pod templates show the sizing policy.
-var workloadGoldenCases = []string{"default", "resources-partial", "resources-unlimited", "resources-none", "small-pipeline"}
+var workloadGoldenCases = []string{"default", "load-balancing", "resources-partial", "resources-unlimited", "resources-none", "small-pipeline"}
 
 func TestGoldenWorkloads(t *testing.T) {
 	cases := goldenCases(t)
@@ -72,7 +75,7 @@ func TestGoldenWorkloads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := BuildWorker(p, DefaultOptions())
+			w, err := BuildWorker(p, DefaultOptions(), 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,8 +154,8 @@ func dig(m map[string]any, keys ...string) any {
 	return cur
 }
 
-func TestRoutingExporterRetriesPerWorkerOnly(t *testing.T) {
-	cfg := gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry"))
+func TestLoadBalancingRetriesPerWorkerOnly(t *testing.T) {
+	cfg := gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)))
 	lb := dig(cfg, "exporters", "load_balancing").(map[string]any)
 	if dig(lb, "retry_on_failure", "enabled") != false {
 		t.Errorf("top-level retry_on_failure must be disabled, got %v", lb["retry_on_failure"])
@@ -173,12 +176,12 @@ func TestRoutingExporterRetriesPerWorkerOnly(t *testing.T) {
 }
 
 func TestStaticResolverListsEveryWorkerPod(t *testing.T) {
-	static := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(2))), "exporters", "load_balancing", "resolver", "static").(map[string]any)
+	static := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithWorkerReplicas(2))), "exporters", "load_balancing", "resolver", "static").(map[string]any)
 	want := []any{"claude-worker-0.claude-worker.telemetry.svc:4317", "claude-worker-1.claude-worker.telemetry.svc:4317"}
 	if !slices.Equal(static["hostnames"].([]any), want) {
 		t.Errorf("static resolver hostnames = %v, want %v", static["hostnames"], want)
 	}
-	g, err := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	g, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,24 +191,109 @@ func TestStaticResolverListsEveryWorkerPod(t *testing.T) {
 }
 
 func TestResolverPointsAtTheWorkerHeadlessService(t *testing.T) {
-	k8s := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverK8s))), "exporters", "load_balancing", "resolver", "k8s").(map[string]any)
+	k8s := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverK8s))), "exporters", "load_balancing", "resolver", "k8s").(map[string]any)
 	if k8s["service"] != "claude-worker.telemetry" || k8s["return_hostnames"] != true {
 		t.Errorf("k8s resolver = %v", k8s)
 	}
-	dns := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverDNS))), "exporters", "load_balancing", "resolver", "dns").(map[string]any)
+	dns := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverDNS))), "exporters", "load_balancing", "resolver", "dns").(map[string]any)
 	if dns["hostname"] != "claude-worker.telemetry.svc" || dns["port"] != "4317" {
 		t.Errorf("dns resolver = %v (port must be a string)", dns)
 	}
 }
 
 func TestRoutingAttributesOnlyWithAttributesKey(t *testing.T) {
-	lb := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"))), "exporters", "load_balancing").(map[string]any)
-	if lb["routing_key"] != "attributes" || len(lb["routing_attributes"].([]any)) != 1 {
-		t.Errorf("attributes routing = %v", lb)
+	for _, router := range []v1alpha1.GatewayRouter{v1alpha1.GatewayRouterDeltaPipeline, v1alpha1.GatewayRouterLoadBalancing} {
+		id := routerID
+		if router == v1alpha1.GatewayRouterLoadBalancing {
+			id = loadBalancingID
+		}
+		exp := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(router), pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"))), "exporters", id).(map[string]any)
+		if exp["routing_key"] != "attributes" || len(exp["routing_attributes"].([]any)) != 1 {
+			t.Errorf("%s: attributes routing = %v", router, exp)
+		}
+		exp = dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(router))), "exporters", id).(map[string]any)
+		if _, ok := exp["routing_attributes"]; ok || exp["routing_key"] != "streamID" {
+			t.Errorf("%s: streamID routing = %v", router, exp)
+		}
 	}
-	lb = dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry")), "exporters", "load_balancing").(map[string]any)
-	if _, ok := lb["routing_attributes"]; ok || lb["routing_key"] != "streamID" {
-		t.Errorf("streamID routing = %v", lb)
+}
+
+func TestRouterFollowsThePublishedMembership(t *testing.T) {
+	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(2))
+	router := dig(gatewayConfigMap(t, p), "exporters", routerID).(map[string]any)
+	cm := dig(router, "membership", "configmap").(map[string]any)
+	if cm["namespace"] != "telemetry" || cm["name"] != "claude-membership" || cm["key"] != MembershipKey {
+		t.Errorf("membership source = %v", cm)
+	}
+	if got := dig(router, "retry", "max_elapsed_time"); got != "180s" {
+		t.Errorf("retry.max_elapsed_time = %v, want the gateway retry budget", got)
+	}
+	w, err := BuildWorker(p, DefaultOptions(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Membership == nil {
+		t.Fatal("no membership ConfigMap")
+	}
+	want := `{"epoch":7,"members":[{"name":"claude-worker-0","endpoint":"claude-worker-0.claude-worker.telemetry.svc:4317"},` +
+		`{"name":"claude-worker-1","endpoint":"claude-worker-1.claude-worker.telemetry.svc:4317"}]}`
+	if got := w.Membership.Data[MembershipKey]; got != want {
+		t.Errorf("membership = %s, want %s", got, want)
+	}
+	g, err := BuildGateway(p, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Role == nil || len(g.Role.Rules) != 1 || !slices.Equal(g.Role.Rules[0].ResourceNames, []string{"claude-membership"}) ||
+		!slices.Equal(g.Role.Rules[0].Verbs, []string{"get", "list", "watch"}) {
+		t.Errorf("the gateway Role must grant reading exactly the membership ConfigMap: %+v", g.Role)
+	}
+	if !*g.Deployment.Spec.Template.Spec.AutomountServiceAccountToken {
+		t.Error("the router watches the API server and needs its service account token")
+	}
+	lb, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)), DefaultOptions(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lb.Membership != nil {
+		t.Error("the loadBalancing router has no use for a membership ConfigMap")
+	}
+}
+
+func TestMembershipEpochOnlyGrows(t *testing.T) {
+	three := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(3))
+	five := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(5))
+	published := Membership(three, 4)
+	for _, c := range []struct {
+		name      string
+		p         *v1alpha1.DeltaPipeline
+		published *ring.Membership
+		recorded  uint64
+		want      uint64
+	}{
+		{"first publication", three, nil, 0, 1},
+		{"unchanged", three, &published, 4, 4},
+		{"members changed", five, &published, 4, 5},
+		{"ConfigMap deleted", three, nil, 4, 5},
+		{"ConfigMap older than the status", three, &published, 9, 10},
+	} {
+		if got := MembershipEpoch(c.p, c.published, c.recorded); got != c.want {
+			t.Errorf("%s: epoch %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestUnknownComponentsOfTheGatewayDistributionAreNamed(t *testing.T) {
+	cfg, err := pipelinetest.GatewayConfig(`{"receivers": {}, "exporters": {}, "processors": {"groupbyattrs/x": {}}, "service": {"pipelines": {}}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(cfg)), DefaultOptions())
+	if err == nil || !strings.Contains(err.Error(), `spec.gateway.config.processors.groupbyattrs/x: the DeltaPipeline gateway has no "groupbyattrs" component`) {
+		t.Fatalf("error = %v, want one naming the unknown processor", err)
+	}
+	if _, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithGatewayConfig(cfg)), DefaultOptions()); err != nil {
+		t.Errorf("with the contrib collector any component may be used: %v", err)
 	}
 }
 
@@ -219,7 +307,7 @@ func TestUserComponentsRunBeforeTheRoutingExporter(t *testing.T) {
 	if !slices.Equal(pipeline["receivers"].([]any), []any{"otlp", "otlp/in-cluster"}) {
 		t.Errorf("receivers = %v", pipeline["receivers"])
 	}
-	if !slices.Equal(pipeline["exporters"].([]any), []any{"load_balancing"}) {
+	if !slices.Equal(pipeline["exporters"].([]any), []any{routerID}) {
 		t.Errorf("exporters = %v", pipeline["exporters"])
 	}
 }
@@ -249,7 +337,7 @@ func TestInvalidWorkerConfigIsAnError(t *testing.T) {
 	p := pipelinetest.Stored("claude", "telemetry", func(p *v1alpha1.DeltaPipeline) {
 		p.Spec.Exporters.PrometheusRemoteWrite.ExternalLabels = map[string]string{"bad-label": "x"}
 	})
-	_, err := BuildWorker(p, DefaultOptions())
+	_, err := BuildWorker(p, DefaultOptions(), 1)
 	if err == nil || !strings.Contains(err.Error(), "externalLabels") {
 		t.Fatalf("error = %v, want one naming externalLabels", err)
 	}
@@ -261,7 +349,7 @@ func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := BuildWorker(p, DefaultOptions())
+	w, err := BuildWorker(p, DefaultOptions(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,9 +367,9 @@ func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
 }
 
 func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
-	base, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
-	same, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
-	changed, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions())
+	base, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), 1)
+	same, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), 1)
+	changed, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions(), 1)
 	hash := func(w Worker) string { return w.StatefulSet.Spec.Template.Annotations[naming.ConfigHashAnnotation] }
 	if hash(base) == "" || hash(base) != hash(same) {
 		t.Errorf("equal pipelines give hashes %q and %q", hash(base), hash(same))
@@ -299,7 +387,7 @@ func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
 }
 
 func TestWorkerStatefulSetShape(t *testing.T) {
-	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(5), pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions())
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(5), pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +429,7 @@ func TestWorkerStatefulSetShape(t *testing.T) {
 }
 
 func TestWorkerConfigMapNeverHoldsSecretValues(t *testing.T) {
-	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions())
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +447,7 @@ func TestWorkerConfigMapNeverHoldsSecretValues(t *testing.T) {
 }
 
 func TestPersistenceOffRemovesTheVolume(t *testing.T) {
-	w, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions())
+	w, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions(), 1)
 	if len(w.StatefulSet.Spec.VolumeClaimTemplates) != 0 {
 		t.Error("persistence off must not request a volume")
 	}
@@ -381,14 +469,14 @@ func TestOptionalGatewayObjects(t *testing.T) {
 	if _, ok := g.Deployment.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; !ok {
 		t.Error("autoscaling on CPU needs a CPU request")
 	}
-	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverDNS)), DefaultOptions())
+	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverDNS)), DefaultOptions())
 	if g.Role != nil || g.RoleBinding != nil {
 		t.Error("the dns resolver needs no API access")
 	}
 }
 
 func TestGatewayResolverRoleReadsOnlyEndpoints(t *testing.T) {
-	r := GatewayResolverRole(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
+	r := GatewayResolverRole(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverK8s)))
 	for _, rule := range r.Rules {
 		if !slices.Equal(rule.Verbs, []string{"get", "list", "watch"}) {
 			t.Errorf("verbs %v", rule.Verbs)
@@ -404,7 +492,7 @@ func TestImages(t *testing.T) {
 	p.Spec.Gateway.Image = ""
 	opts := Options{WorkerImage: "registry.local/worker:1", GatewayImage: "registry.local/otelcol:2"}
 	g, _ := BuildGateway(p, opts)
-	w, _ := BuildWorker(p, opts)
+	w, _ := BuildWorker(p, opts, 1)
 	if got := g.Deployment.Spec.Template.Spec.Containers[0].Image; got != "registry.local/otelcol:2" {
 		t.Errorf("gateway image %q", got)
 	}
@@ -474,7 +562,7 @@ func TestTierObjectsLeaveOutFeaturesThatAreOff(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	plain, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithNetworkPolicies(false)), DefaultOptions())
+	plain, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithNetworkPolicies(false)), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,18 +570,18 @@ func TestTierObjectsLeaveOutFeaturesThatAreOff(t *testing.T) {
 	if got := names(plain.Objects()); !slices.Equal(got, want) {
 		t.Errorf("gateway objects without autoscaling, network policies and with the static resolver = %v, want %v", got, want)
 	}
-	full, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s)), DefaultOptions())
+	full, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s)), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := len(full.Objects()); got != 9 {
 		t.Errorf("gateway with autoscaling, network policies and the k8s resolver has %d objects %v, want 9", got, names(full.Objects()))
 	}
-	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(w.Objects()); got != 6 {
-		t.Errorf("worker tier has %d objects %v, want 6", got, names(w.Objects()))
+	if got := len(w.Objects()); got != 7 {
+		t.Errorf("worker tier with the membership has %d objects %v, want 7", got, names(w.Objects()))
 	}
 }

@@ -30,7 +30,7 @@ func TestPodMonitorsSelectTheirTierAndScrapeANamedPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	worker, err := BuildWorker(p, Options{})
+	worker, err := BuildWorker(p, Options{}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

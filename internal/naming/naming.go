@@ -75,6 +75,9 @@ func GatewayNetworkPolicy(p Named) string { return suffixed(p, "gateway") }
 // GatewayHorizontalPodAutoscaler scales the gateway Deployment.
 func GatewayHorizontalPodAutoscaler(p Named) string { return suffixed(p, "gateway") }
 
+// MembershipConfigMap publishes the worker ring the gateways' router follows.
+func MembershipConfigMap(p Named) string { return suffixed(p, "membership") }
+
 // WorkerConfigMap holds the worker configuration file.
 func WorkerConfigMap(p Named) string { return suffixed(p, "worker") }
 

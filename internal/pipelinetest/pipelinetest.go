@@ -68,8 +68,8 @@ func applyDefaults(p *v1alpha1.DeltaPipeline) {
 	if s.Gateway.Replicas == nil {
 		s.Gateway.Replicas = ptr.To[int32](2)
 	}
-	if s.Gateway.Image == "" {
-		s.Gateway.Image = v1alpha1.DefaultGatewayImage
+	if s.Gateway.Router == "" {
+		s.Gateway.Router = v1alpha1.GatewayRouterDeltaPipeline
 	}
 	if s.Worker.Replicas == nil {
 		s.Worker.Replicas = ptr.To[int32](3)
@@ -80,6 +80,11 @@ func applyDefaults(p *v1alpha1.DeltaPipeline) {
 	if s.NetworkPolicy.Enabled == nil {
 		s.NetworkPolicy.Enabled = ptr.To(true)
 	}
+}
+
+// WithRouter picks the gateways' router.
+func WithRouter(r v1alpha1.GatewayRouter) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Router = r }
 }
 
 // WithRouting routes by key, hashing the given attributes for the

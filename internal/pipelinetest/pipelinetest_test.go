@@ -22,7 +22,7 @@ func TestStoredDefaultsMatchTheCRD(t *testing.T) {
 		"spec.routing.key":                p.Spec.Routing.Key,
 		"spec.routing.resolver":           p.Spec.Routing.Resolver,
 		"spec.gateway.replicas":           *p.Spec.Gateway.Replicas,
-		"spec.gateway.image":              p.Spec.Gateway.Image,
+		"spec.gateway.router":             p.Spec.Gateway.Router,
 		"spec.worker.replicas":            *p.Spec.Worker.Replicas,
 		"spec.worker.persistence.enabled": *p.Spec.Worker.Persistence.Enabled,
 		"spec.networkPolicy.enabled":      *p.Spec.NetworkPolicy.Enabled,
