@@ -124,7 +124,7 @@ dashboards: ## Generate the Grafana dashboards, the alert rules (chart) and thei
 DEMO_FLAGS ?=
 
 .PHONY: demo
-demo: envtest otelcol build-worker loadgen ## Run the whole pipeline on this machine with live figures, then compare what was sent with what was exported (docs/demo.md).
+demo: envtest otelcol gateway build-worker loadgen ## Run the whole pipeline on this machine with live figures, then compare what was sent with what was exported (docs/demo.md).
 	$(GO) build -o $(LOCALBIN)/demo ./hack/demo
 	$(E2E_ENV) $(LOCALBIN)/demo --crd-dir config/crd/bases $(DEMO_FLAGS)
 
@@ -168,7 +168,7 @@ validate-gateway-configs: otelcol gateway ## Validate every golden gateway confi
 E2E_ENV = OTELCOL_BINARY="$(OTELCOL)" GATEWAY_BINARY="$(GATEWAY)" WORKER_BINARY="$(LOCALBIN)/worker" LOADGEN_BINARY="$(LOCALBIN)/loadgen"
 
 .PHONY: e2e
-e2e: envtest otelcol build-worker loadgen ## Run the end-to-end suite: operator on envtest, upstream collector gateways and workers as local processes, load generator, remote write receiver (docs/e2e.md).
+e2e: envtest otelcol gateway build-worker loadgen ## Run the end-to-end suite: operator on envtest, upstream collector gateways and workers as local processes, load generator, remote write receiver (docs/e2e.md).
 	$(GO) test $(GO_TEST_FLAGS) ./test/e2e/harness
 	$(E2E_ENV) $(GO) test -count=1 -timeout 15m ./test/e2e -ginkgo.v
 
@@ -241,7 +241,7 @@ FUZZ_DIRS ?= cmd internal
 DASHBOARD_RECORD ?=
 
 .PHONY: dashboards-test
-dashboards-test: envtest otelcol build-worker loadgen prometheus ## Run every dashboard panel's query against bin/prometheus fed by an end-to-end run; usage totals must equal what the load generator sent.
+dashboards-test: envtest otelcol gateway build-worker loadgen prometheus ## Run every dashboard panel's query against bin/prometheus fed by an end-to-end run; usage totals must equal what the load generator sent.
 	$(E2E_ENV) PROMETHEUS_BINARY="$(PROMETHEUS)" $(GO) test -count=1 -timeout 10m ./test/dashboards $(if $(DASHBOARD_RECORD),-args -record $(abspath $(DASHBOARD_RECORD)))
 
 # The preview pictures of docs/operations.md, drawn from the query results of

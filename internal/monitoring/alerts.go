@@ -223,24 +223,45 @@ func Alerts() []Alert {
 			},
 		},
 		{
-			Name:     "DeltaPipelineGatewayQueueFull",
-			Expr:     fmt.Sprintf("sum by (namespace, pod, endpoint) (rate(%s[5m])) > 0", selector(GatewayBackendOutcome, `success="false"`)),
+			Name: "DeltaPipelineGatewayQueueFull",
+			Expr: fmt.Sprintf("max by (namespace, pod, worker) (%s / %s) > 0.9",
+				selector(GatewayRouterQueueSize), selector(GatewayRouterQueueCapacity)),
 			For:      2 * time.Minute,
 			Severity: SeverityCritical,
-			Summary:  "A DeltaPipeline gateway's queue for a worker is full.",
-			Description: "Gateway {{ $labels.namespace }}/{{ $labels.pod }} fails to hand requests to worker {{ $labels.endpoint }}: " +
-				"the gateway's queue for that worker is full (the worker is down or too slow for longer than the queue lasts), " +
-				"so the gateway refuses data that Claude Code will not send again.",
+			Summary:  "A DeltaPipeline gateway's queue for a worker is almost full.",
+			Description: "Gateway {{ $labels.namespace }}/{{ $labels.pod }} holds more than 90% of its queue for worker {{ $labels.worker }}: " +
+				"the worker is down or too slow for longer than the queue lasts. Once the queue is full the gateway refuses data " +
+				"that Claude Code will not send again.",
 			Tests: []AlertTest{
-				{Name: "failed hand-offs", EvalTime: 10 * time.Minute,
+				{Name: "queue filling", EvalTime: 10 * time.Minute,
 					Series: []InputSeries{
-						{series(GatewayBackendOutcome, gatewayLabels("endpoint", "claude-worker-1.claude-worker.telemetry.svc:4317", "success", "false")), "0+10x10"},
+						{series(GatewayRouterQueueSize, gatewayLabels("worker", "claude-worker-1")), "0+1000x10"},
+						{series(GatewayRouterQueueCapacity, gatewayLabels("worker", "claude-worker-1")), "10000x10"},
 					},
-					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-gateway-7d9f-abcde", "endpoint": "claude-worker-1.claude-worker.telemetry.svc:4317"}}},
-				{Name: "only successful hand-offs", EvalTime: 10 * time.Minute,
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-gateway-7d9f-abcde", "worker": "claude-worker-1"}}},
+				{Name: "queue draining", EvalTime: 10 * time.Minute,
 					Series: []InputSeries{
-						{series(GatewayBackendOutcome, gatewayLabels("endpoint", "claude-worker-1.claude-worker.telemetry.svc:4317", "success", "true")), "0+100x10"},
-						{series(GatewayBackendOutcome, gatewayLabels("endpoint", "claude-worker-1.claude-worker.telemetry.svc:4317", "success", "false")), "0x10"},
+						{series(GatewayRouterQueueSize, gatewayLabels("worker", "claude-worker-1")), "20x10"},
+						{series(GatewayRouterQueueCapacity, gatewayLabels("worker", "claude-worker-1")), "10000x10"},
+					}},
+			},
+		},
+		{
+			Name:     "DeltaPipelineGatewayDroppingPoints",
+			Expr:     fmt.Sprintf("sum by (namespace, pod, worker, reason) (rate(%s[5m])) > 0", selector(GatewayRouterDroppedPoints)),
+			Severity: SeverityCritical,
+			Summary:  "A DeltaPipeline gateway is losing points it accepted.",
+			Description: "Gateway {{ $labels.namespace }}/{{ $labels.pod }} drops points for worker {{ $labels.worker }} " +
+				"(reason {{ $labels.reason }}): the worker was unreachable for the whole retry budget or refused them.",
+			Tests: []AlertTest{
+				{Name: "retry budget exhausted", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(GatewayRouterDroppedPoints, gatewayLabels("worker", "claude-worker-1", "reason", "retry_budget_exhausted")), "0+500x10"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-gateway-7d9f-abcde", "worker": "claude-worker-1", "reason": "retry_budget_exhausted"}}},
+				{Name: "nothing dropped", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(GatewayRouterDroppedPoints, gatewayLabels("worker", "claude-worker-1", "reason", "retry_budget_exhausted")), "7x10"},
 					}},
 			},
 		},

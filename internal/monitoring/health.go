@@ -33,7 +33,7 @@ func PipelineHealth() Dashboard {
 		UID:   "deltapipeline-health",
 		Title: "DeltaPipeline health",
 		File:  "deltapipeline-health.json",
-		Description: "Gateway tier (upstream OpenTelemetry Collector) and worker tier (DeltaPipeline worker) " +
+		Description: "Gateway tier (DeltaPipeline gateway) and worker tier (DeltaPipeline worker) " +
 			"of every DeltaPipeline: throughput, refusals and drops, streams, exporters, journal and checkpoints.",
 		Tags:      []string{"deltapipeline"},
 		Variables: []Variable{namespaceVariable},
@@ -54,13 +54,28 @@ func PipelineHealth() Dashboard {
 						{Expr: fmt.Sprintf("sum by (pod) (rate(%s[$__rate_interval])) or (sum by (pod) (rate(%s[$__rate_interval])) * 0)",
 							selector(GatewaySendFailedPoints, ns()), selector(GatewaySentPoints, ns())), Legend: "send failed {{pod}}"},
 					}},
-				{Title: "Gateway requests per worker", Kind: TimeSeries, Unit: "reqps", Width: 8,
-					Description: "Requests the load_balancing exporter handed to each worker's queue, by outcome " +
-						"(success=false: the queue was full). The collector publishes no size for these queues.",
-					Queries: []Query{rateBy(GatewayBackendOutcome, "endpoint, success", "{{endpoint}} success={{success}}")}},
-				{Title: "Gateway hand-off latency per worker (p99)", Kind: TimeSeries, Unit: "ms", Width: 24,
-					Description: "Time the load_balancing exporter takes to hand a request to a worker's queue in the gateway.",
-					Queries:     []Query{quantile(0.99, GatewayBackendLatency, "endpoint", "{{endpoint}}")}},
+				{Title: "Gateway points per worker", Kind: TimeSeries, Unit: "short", Width: 8,
+					Description: "Points per second the gateways' router delivered to each worker (spec.gateway.router: deltapipeline).",
+					Queries:     []Query{rateBy(GatewayRouterSentPoints, "worker", "{{worker}}")}},
+				{Title: "Gateway queue per worker", Kind: TimeSeries, Unit: "percentunit", Width: 12,
+					Description: "How full each gateway's queue for each worker is. A worker that is down or too slow fills its queues; " +
+						"a full queue makes the gateway refuse requests.",
+					Queries: []Query{{
+						Expr: fmt.Sprintf("max by (worker) (%s / %s)",
+							selector(GatewayRouterQueueSize, ns()), selector(GatewayRouterQueueCapacity, ns())),
+						Legend: "{{worker}}",
+					}}},
+				{Title: "Gateway points lost, by reason", Kind: TimeSeries, Unit: "short", Width: 12,
+					Description: "Points per second the router dropped after accepting them (retry budget exhausted, refused by the worker, " +
+						"shutdown) or refused to clients (queue full, no membership).",
+					Queries: []Query{
+						// The router creates these counters at the first loss;
+						// until then the panel shows 0 rather than nothing.
+						{Expr: fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) or (sum(rate(%s[$__rate_interval])) * 0)",
+							selector(GatewayRouterDroppedPoints, ns()), selector(GatewayRouterSentPoints, ns())), Legend: "dropped {{reason}}"},
+						{Expr: fmt.Sprintf("sum by (reason) (rate(%s[$__rate_interval])) or (sum(rate(%s[$__rate_interval])) * 0)",
+							selector(GatewayRouterRefusedPoints, ns()), selector(GatewayRouterSentPoints, ns())), Legend: "refused {{reason}}"},
+					}},
 			}},
 			{Title: "Worker tier", Panels: []Panel{
 				{Title: "Worker points in / out", Kind: TimeSeries, Unit: "short", Width: 12,

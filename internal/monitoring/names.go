@@ -69,20 +69,19 @@ const (
 	ExportOutcomeFailure = "failure"
 )
 
-// The gateway's self-metrics: the upstream collector's own telemetry
-// (collector v0.161.0, Prometheus pull reader, counters without _total).
+// The gateway's self-metrics: the collector's own telemetry (collector
+// v0.161.0, Prometheus pull reader, counters without _total) and the
+// DeltaPipeline router's (cmd/gateway/routerexporter, label worker).
 const (
-	GatewayAcceptedPoints   = "otelcol_receiver_accepted_metric_points"
-	GatewayRefusedPoints    = "otelcol_receiver_refused_metric_points"
-	GatewaySentPoints       = "otelcol_exporter_sent_metric_points"
-	GatewaySendFailedPoints = "otelcol_exporter_send_failed_metric_points"
-	// The load_balancing exporter's per-worker figures (label endpoint).
-	// Its per-worker queues are not observable: the exporter gives the OTLP
-	// exporter of each worker a no-op meter, so the collector publishes no
-	// otelcol_exporter_queue_size for them; a full queue shows as
-	// GatewayBackendOutcome{success="false"}.
-	GatewayBackendOutcome = "otelcol_loadbalancer_backend_outcome"
-	GatewayBackendLatency = "otelcol_loadbalancer_backend_latency"
+	GatewayAcceptedPoints      = "otelcol_receiver_accepted_metric_points"
+	GatewayRefusedPoints       = "otelcol_receiver_refused_metric_points"
+	GatewaySentPoints          = "otelcol_exporter_sent_metric_points"
+	GatewaySendFailedPoints    = "otelcol_exporter_send_failed_metric_points"
+	GatewayRouterSentPoints    = "otelcol_deltapipeline_router_sent_points"
+	GatewayRouterDroppedPoints = "otelcol_deltapipeline_router_dropped_points"
+	GatewayRouterRefusedPoints = "otelcol_deltapipeline_router_refused_points"
+	GatewayRouterQueueSize     = "otelcol_deltapipeline_router_queue_size"
+	GatewayRouterQueueCapacity = "otelcol_deltapipeline_router_queue_capacity"
 )
 
 // kube-state-metrics series the replica rules read.
@@ -106,7 +105,8 @@ var MetricNames = []string{
 	WorkerCheckpointSuccess, WorkerCheckpointInterval, WorkerCheckpointFailures, WorkerWALWritable,
 
 	GatewayAcceptedPoints, GatewayRefusedPoints, GatewaySentPoints, GatewaySendFailedPoints,
-	GatewayBackendOutcome, GatewayBackendLatency,
+	GatewayRouterSentPoints, GatewayRouterDroppedPoints, GatewayRouterRefusedPoints,
+	GatewayRouterQueueSize, GatewayRouterQueueCapacity,
 
 	KubeDeploymentSpecReplicas, KubeDeploymentAvailableReplicas, KubeStatefulSetReplicas,
 	KubeStatefulSetReadyReplicas,

@@ -9,8 +9,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// Names of the exporter's own metrics. The collector's Prometheus reader
-// adds _total to counters.
+// Names of the exporter's own metrics, as the collector's Prometheus reader
+// exposes them (counters without a _total suffix, like the collector's own
+// otelcol_receiver_accepted_metric_points).
 const (
 	metricSent           = "otelcol_deltapipeline_router_sent_points"
 	metricDropped        = "otelcol_deltapipeline_router_dropped_points"

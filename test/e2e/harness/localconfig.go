@@ -19,12 +19,20 @@ type GatewayAddresses struct {
 	OTLPGRPC, OTLPHTTP, Health, Metrics string
 	// Workers are the workers' OTLP/gRPC host:port, in ordinal order.
 	Workers []string
+	// MembershipFile is where the router reads the membership the harness
+	// relays from the published ConfigMap (router deltapipeline).
+	MembershipFile string
 }
 
+// membershipPollInterval is how often a local router reads its membership
+// file; in a cluster it watches the ConfigMap instead.
+const membershipPollInterval = "200ms"
+
 // LocalGatewayConfig rewrites a rendered gateway configuration for a local
-// process: the static resolver's pod DNS names become the local workers'
-// addresses, in ordinal order; a k8s or dns resolver becomes a static list
-// of them.
+// process. DeltaPipeline's router reads its membership from a file instead of
+// watching the ConfigMap. For the load_balancing exporter, the static
+// resolver's pod DNS names become the local workers' addresses, in ordinal
+// order; a k8s or dns resolver becomes a static list of them.
 func LocalGatewayConfig(rendered string, a GatewayAddresses) (string, error) {
 	var cfg map[string]any
 	if err := yaml.Unmarshal([]byte(rendered), &cfg); err != nil {
@@ -46,6 +54,16 @@ func LocalGatewayConfig(rendered string, a GatewayAddresses) (string, error) {
 	if err := replaceMetricsReader(cfg, a.Metrics); err != nil {
 		return "", fmt.Errorf("gateway configuration: %w", err)
 	}
+	if router, err := mapAt(cfg, "exporters.deltapipeline_router"); err == nil {
+		if _, err := mapAt(router, "membership.configmap"); err != nil {
+			return "", fmt.Errorf("gateway configuration: exporters.deltapipeline_router: %w", err)
+		}
+		if a.MembershipFile == "" {
+			return "", fmt.Errorf("gateway configuration: the router needs a local membership file")
+		}
+		router["membership"] = map[string]any{"file": a.MembershipFile, "poll_interval": membershipPollInterval}
+		return marshalLocal(cfg)
+	}
 	resolver, err := mapAt(cfg, "exporters.load_balancing.resolver")
 	if err != nil {
 		return "", fmt.Errorf("gateway configuration: %w", err)
@@ -65,6 +83,10 @@ func LocalGatewayConfig(rendered string, a GatewayAddresses) (string, error) {
 		hostnames[i] = w
 	}
 	resolver["static"] = map[string]any{"hostnames": hostnames}
+	return marshalLocal(cfg)
+}
+
+func marshalLocal(cfg map[string]any) (string, error) {
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return "", fmt.Errorf("encoding the local gateway configuration: %w", err)

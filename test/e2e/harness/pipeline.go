@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,13 +29,16 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 )
 
-// Binaries are the programs the pipeline runs.
+// Binaries are the programs the pipeline runs: Gateway (DeltaPipeline's
+// gateway distribution) for the deltapipeline router, Otelcol (the upstream
+// collector) for loadBalancing.
 type Binaries struct {
-	Otelcol, Worker, Loadgen string
+	Gateway, Otelcol, Worker, Loadgen string
 }
 
 // Environment variables naming the binaries; the Makefile sets them.
 const (
+	EnvGateway = "GATEWAY_BINARY"
 	EnvOtelcol = "OTELCOL_BINARY"
 	EnvWorker  = "WORKER_BINARY"
 	EnvLoadgen = "LOADGEN_BINARY"
@@ -43,9 +47,10 @@ const (
 // BinariesFromEnv reads the binaries' paths from the environment and checks
 // they exist.
 func BinariesFromEnv() (Binaries, error) {
-	b := Binaries{Otelcol: os.Getenv(EnvOtelcol), Worker: os.Getenv(EnvWorker), Loadgen: os.Getenv(EnvLoadgen)}
+	b := Binaries{Gateway: os.Getenv(EnvGateway), Otelcol: os.Getenv(EnvOtelcol), Worker: os.Getenv(EnvWorker), Loadgen: os.Getenv(EnvLoadgen)}
 	var errs []error
 	for _, e := range []struct{ env, path, target string }{
+		{EnvGateway, b.Gateway, "make gateway"},
 		{EnvOtelcol, b.Otelcol, "make otelcol"},
 		{EnvWorker, b.Worker, "make build-worker"},
 		{EnvLoadgen, b.Loadgen, "make loadgen"},
@@ -63,9 +68,13 @@ func BinariesFromEnv() (Binaries, error) {
 
 // Options shape the pipeline.
 type Options struct {
-	Name, Namespace    string
-	GatewayReplicas    int
-	WorkerReplicas     int
+	Name, Namespace string
+	GatewayReplicas int
+	WorkerReplicas  int
+	// MaxWorkers is how many workers ScaleWorkers may grow to.
+	MaxWorkers int
+	// Router is the gateways' spec.gateway.router.
+	Router             v1alpha1.GatewayRouter
 	ConversionInterval time.Duration
 	// CRDDir holds the generated CRDs (config/crd/bases).
 	CRDDir string
@@ -84,6 +93,12 @@ type Option func(*Options)
 
 func WithGateways(n int) Option { return func(o *Options) { o.GatewayReplicas = n } }
 func WithWorkers(n int) Option  { return func(o *Options) { o.WorkerReplicas = n } }
+
+// WithMaxWorkers lets ScaleWorkers grow the worker tier to n.
+func WithMaxWorkers(n int) Option { return func(o *Options) { o.MaxWorkers = n } }
+
+// WithRouter runs the gateways with router r.
+func WithRouter(r v1alpha1.GatewayRouter) Option { return func(o *Options) { o.Router = r } }
 func WithConversionInterval(d time.Duration) Option {
 	return func(o *Options) { o.ConversionInterval = d }
 }
@@ -101,6 +116,7 @@ func defaultOptions() Options {
 		Namespace:          "telemetry",
 		GatewayReplicas:    2,
 		WorkerReplicas:     3,
+		Router:             v1alpha1.GatewayRouterDeltaPipeline,
 		ConversionInterval: time.Second,
 		Log:                io.Discard,
 	}
@@ -138,6 +154,11 @@ type Pipeline struct {
 	Receiver     *Receiver
 	Gateways     []*Gateway
 	Workers      []*Worker
+	// membership relays the published worker membership to the gateways
+	// (router deltapipeline only).
+	membership *membershipRelay
+	// workersMu guards Workers while ScaleWorkers appends to it.
+	workersMu sync.Mutex
 }
 
 // startTimeout bounds how long one process may take to become ready.
@@ -181,7 +202,7 @@ func Start(ctx context.Context, opts ...Option) (_ *Pipeline, err error) {
 		}
 	}
 
-	if p.Receiver, err = StartReceiver(o.WorkerReplicas); err != nil {
+	if p.Receiver, err = StartReceiver(max(o.WorkerReplicas, o.MaxWorkers)); err != nil {
 		return p, err
 	}
 	for i := range o.WorkerReplicas {
@@ -197,6 +218,11 @@ func Start(ctx context.Context, opts ...Option) (_ *Pipeline, err error) {
 	workerAddrs := make([]string, len(p.Workers))
 	for i, w := range p.Workers {
 		workerAddrs[i] = w.OTLPEndpoint
+	}
+	if o.Router == v1alpha1.GatewayRouterDeltaPipeline {
+		if p.membership, err = startMembershipRelay(ctx, p); err != nil {
+			return p, err
+		}
 	}
 	for i := range o.GatewayReplicas {
 		g, err := p.newGateway(i, workerAddrs)
@@ -223,7 +249,7 @@ func (p *Pipeline) desiredPipeline() *v1alpha1.DeltaPipeline {
 	return &v1alpha1.DeltaPipeline{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
 		Spec: v1alpha1.DeltaPipelineSpec{
-			Gateway: v1alpha1.GatewaySpec{Replicas: ptr.To(int32(p.GatewayReplicas))},
+			Gateway: v1alpha1.GatewaySpec{Replicas: ptr.To(int32(p.GatewayReplicas)), Router: p.Router},
 			Worker: v1alpha1.WorkerSpec{
 				Replicas:   ptr.To(int32(p.WorkerReplicas)),
 				Conversion: v1alpha1.ConversionSpec{Interval: &metav1.Duration{Duration: p.ConversionInterval}},
@@ -289,13 +315,19 @@ func (p *Pipeline) newGateway(index int, workers []string) (*Gateway, error) {
 	if err := os.MkdirAll(filepath.Join(p.Dir, name), 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s's directory: %w", name, err)
 	}
-	config, err := LocalGatewayConfig(p.Rendered.Gateway, GatewayAddresses{
+	addrs := GatewayAddresses{
 		OTLPGRPC: loopback(ports[0]),
 		OTLPHTTP: loopback(ports[1]),
 		Health:   loopback(ports[2]),
 		Metrics:  loopback(ports[3]),
 		Workers:  workers,
-	})
+	}
+	binary := p.Binaries.Otelcol
+	if p.membership != nil {
+		addrs.MembershipFile = p.membership.path
+		binary = p.Binaries.Gateway
+	}
+	config, err := LocalGatewayConfig(p.Rendered.Gateway, addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +338,7 @@ func (p *Pipeline) newGateway(index int, workers []string) (*Gateway, error) {
 	return &Gateway{
 		Process: &Process{
 			Name:    name,
-			Path:    p.Binaries.Otelcol,
+			Path:    binary,
 			Args:    []string{"--config", "file:" + configPath},
 			LogPath: filepath.Join(p.Dir, name, "collector.log"),
 		},
@@ -375,6 +407,9 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		if err := w.Stop(workerGrace); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if p.membership != nil {
+		p.membership.stop()
 	}
 	if p.Receiver != nil {
 		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
