@@ -235,7 +235,7 @@ func Alerts() []Alert {
 			Tests: []AlertTest{
 				{Name: "queue filling", EvalTime: 10 * time.Minute,
 					Series: []InputSeries{
-						{series(GatewayRouterQueueSize, gatewayLabels("worker", "claude-worker-1")), "0+1000x10"},
+						{series(GatewayRouterQueueSize, gatewayLabels("worker", "claude-worker-1")), "9200+50x10"},
 						{series(GatewayRouterQueueCapacity, gatewayLabels("worker", "claude-worker-1")), "10000x10"},
 					},
 					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-gateway-7d9f-abcde", "worker": "claude-worker-1"}}},
