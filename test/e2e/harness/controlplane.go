@@ -14,8 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -76,6 +78,9 @@ func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) 
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// A suite may run one control plane after another in one process;
+		// each has its own manager and metrics are not served.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return fail(fmt.Errorf("creating the manager: %w", err))
@@ -89,7 +94,9 @@ func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) 
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return fail(fmt.Errorf("setting up the reconciler: %w", err))
 	}
-	managerCtx, stop := context.WithCancel(ctx)
+	// The manager outlives the caller's context (a suite's setup node):
+	// the pipeline is changed through the API later and Stop ends it.
+	managerCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	cp.stopManager = stop
 	cp.managerDone = make(chan error, 1)
 	go func() { cp.managerDone <- mgr.Start(managerCtx) }()
