@@ -81,7 +81,7 @@ func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, erro
 		Exporters:  otelv1beta1.AnyConfig{Object: map[string]any{routingExporterID: routingExporter(p)}},
 		Service: otelv1beta1.Service{
 			Extensions: slices.Concat([]string{healthCheckExtensonID}, ingressOrder, extra.extensionOrder),
-			Telemetry:  gatewayTelemetry(extra.telemetry),
+			Telemetry:  withIngressTelemetry(p, extra.telemetry, gatewayTelemetry(extra.telemetry)),
 			Pipelines: map[string]*otelv1beta1.Pipeline{
 				metricsPipelineID: {
 					Receivers:  append([]string{otlpReceiverID}, extra.receiverOrder...),

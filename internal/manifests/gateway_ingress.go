@@ -6,6 +6,7 @@ import (
 	"path"
 	"strconv"
 
+	otelv1beta1 "github.com/open-telemetry/opentelemetry-operator/apis/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
@@ -165,6 +166,23 @@ func gatewayIngressExtensions(p *v1alpha1.DeltaPipeline, user map[string]any) (m
 		}}, []string{id}, nil
 	}
 	return nil, nil, fmt.Errorf("spec.gateway.auth: set exactly one of bearerTokens and oidc")
+}
+
+// withIngressTelemetry raises the collector's own metrics to level detailed
+// when spec.gateway.auth is set and the telemetry section is the operator's:
+// a request the authenticator refuses never reaches the receiver, so only
+// the HTTP and gRPC server metrics count it
+// (http_server_request_duration_count{http_response_status_code="401"},
+// rpc_server_call_duration_count{rpc_response_status_code="UNAUTHENTICATED"}),
+// and the collector records those at level detailed only. A user's own telemetry section is kept as written.
+func withIngressTelemetry(p *v1alpha1.DeltaPipeline, user, telemetry *otelv1beta1.AnyConfig) *otelv1beta1.AnyConfig {
+	if clientAuthenticatorID(p) == "" || (user != nil && len(user.Object) > 0) {
+		return telemetry
+	}
+	if metrics, ok := telemetry.Object["metrics"].(map[string]any); ok {
+		metrics["level"] = "detailed"
+	}
+	return telemetry
 }
 
 // workerTokenHeaders is what the routing exporter adds to every request to a

@@ -32,6 +32,12 @@ func TestTLSAndAuthApplyToBothReceivers(t *testing.T) {
 	if got := dig(cfg, "extensions", clientBearerTokenAuthID, "filename"); got != GatewayClientTokensDir+"/"+GatewayClientTokensFile {
 		t.Errorf("bearertokenauth filename = %v", got)
 	}
+	if got := dig(cfg, "service", "telemetry", "metrics", "level"); got != "detailed" {
+		t.Errorf("telemetry level = %v, want detailed: refused requests are counted only in the server metrics", got)
+	}
+	if got := dig(gatewayConfigMap(t, pipelinetest.Stored("claude", "telemetry")), "service", "telemetry", "metrics", "level"); got != nil {
+		t.Errorf("telemetry level without auth = %v, want the collector's default", got)
+	}
 	if exts := dig(cfg, "service", "extensions").([]any); !slices.Contains(exts, any(clientBearerTokenAuthID)) {
 		t.Errorf("service.extensions = %v lacks %s", exts, clientBearerTokenAuthID)
 	}

@@ -89,7 +89,10 @@ func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) 
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return fail(fmt.Errorf("setting up the reconciler: %w", err))
 	}
-	managerCtx, stop := context.WithCancel(ctx)
+	// The manager lives until Stop, not until the caller's context ends: a
+	// test starts the pipeline in a setup node whose context is cancelled
+	// when the setup returns, and later specs still need the operator.
+	managerCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	cp.stopManager = stop
 	cp.managerDone = make(chan error, 1)
 	go func() { cp.managerDone <- mgr.Start(managerCtx) }()
@@ -129,13 +132,21 @@ type RenderedConfigs struct {
 	Gateway, Worker string
 }
 
-// ApplyPipeline creates the namespace and the pipeline, then waits for the
-// operator to render both ConfigMaps and returns their configurations.
-func (cp *ControlPlane) ApplyPipeline(ctx context.Context, p *v1alpha1.DeltaPipeline) (RenderedConfigs, error) {
+// ApplyPipeline creates the namespace, the Secrets the pipeline reads and the
+// pipeline, then waits for the operator to render both ConfigMaps and
+// returns their configurations.
+func (cp *ControlPlane) ApplyPipeline(ctx context.Context, p *v1alpha1.DeltaPipeline, secrets ...*corev1.Secret) (RenderedConfigs, error) {
 	ns := &corev1.Namespace{}
 	ns.Name = p.Namespace
 	if err := cp.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return RenderedConfigs{}, fmt.Errorf("creating namespace %s: %w", p.Namespace, err)
+	}
+	for _, s := range secrets {
+		s = s.DeepCopy()
+		s.Namespace = p.Namespace
+		if err := cp.Client.Create(ctx, s); err != nil {
+			return RenderedConfigs{}, fmt.Errorf("creating Secret %s/%s: %w", p.Namespace, s.Name, err)
+		}
 	}
 	if err := cp.Client.Create(ctx, p); err != nil {
 		return RenderedConfigs{}, fmt.Errorf("creating DeltaPipeline %s/%s: %w", p.Namespace, p.Name, err)

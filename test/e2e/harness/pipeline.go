@@ -22,10 +22,14 @@ import (
 	"strconv"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
 // Binaries are the programs the pipeline runs.
@@ -77,6 +81,11 @@ type Options struct {
 	// RemoteWrite, when set, is where every worker writes instead of the
 	// harness's own receiver (for example a real Prometheus).
 	RemoteWrite string
+	// Secrets are created in the namespace before the pipeline, for the
+	// references Customize adds.
+	Secrets []*corev1.Secret
+	// Customize, when set, changes the DeltaPipeline before it is applied.
+	Customize func(*v1alpha1.DeltaPipeline)
 }
 
 // Option changes Options.
@@ -91,6 +100,16 @@ func WithCRDDir(dir string) Option   { return func(o *Options) { o.CRDDir = dir 
 func WithDir(dir string) Option      { return func(o *Options) { o.Dir = dir } }
 func WithBinaries(b Binaries) Option { return func(o *Options) { o.Binaries = b } }
 func WithLog(w io.Writer) Option     { return func(o *Options) { o.Log = w } }
+
+// WithSecrets creates Secrets before the pipeline.
+func WithSecrets(s ...*corev1.Secret) Option {
+	return func(o *Options) { o.Secrets = append(o.Secrets, s...) }
+}
+
+// WithPipeline changes the DeltaPipeline before it is applied.
+func WithPipeline(customize func(*v1alpha1.DeltaPipeline)) Option {
+	return func(o *Options) { o.Customize = customize }
+}
 
 // WithRemoteWrite sends every worker's remote write to url.
 func WithRemoteWrite(url string) Option { return func(o *Options) { o.RemoteWrite = url } }
@@ -110,8 +129,10 @@ func defaultOptions() Options {
 type Gateway struct {
 	*Process
 	OTLPEndpoint string
-	MetricsURL   string
-	HealthURL    string
+	// OTLPHTTPEndpoint is the OTLP/HTTP host:port.
+	OTLPHTTPEndpoint string
+	MetricsURL       string
+	HealthURL        string
 }
 
 // Worker is one local worker process.
@@ -119,8 +140,10 @@ type Worker struct {
 	*Process
 	Ordinal      int
 	OTLPEndpoint string
-	TelemetryURL string
-	StateDir     string
+	// OTLPHTTPEndpoint is the OTLP/HTTP host:port.
+	OTLPHTTPEndpoint string
+	TelemetryURL     string
+	StateDir         string
 }
 
 // ReadyURL is the worker's readiness endpoint.
@@ -138,6 +161,10 @@ type Pipeline struct {
 	Receiver     *Receiver
 	Gateways     []*Gateway
 	Workers      []*Worker
+	// GatewayFiles and WorkerFiles are the Secret volumes of the gateway
+	// and worker pods, written locally; every process of a tier reads the
+	// same files, as every pod reads the same Secret.
+	GatewayFiles, WorkerFiles LocalMounts
 }
 
 // startTimeout bounds how long one process may take to become ready.
@@ -170,9 +197,21 @@ func Start(ctx context.Context, opts ...Option) (_ *Pipeline, err error) {
 		return p, err
 	}
 	p.Object = p.desiredPipeline()
+	if o.Customize != nil {
+		o.Customize(p.Object)
+	}
 	p.logf("applying DeltaPipeline %s/%s: %d gateways, %d workers, remote write, conversion interval %s",
 		o.Namespace, o.Name, o.GatewayReplicas, o.WorkerReplicas, o.ConversionInterval)
-	if p.Rendered, err = p.ControlPlane.ApplyPipeline(ctx, p.Object); err != nil {
+	if p.Rendered, err = p.ControlPlane.ApplyPipeline(ctx, p.Object, o.Secrets...); err != nil {
+		return p, err
+	}
+	key := func(name string) types.NamespacedName {
+		return types.NamespacedName{Namespace: o.Namespace, Name: name}
+	}
+	if p.GatewayFiles, err = p.ControlPlane.podMounts(ctx, &appsv1.Deployment{}, key(naming.GatewayDeployment(p.Object)), filepath.Join(o.Dir, "gateway-files")); err != nil {
+		return p, err
+	}
+	if p.WorkerFiles, err = p.ControlPlane.podMounts(ctx, &appsv1.StatefulSet{}, key(naming.WorkerStatefulSet(p.Object)), filepath.Join(o.Dir, "worker-files")); err != nil {
 		return p, err
 	}
 	for name, content := range map[string]string{"rendered-gateway.yaml": p.Rendered.Gateway, "rendered-worker.yaml": p.Rendered.Worker} {
@@ -242,15 +281,16 @@ func (p *Pipeline) newWorker(ordinal int) (*Worker, error) {
 	}
 	name := "worker-" + strconv.Itoa(ordinal)
 	w := &Worker{
-		Ordinal:      ordinal,
-		OTLPEndpoint: loopback(ports[0]),
-		TelemetryURL: "http://" + loopback(ports[2]),
-		StateDir:     filepath.Join(p.Dir, name, "state"),
+		Ordinal:          ordinal,
+		OTLPEndpoint:     loopback(ports[0]),
+		OTLPHTTPEndpoint: loopback(ports[1]),
+		TelemetryURL:     "http://" + loopback(ports[2]),
+		StateDir:         filepath.Join(p.Dir, name, "state"),
 	}
 	if err := os.MkdirAll(w.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s's state directory: %w", name, err)
 	}
-	config, err := LocalWorkerConfig(p.Rendered.Worker, WorkerAddresses{
+	config, err := LocalWorkerConfig(p.WorkerFiles.Rewrite(p.Rendered.Worker), WorkerAddresses{
 		OTLPGRPC:       loopback(ports[0]),
 		OTLPHTTP:       loopback(ports[1]),
 		Telemetry:      loopback(ports[2]),
@@ -289,7 +329,7 @@ func (p *Pipeline) newGateway(index int, workers []string) (*Gateway, error) {
 	if err := os.MkdirAll(filepath.Join(p.Dir, name), 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s's directory: %w", name, err)
 	}
-	config, err := LocalGatewayConfig(p.Rendered.Gateway, GatewayAddresses{
+	config, err := LocalGatewayConfig(p.GatewayFiles.Rewrite(p.Rendered.Gateway), GatewayAddresses{
 		OTLPGRPC: loopback(ports[0]),
 		OTLPHTTP: loopback(ports[1]),
 		Health:   loopback(ports[2]),
@@ -310,9 +350,10 @@ func (p *Pipeline) newGateway(index int, workers []string) (*Gateway, error) {
 			Args:    []string{"--config", "file:" + configPath},
 			LogPath: filepath.Join(p.Dir, name, "collector.log"),
 		},
-		OTLPEndpoint: loopback(ports[0]),
-		HealthURL:    "http://" + loopback(ports[2]) + "/",
-		MetricsURL:   "http://" + loopback(ports[3]) + "/metrics",
+		OTLPEndpoint:     loopback(ports[0]),
+		OTLPHTTPEndpoint: loopback(ports[1]),
+		HealthURL:        "http://" + loopback(ports[2]) + "/",
+		MetricsURL:       "http://" + loopback(ports[3]) + "/metrics",
 	}, nil
 }
 
