@@ -2,7 +2,7 @@
 // (core and contrib v0.161.0) holding the components DeltaPipeline's gateway
 // tier renders, the processors the golden configurations add through
 // spec.gateway.config (resource, filter), the authenticators spec.gateway.auth
-// and the gateway-to-worker token render (bearertokenauth, oidcauth), and the
+// renders (bearertokenauth, oidc), and the
 // upstream deltatocumulative processor that the benchmarks compare against.
 //
 // It is assembled the way the collector builder (ocb) assembles a
