@@ -58,7 +58,7 @@ func (r *DeltaPipelineReconciler) ensure(ctx context.Context, owner *v1alpha1.De
 	}
 
 	existing := k.newObject()
-	err = r.Get(ctx, client.ObjectKeyFromObject(desired), existing)
+	err = r.readerFor(k).Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	if apierrors.IsNotFound(err) {
 		if err := r.Create(ctx, desired); err != nil {
 			return "", fmt.Errorf("creating %s %s: %w", k.name, desired.GetName(), err)
@@ -94,6 +94,14 @@ func (r *DeltaPipelineReconciler) ensure(ctx context.Context, owner *v1alpha1.De
 		return "", fmt.Errorf("updating %s %s: %w", k.name, desired.GetName(), err)
 	}
 	return outcomeUpdated, nil
+}
+
+// readerFor is the cache for cached kinds and the API server for the others.
+func (r *DeltaPipelineReconciler) readerFor(k ownedKind) client.Reader {
+	if k.uncached {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 // stampDesiredHash records a digest of everything the operator sets on the object.

@@ -64,7 +64,9 @@ type DeltaPipelineReconciler struct {
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=podmonitors,verbs=get;list;watch;create;update;patch;delete
 
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// Secrets are owned too (the gateway-to-worker token, the gateways' client
+// tokens) but never cached: they are read and listed from the API server.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=endpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -97,46 +99,78 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, r.failed(ctx, &p, status, err)
 	}
 
-	var built []builtTier
-	gateway, err := manifests.BuildGateway(&p, r.Options)
-	if err != nil {
-		// The gateway keeps running its current configuration.
-		configCondition = invalidConfig(v1alpha1.ReasonInvalidGatewayConfig, err)
-	} else {
-		objects := slices.Concat(gateway.Objects(), monitors[naming.ComponentGateway])
-		if err := r.ensureTier(ctx, &p, objects); err != nil {
-			return ctrl.Result{}, r.failed(ctx, &p, status, err)
-		}
-		built = append(built, builtTier{component: naming.ComponentGateway, objects: objects})
-	}
-
-	refCondition, err := r.referencesCondition(ctx, &p)
+	clientTokens, gatewayRefs, err := r.gatewayReferences(ctx, &p)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	workerRefs, err := r.referencesCondition(ctx, &p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// One condition reports the first missing reference, the gateway's first.
+	refCondition := workerRefs
+	if gatewayRefs.Status == metav1.ConditionFalse {
+		refCondition = gatewayRefs
+	}
 	setCondition(status, &p, refCondition)
 	if refCondition.Status == metav1.ConditionFalse {
-		// The worker tier keeps its current configuration: rolling workers
-		// onto a configuration whose files are missing would stop them. The
-		// Secret watch brings the pipeline back here once the reference exists.
+		// The Secret watch brings the pipeline back here once it is fixed.
 		r.warnOnChange(&p, refCondition)
-	} else if epoch, err := r.membershipEpoch(ctx, &p); err != nil {
+	}
+
+	workerToken, err := r.workerToken(ctx, &p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	creds := manifests.Credentials{ClientTokens: clientTokens, WorkerToken: workerToken}
+
+	// What both tiers mount goes first, so neither tier's pods wait for it.
+	shared := manifests.BuildShared(&p, creds)
+	if err := r.ensureTier(ctx, &p, shared); err != nil {
 		return ctrl.Result{}, r.failed(ctx, &p, status, err)
-	} else if worker, err := manifests.BuildWorker(&p, r.Options, epoch); err != nil {
-		if configCondition.Status == metav1.ConditionTrue {
-			configCondition = invalidConfig(v1alpha1.ReasonInvalidWorkerConfig, err)
+	}
+	built := []builtTier{{component: naming.ComponentShared, objects: shared}}
+
+	if gatewayRefs.Status == metav1.ConditionTrue {
+		// Otherwise the gateway keeps its current configuration: a collector
+		// whose certificate or token file is missing does not start.
+		gateway, err := manifests.BuildGateway(&p, r.Options, creds)
+		if err != nil {
+			// The gateway keeps running its current configuration.
+			configCondition = invalidConfig(v1alpha1.ReasonInvalidGatewayConfig, err)
 		} else {
-			configCondition.Message += "; " + err.Error()
+			objects := slices.Concat(gateway.Objects(), monitors[naming.ComponentGateway])
+			if err := r.ensureTier(ctx, &p, objects); err != nil {
+				return ctrl.Result{}, r.failed(ctx, &p, status, err)
+			}
+			built = append(built, builtTier{component: naming.ComponentGateway, objects: objects})
 		}
-	} else {
-		objects := slices.Concat(worker.Objects(), monitors[naming.ComponentWorker])
-		if err := r.ensureTier(ctx, &p, objects); err != nil {
+	}
+
+	// With a missing reference the worker tier keeps its current
+	// configuration: rolling workers onto a configuration whose files are
+	// missing would stop them.
+	if workerRefs.Status == metav1.ConditionTrue {
+		epoch, err := r.membershipEpoch(ctx, &p)
+		if err != nil {
 			return ctrl.Result{}, r.failed(ctx, &p, status, err)
 		}
-		built = append(built, builtTier{component: naming.ComponentWorker, objects: objects})
-		status.Membership = nil
-		if worker.Membership != nil {
-			status.Membership = &v1alpha1.MembershipStatus{Epoch: int64(epoch), Workers: manifests.WorkerReplicas(&p)}
+		worker, err := manifests.BuildWorker(&p, r.Options, epoch)
+		switch {
+		case err != nil && configCondition.Status == metav1.ConditionTrue:
+			configCondition = invalidConfig(v1alpha1.ReasonInvalidWorkerConfig, err)
+		case err != nil:
+			configCondition.Message += "; " + err.Error()
+		default:
+			objects := slices.Concat(worker.Objects(), monitors[naming.ComponentWorker])
+			if err := r.ensureTier(ctx, &p, objects); err != nil {
+				return ctrl.Result{}, r.failed(ctx, &p, status, err)
+			}
+			built = append(built, builtTier{component: naming.ComponentWorker, objects: objects})
+			status.Membership = nil
+			if worker.Membership != nil {
+				status.Membership = &v1alpha1.MembershipStatus{Epoch: int64(epoch), Workers: manifests.WorkerReplicas(&p)}
+			}
 		}
 	}
 
@@ -419,7 +453,8 @@ func statusEqual(a, b *v1alpha1.DeltaPipelineStatus) bool {
 func (r *DeltaPipelineReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	indexer := mgr.GetFieldIndexer()
 	if err := indexer.IndexField(ctx, &v1alpha1.DeltaPipeline{}, secretRefIndex, func(o client.Object) []string {
-		return manifests.ReferencedSecretNames(o.(*v1alpha1.DeltaPipeline))
+		p := o.(*v1alpha1.DeltaPipeline)
+		return slices.Concat(manifests.ReferencedSecretNames(p), manifests.GatewaySecretNames(p))
 	}); err != nil {
 		return fmt.Errorf("indexing pipelines by referenced Secret: %w", err)
 	}
@@ -432,6 +467,10 @@ func (r *DeltaPipelineReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.DeltaPipeline{})
 	for _, k := range ownedKinds {
+		if k.uncached {
+			// Watched through the Secret metadata watch below.
+			continue
+		}
 		if k.optional != nil {
 			if _, err := mgr.GetRESTMapper().RESTMapping(k.optional.GroupKind(), k.optional.Version); err != nil {
 				// Without its CRD at start the kind is not watched: its
@@ -442,10 +481,27 @@ func (r *DeltaPipelineReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		b = b.Owns(k.newObject())
 	}
 	return b.
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReferencing(secretRefIndex))).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReadingOrOwningSecret())).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReferencing(configMapRefIndex))).
 		Named("deltapipeline").
 		Complete(r)
+}
+
+// pipelinesReadingOrOwningSecret maps a Secret to the pipelines that read it
+// and to the pipeline that controls it (Secrets are an owned kind that is not
+// cached, so this metadata watch stands in for Owns).
+func (r *DeltaPipelineReconciler) pipelinesReadingOrOwningSecret() handler.MapFunc {
+	readers := r.pipelinesReferencing(secretRefIndex)
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		requests := readers(ctx, o)
+		if owner := metav1.GetControllerOf(o); owner != nil && owner.Kind == "DeltaPipeline" && owner.APIVersion == v1alpha1.GroupVersion.String() {
+			owned := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: owner.Name}}
+			if !slices.Contains(requests, owned) {
+				requests = append(requests, owned)
+			}
+		}
+		return requests
+	}
 }
 
 // pipelinesReferencing maps a Secret or ConfigMap to the pipelines of its

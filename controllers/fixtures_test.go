@@ -101,6 +101,9 @@ func ownedObjects(p *v1alpha1.DeltaPipeline) []ownedObject {
 		{&policyv1.PodDisruptionBudget{}, naming.WorkerPodDisruptionBudget(p)},
 		{&corev1.ServiceAccount{}, naming.WorkerServiceAccount(p)},
 	}
+	if manifests.WorkerAuthenticationEnabled(p) {
+		objects = append(objects, ownedObject{&corev1.Secret{}, naming.WorkerTokenSecret(p)})
+	}
 	if manifests.NetworkPoliciesEnabled(p) {
 		objects = append(objects,
 			ownedObject{&networkingv1.NetworkPolicy{}, naming.GatewayNetworkPolicy(p)},

@@ -39,6 +39,19 @@ var ownedKinds = []ownedKind{
 			dst.BinaryData = nil
 		},
 	}),
+	// Secrets (the gateway-to-worker token, the gateways' client tokens) are
+	// read and listed from the API server, never cached: a cache would hold
+	// every Secret of the watched namespaces in the manager's memory. Changes
+	// reach the reconciler through the Secret metadata watch.
+	kindEntry(&corev1.Secret{}, &corev1.SecretList{}, ownedParts[*corev1.Secret]{
+		exact:    true,
+		uncached: true,
+		managed:  func(o *corev1.Secret) any { return o.Data },
+		copy: func(dst, src *corev1.Secret) {
+			dst.Data = src.Data
+			dst.StringData = nil
+		},
+	}),
 	kindEntry(&corev1.Service{}, &corev1.ServiceList{}, ownedParts[*corev1.Service]{
 		managed:           func(o *corev1.Service) any { return o.Spec },
 		copy:              func(dst, src *corev1.Service) { dst.Spec = src.Spec },
@@ -98,12 +111,15 @@ type ownedKind struct {
 	// pruned only while it exists.
 	optional *schema.GroupVersionKind
 	// rank is the kind's place in the apply order.
-	rank    int
-	object  client.Object
-	list    client.ObjectList
-	exact   bool
-	managed func(client.Object) any
-	copy    func(dst, src client.Object)
+	rank   int
+	object client.Object
+	list   client.ObjectList
+	exact  bool
+	// uncached kinds are read and listed through the API reader and not
+	// watched through the manager's cache.
+	uncached bool
+	managed  func(client.Object) any
+	copy     func(dst, src client.Object)
 	// preserveAllocated copies into desired the values the cluster chose.
 	preserveAllocated func(existing, desired client.Object)
 	// requiresReplacement reports a change the API server refuses to update.
@@ -117,6 +133,8 @@ type ownedParts[T client.Object] struct {
 	// added (say, to a ConfigMap) is drift too; other kinds are compared
 	// only on the fields the operator sets.
 	exact bool
+	// uncached, see ownedKind.uncached.
+	uncached bool
 	// managed is the part of the object the operator sets besides metadata.
 	managed func(T) any
 	// copy writes that part from the desired object onto the stored one.
@@ -133,12 +151,13 @@ type ownedParts[T client.Object] struct {
 // type guarantees the assertions hold.
 func kindEntry[T client.Object, L client.ObjectList](object T, list L, parts ownedParts[T]) ownedKind {
 	k := ownedKind{
-		name:    reflect.TypeOf(object).Elem().Name(),
-		object:  object,
-		list:    list,
-		exact:   parts.exact,
-		managed: func(o client.Object) any { return parts.managed(o.(T)) },
-		copy:    func(dst, src client.Object) { parts.copy(dst.(T), src.(T)) },
+		name:     reflect.TypeOf(object).Elem().Name(),
+		object:   object,
+		list:     list,
+		exact:    parts.exact,
+		uncached: parts.uncached,
+		managed:  func(o client.Object) any { return parts.managed(o.(T)) },
+		copy:     func(dst, src client.Object) { parts.copy(dst.(T), src.(T)) },
 		preserveAllocated: func(existing, desired client.Object) {
 			if parts.preserveAllocated != nil {
 				parts.preserveAllocated(existing.(T), desired.(T))

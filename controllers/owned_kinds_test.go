@@ -17,8 +17,9 @@ import (
 
 func TestEveryBuiltObjectIsOfAnOwnedKind(t *testing.T) {
 	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverK8s),
-		pipelinetest.WithPodMonitors(nil))
-	g, err := manifests.BuildGateway(p, manifests.DefaultOptions())
+		pipelinetest.WithPodMonitors(nil), pipelinetest.WithGatewayBearerTokens(v1alpha1.SecretKeyRef{Name: "team", Key: "token"}))
+	creds := manifests.Credentials{ClientTokens: []string{"c"}, WorkerToken: "t"}
+	g, err := manifests.BuildGateway(p, manifests.DefaultOptions(), creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestEveryBuiltObjectIsOfAnOwnedKind(t *testing.T) {
 	seen := map[string]bool{}
 	// The reconciler adds the PodMonitors to the tiers when their CRD exists.
 	monitors := []client.Object{manifests.GatewayPodMonitor(p), manifests.WorkerPodMonitor(p)}
-	for _, obj := range slices.Concat(g.Objects(), w.Objects(), monitors) {
+	for _, obj := range slices.Concat(manifests.BuildShared(p, creds), g.Objects(), w.Objects(), monitors) {
 		k, err := ownedKindOf(obj)
 		if err != nil {
 			t.Error(err)

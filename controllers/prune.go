@@ -55,7 +55,14 @@ func (r *DeltaPipelineReconciler) prune(ctx context.Context, p *v1alpha1.DeltaPi
 			continue
 		}
 		list := k.newList()
-		if err := r.List(ctx, list, client.InNamespace(p.Namespace)); err != nil {
+		opts := []client.ListOption{client.InNamespace(p.Namespace)}
+		if k.uncached {
+			// The instance label narrows what is read from the API server
+			// (every Secret of the namespace otherwise); control is still
+			// checked on every item below.
+			opts = append(opts, client.MatchingLabels{naming.LabelInstance: p.Name})
+		}
+		if err := r.readerFor(k).List(ctx, list, opts...); err != nil {
 			return fmt.Errorf("listing %s objects to prune: %w", k.name, err)
 		}
 		items, err := meta.ExtractList(list)

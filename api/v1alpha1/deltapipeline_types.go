@@ -260,6 +260,18 @@ type GatewaySpec struct {
 	// +optional
 	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
 
+	// TLS, when set, serves both OTLP receivers (gRPC 4317, HTTP 4318) over
+	// TLS with the certificate of a kubernetes.io/tls Secret. The collector
+	// reads the files again every minute, so a renewed certificate is served
+	// without a restart.
+	// +optional
+	TLS *GatewayTLSSpec `json:"tls,omitempty"`
+
+	// Auth, when set, makes both OTLP receivers refuse requests without valid
+	// credentials: HTTP 401, gRPC UNAUTHENTICATED.
+	// +optional
+	Auth *GatewayAuthSpec `json:"auth,omitempty"`
+
 	// Config is extra collector configuration in OpenTelemetryCollector syntax:
 	// its receivers feed the metrics pipeline next to the built-in otlp
 	// receiver, and the processors listed in service.pipelines.metrics.processors
@@ -281,6 +293,48 @@ const (
 	// GatewayRouterLoadBalancing is the upstream load_balancing exporter.
 	GatewayRouterLoadBalancing GatewayRouter = "loadBalancing"
 )
+// GatewayTLSSpec is the gateway's serving certificate.
+type GatewayTLSSpec struct {
+	// SecretName names a Secret of type kubernetes.io/tls in the pipeline's
+	// namespace with the PEM keys tls.crt (the certificate chain, leaf first)
+	// and tls.key, as cert-manager writes it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	SecretName string `json:"secretName"`
+}
+
+// GatewayAuthSpec is how clients of the gateway authenticate; exactly one
+// mode is set.
+// +kubebuilder:validation:XValidation:rule="has(self.bearerTokens) != has(self.oidc)",message="spec.gateway.auth: set exactly one of bearerTokens and oidc"
+type GatewayAuthSpec struct {
+	// BearerTokens are Secret keys each holding one accepted token; a client
+	// sends "Authorization: Bearer <token>". Several let teams rotate one
+	// token at a time: add the new one, move clients, remove the old one. A
+	// changed Secret takes effect within about two minutes without a restart.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	BearerTokens []SecretKeyRef `json:"bearerTokens,omitempty"`
+
+	// OIDC accepts JSON Web Tokens signed by an OpenID Connect issuer.
+	// +optional
+	OIDC *OIDCSpec `json:"oidc,omitempty"`
+}
+
+// OIDCSpec accepts tokens of one OpenID Connect issuer.
+type OIDCSpec struct {
+	// IssuerURL is the issuer; the gateway fetches its discovery document
+	// and signing keys from IssuerURL/.well-known/openid-configuration.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="spec.gateway.auth.oidc.issuerURL must be an https URL such as https://login.example.com/realms/dev"
+	IssuerURL string `json:"issuerURL"`
+
+	// Audience must appear in a token's aud claim.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Audience string `json:"audience"`
+}
 
 // GatewayServiceSpec configures the gateway Service.
 type GatewayServiceSpec struct {
@@ -342,6 +396,22 @@ type WorkerSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Conversion ConversionSpec `json:"conversion,omitempty"`
+
+	// Authentication of the gateways to the workers.
+	// +kubebuilder:default={}
+	// +optional
+	Authentication WorkerAuthenticationSpec `json:"authentication,omitempty"`
+}
+
+// WorkerAuthenticationSpec controls the gateway-to-worker token.
+type WorkerAuthenticationSpec struct {
+	// Enabled makes the operator keep a random token in the Secret
+	// NAME-worker-token, mounted into the gateway and worker pods: the
+	// gateways send it and the workers refuse any OTLP request without it,
+	// so no other pod can write into a worker.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
 }
 
 // PersistenceSpec is the worker's state volume.
@@ -598,6 +668,15 @@ const (
 	ReasonNoMemoryLimit          = "NoMemoryLimit"
 	ReasonPodMonitorsApplied     = "PodMonitorsApplied"
 	ReasonPodMonitorCRDMissing   = "PodMonitorCRDMissing"
+	// ReasonSecretTypeMismatch: spec.gateway.tls names a Secret that is not
+	// of type kubernetes.io/tls.
+	ReasonSecretTypeMismatch = "SecretTypeMismatch"
+	// ReasonInvalidTLSCertificate: tls.crt and tls.key of spec.gateway.tls
+	// are not a PEM certificate and its private key.
+	ReasonInvalidTLSCertificate = "InvalidTLSCertificate"
+	// ReasonInvalidBearerToken: a spec.gateway.auth.bearerTokens key is empty
+	// or holds whitespace inside the token.
+	ReasonInvalidBearerToken = "InvalidBearerToken"
 )
 
 // TierStatus reports one tier's replicas.

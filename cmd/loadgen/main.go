@@ -64,6 +64,11 @@ type config struct {
 	progress         time.Duration
 	exportTimeout    time.Duration
 	noRetry          bool
+	// caFile, when set, connects with TLS verified against this CA.
+	caFile string
+	// bearerTokenFile, when set, sends "authorization: Bearer <its content>"
+	// with every export, as OTEL_EXPORTER_OTLP_HEADERS makes Claude Code do.
+	bearerTokenFile string
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -86,6 +91,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.progress, "progress", 0, "print a progress line at this interval (0: never)")
 	fs.DurationVar(&c.exportTimeout, "export-timeout", 10*time.Second, "timeout of one export request, retries included")
 	fs.BoolVar(&c.noRetry, "no-retry", false, "send each export once, as the Claude Code CLI does: a refused export is counted as failed and its deltas are lost")
+	fs.StringVar(&c.caFile, "ca-file", "", "connect with TLS, verifying the gateways' certificates against this PEM CA (default: plaintext)")
+	fs.StringVar(&c.bearerTokenFile, "bearer-token-file", "", "send \"authorization: Bearer <token>\" with every export, the token read from this file")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +21,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
 )
@@ -103,12 +109,44 @@ func run(ctx context.Context, cfg config, log io.Writer) (totals.Totals, error) 
 	return sent, errors.Join(errs...)
 }
 
+// dialOptions are the connections' TLS and the token every export carries.
+func dialOptions(cfg config) ([]grpc.DialOption, error) {
+	transport := insecure.NewCredentials()
+	if cfg.caFile != "" {
+		pemCA, err := os.ReadFile(cfg.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pemCA) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", cfg.caFile)
+		}
+		transport = credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(transport)}
+	if cfg.bearerTokenFile != "" {
+		token, err := os.ReadFile(cfg.bearerTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--bearer-token-file: %w", err)
+		}
+		value := "Bearer " + strings.TrimSpace(string(token))
+		opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", value), method, req, reply, cc, callOpts...)
+		}))
+	}
+	return opts, nil
+}
+
 // dial opens cfg.connsPerEndpoint connections to every endpoint.
 func dial(cfg config) ([]*grpc.ClientConn, error) {
+	opts, err := dialOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var conns []*grpc.ClientConn
 	for i := range cfg.connsPerEndpoint {
 		for _, endpoint := range cfg.endpoints {
-			conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(endpoint, opts...)
 			if err != nil {
 				for _, c := range conns {
 					_ = c.Close()

@@ -1,7 +1,8 @@
 // Command otelcol is a minimal build of the upstream OpenTelemetry Collector
 // (core and contrib v0.161.0) holding the components DeltaPipeline's gateway
 // tier renders, the processors the golden configurations add through
-// spec.gateway.config (resource, filter), and the
+// spec.gateway.config (resource, filter), the authenticators spec.gateway.auth
+// renders (bearertokenauth, oidc), and the
 // upstream deltatocumulative processor that the benchmarks compare against.
 //
 // It is assembled the way the collector builder (ocb) assembles a
@@ -15,7 +16,9 @@ import (
 	"os"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/loadbalancingexporter"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/bearertokenauthextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/healthcheckextension"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/oidcauthextension"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/filterprocessor"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/processor/resourceprocessor"
@@ -96,6 +99,8 @@ func components() (otelcol.Factories, error) {
 	}
 	if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
 		healthcheckextension.NewFactory(),
+		bearertokenauthextension.NewFactory(),
+		oidcauthextension.NewFactory(),
 	); err != nil {
 		return otelcol.Factories{}, fmt.Errorf("registering extensions: %w", err)
 	}

@@ -26,12 +26,14 @@ type Gateway struct {
 	RoleBinding    *rbacv1.RoleBinding
 	HPA            *autoscalingv2.HorizontalPodAutoscaler
 	NetworkPolicy  *networkingv1.NetworkPolicy
+	// ClientTokens is set when spec.gateway.auth.bearerTokens is.
+	ClientTokens *corev1.Secret
 }
 
 // Objects are the gateway tier's objects that are on, in no particular
 // order; an object of the tier that is not among them is pruned.
 func (g Gateway) Objects() []client.Object {
-	return present(g.ConfigMap, g.Deployment, g.Service, g.PDB, g.ServiceAccount, g.Role, g.RoleBinding, g.HPA, g.NetworkPolicy)
+	return present(g.ConfigMap, g.ClientTokens, g.Deployment, g.Service, g.PDB, g.ServiceAccount, g.Role, g.RoleBinding, g.HPA, g.NetworkPolicy)
 }
 
 // Worker is every object of the worker tier.
@@ -64,16 +66,38 @@ func present(objects ...client.Object) []client.Object {
 	return out
 }
 
+// Credentials are the secret values the builders need, which the controller
+// reads from the cluster: builders stay pure, and a value is never invented
+// on a rebuild.
+type Credentials struct {
+	// ClientTokens are the values of spec.gateway.auth.bearerTokens, in spec order.
+	ClientTokens []string
+	// WorkerToken is the gateway-to-worker token, when
+	// spec.worker.authentication is on.
+	WorkerToken string
+}
+
+// BuildShared builds the objects both tiers mount, applied before either:
+// the gateway-to-worker token Secret when it is on.
+func BuildShared(p *v1alpha1.DeltaPipeline, creds Credentials) []client.Object {
+	return present(WorkerTokenSecret(p, creds.WorkerToken))
+}
+
 // BuildGateway builds the gateway tier; it fails only on an invalid
-// spec.gateway.config.
-func BuildGateway(p *v1alpha1.DeltaPipeline, opts Options) (Gateway, error) {
+// spec.gateway.config or spec.gateway.auth.
+func BuildGateway(p *v1alpha1.DeltaPipeline, opts Options, creds Credentials) (Gateway, error) {
 	cm, err := GatewayConfigMap(p)
 	if err != nil {
 		return Gateway{}, err
 	}
+	// The collector reads its configuration and the worker token (through
+	// ${file:...}) only when it starts, so both roll the pods; the TLS files
+	// and client tokens it re-reads by itself are left out.
+	configHash := ContentHash([]byte(cm.Data[GatewayConfigFile]), []byte(creds.WorkerToken))
 	g := Gateway{
 		ConfigMap:      cm,
-		Deployment:     GatewayDeployment(p, opts, ContentHash([]byte(cm.Data[GatewayConfigFile]))),
+		ClientTokens:   GatewayClientTokensSecret(p, creds.ClientTokens),
+		Deployment:     GatewayDeployment(p, opts, configHash),
 		Service:        GatewayService(p),
 		PDB:            GatewayPodDisruptionBudget(p),
 		ServiceAccount: GatewayServiceAccount(p),

@@ -65,12 +65,7 @@ func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, erro
 	}
 
 	receivers := map[string]any{
-		otlpReceiverID: map[string]any{
-			"protocols": map[string]any{
-				"grpc": map[string]any{"endpoint": "0.0.0.0:" + strconv.Itoa(OTLPGRPCPort)},
-				"http": map[string]any{"endpoint": "0.0.0.0:" + strconv.Itoa(OTLPHTTPPort)},
-			},
-		},
+		otlpReceiverID: map[string]any{"protocols": gatewayReceiverProtocols(p)},
 	}
 	maps.Copy(receivers, extra.receivers)
 
@@ -83,6 +78,11 @@ func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, erro
 		healthCheckExtensonID: map[string]any{"endpoint": "0.0.0.0:" + strconv.Itoa(CollectorHealthPort)},
 	}
 	maps.Copy(extensions, extra.extensions)
+	ingressExtensions, ingressOrder, err := gatewayIngressExtensions(p, extra.extensions)
+	if err != nil {
+		return otelv1beta1.Config{}, err
+	}
+	maps.Copy(extensions, ingressExtensions)
 
 	cfg := otelv1beta1.Config{
 		Receivers:  otelv1beta1.AnyConfig{Object: receivers},
@@ -90,8 +90,8 @@ func GatewayCollectorConfig(p *v1alpha1.DeltaPipeline) (otelv1beta1.Config, erro
 		Extensions: &otelv1beta1.AnyConfig{Object: extensions},
 		Exporters:  otelv1beta1.AnyConfig{Object: map[string]any{routingExporterID(p): routingExporter(p)}},
 		Service: otelv1beta1.Service{
-			Extensions: append([]string{healthCheckExtensonID}, extra.extensionOrder...),
-			Telemetry:  gatewayTelemetry(extra.telemetry),
+			Extensions: slices.Concat([]string{healthCheckExtensonID}, ingressOrder, extra.extensionOrder),
+			Telemetry:  withIngressTelemetry(p, extra.telemetry, gatewayTelemetry(extra.telemetry)),
 			Pipelines: map[string]*otelv1beta1.Pipeline{
 				metricsPipelineID: {
 					Receivers:  append([]string{otlpReceiverID}, extra.receiverOrder...),
@@ -178,6 +178,10 @@ func routerExporter(p *v1alpha1.DeltaPipeline) map[string]any {
 	if routingKey(p.Spec.Routing) == v1alpha1.RoutingKeyAttributes {
 		exporter["routing_attributes"] = slices.Clone(p.Spec.Routing.Attributes)
 	}
+	if WorkerAuthenticationEnabled(p) {
+		// The router re-reads the file when the Secret changes.
+		exporter["bearer_token_file"] = WorkerTokenPath
+	}
 	return exporter
 }
 
@@ -207,6 +211,9 @@ func loadBalancingExporter(p *v1alpha1.DeltaPipeline) map[string]any {
 			},
 		},
 		"resolver": resolver(p),
+	}
+	if headers := workerTokenHeaders(p); headers != nil {
+		exporter["protocol"].(map[string]any)["otlp"].(map[string]any)["headers"] = headers
 	}
 	if routingKey(p.Spec.Routing) == v1alpha1.RoutingKeyAttributes {
 		exporter["routing_attributes"] = slices.Clone(p.Spec.Routing.Attributes)

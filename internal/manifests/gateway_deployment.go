@@ -11,10 +11,12 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
-// GatewayDeployment runs the collectors. configHash is the ContentHash of the
-// gateway ConfigMap data: a new value rolls the pods onto the new configuration.
+// GatewayDeployment runs the collectors. configHash is the ContentHash of
+// what the collector reads only at start (the ConfigMap data and the worker
+// token): a new value rolls the pods onto the new configuration.
 func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash string) *appsv1.Deployment {
 	selector := naming.SelectorLabels(p, naming.ComponentGateway)
+	ingressVolumes, ingressMounts := gatewayIngressVolumes(p)
 	spec := corev1.PodSpec{
 		ServiceAccountName:            naming.GatewayServiceAccount(p),
 		AutomountServiceAccountToken:  ptr.To(GatewayReadsKubernetesAPI(p)),
@@ -35,15 +37,15 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 			ReadinessProbe:  httpProbe("/", CollectorHealthPort, 2, 5, 3),
 			Lifecycle:       gatewayLifecycle(),
 			SecurityContext: restrictedContainerSecurityContext(),
-			VolumeMounts:    []corev1.VolumeMount{{Name: "config", MountPath: GatewayConfigDir, ReadOnly: true}},
+			VolumeMounts:    append([]corev1.VolumeMount{{Name: "config", MountPath: GatewayConfigDir, ReadOnly: true}}, ingressMounts...),
 		}},
-		Volumes: []corev1.Volume{{
+		Volumes: append([]corev1.Volume{{
 			Name: "config",
 			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 				LocalObjectReference: corev1.LocalObjectReference{Name: naming.GatewayConfigMap(p)},
 				DefaultMode:          ptr.To[int32](0o444),
 			}},
-		}},
+		}}, ingressVolumes...),
 	}
 	applyScheduling(&spec, p.Spec.Gateway.Scheduling, selector)
 

@@ -7,7 +7,7 @@ import (
 )
 
 func TestGatewayDrainsBeforeItStops(t *testing.T) {
-	g, err := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	g, err := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,12 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 		"amp-sigv4":                 pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
 		"otlp-secrets":              pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
 		"extra-processors":          pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
+		"gateway-tls":      pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayTLS("claude-gateway-tls")),
+		"gateway-bearer-tokens": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayTLS("claude-gateway-tls"),
+			pipelinetest.WithGatewayBearerTokens(v1alpha1.SecretKeyRef{Name: "team-a", Key: "token"}, v1alpha1.SecretKeyRef{Name: "team-b", Key: "token"})),
+		"gateway-oidc": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayTLS("claude-gateway-tls"),
+			pipelinetest.WithGatewayOIDC("https://login.example.com/realms/dev", "claude-code")),
+		"worker-auth-off": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerAuthentication(false)),
 		"resources-partial": pipelinetest.Stored("claude", "telemetry",
 			pipelinetest.WithGatewayResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("memory", "1Gi")}),
 			pipelinetest.WithWorkerResources(corev1.ResourceRequirements{Limits: pipelinetest.Resources("cpu", "2")})),
@@ -63,7 +69,7 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 
 // workloadGoldenCases are the pipelines whose Deployment and StatefulSet
 // are kept as golden files: the pod templates show the sizing policy.
-var workloadGoldenCases = []string{"default", "load-balancing", "resources-partial", "resources-unlimited", "resources-none", "small-pipeline"}
+var workloadGoldenCases = []string{"default", "load-balancing", "resources-partial", "resources-unlimited", "resources-none", "small-pipeline", "gateway-bearer-tokens", "worker-auth-off"}
 
 func TestGoldenWorkloads(t *testing.T) {
 	cases := goldenCases(t)
@@ -71,7 +77,7 @@ func TestGoldenWorkloads(t *testing.T) {
 	for _, name := range workloadGoldenCases {
 		t.Run(name, func(t *testing.T) {
 			p := cases[name]
-			g, err := BuildGateway(p, DefaultOptions())
+			g, err := BuildGateway(p, DefaultOptions(), testCredentials)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +187,7 @@ func TestStaticResolverListsEveryWorkerPod(t *testing.T) {
 	if !slices.Equal(static["hostnames"].([]any), want) {
 		t.Errorf("static resolver hostnames = %v, want %v", static["hostnames"], want)
 	}
-	g, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)), DefaultOptions())
+	g, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)), DefaultOptions(), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +246,7 @@ func TestRouterFollowsThePublishedMembership(t *testing.T) {
 	if got := w.Membership.Data[MembershipKey]; got != want {
 		t.Errorf("membership = %s, want %s", got, want)
 	}
-	g, err := BuildGateway(p, DefaultOptions())
+	g, err := BuildGateway(p, DefaultOptions(), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,11 +294,11 @@ func TestUnknownComponentsOfTheGatewayDistributionAreNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(cfg)), DefaultOptions())
+	_, err = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(cfg)), DefaultOptions(), Credentials{})
 	if err == nil || !strings.Contains(err.Error(), `spec.gateway.config.processors.groupbyattrs/x: the DeltaPipeline gateway has no "groupbyattrs" component`) {
 		t.Fatalf("error = %v, want one naming the unknown processor", err)
 	}
-	if _, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithGatewayConfig(cfg)), DefaultOptions()); err != nil {
+	if _, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithGatewayConfig(cfg)), DefaultOptions(), Credentials{}); err != nil {
 		t.Errorf("with the contrib collector any component may be used: %v", err)
 	}
 }
@@ -325,7 +331,7 @@ func TestInvalidUserGatewayConfigNamesTheField(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(cfg)), DefaultOptions())
+			_, err = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(cfg)), DefaultOptions(), Credentials{})
 			if err == nil || !strings.Contains(err.Error(), c.field) {
 				t.Fatalf("error = %v, want one naming %s", err, c.field)
 			}
@@ -345,7 +351,7 @@ func TestInvalidWorkerConfigIsAnError(t *testing.T) {
 
 func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
 	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s))
-	g, err := BuildGateway(p, DefaultOptions())
+	g, err := BuildGateway(p, DefaultOptions(), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,8 +384,8 @@ func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
 		t.Error("a worker configuration change kept the pod template hash")
 	}
 
-	gBase, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
-	gChanged, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")), DefaultOptions())
+	gBase, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), Credentials{})
+	gChanged, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id")), DefaultOptions(), Credentials{})
 	gHash := func(g Gateway) string { return g.Deployment.Spec.Template.Annotations[naming.ConfigHashAnnotation] }
 	if gHash(gBase) == gHash(gChanged) {
 		t.Error("a gateway configuration change kept the pod template hash")
@@ -458,18 +464,18 @@ func TestPersistenceOffRemovesTheVolume(t *testing.T) {
 }
 
 func TestOptionalGatewayObjects(t *testing.T) {
-	g, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions())
+	g, _ := BuildGateway(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), Credentials{})
 	if g.HPA != nil || g.Deployment.Spec.Replicas == nil || *g.Deployment.Spec.Replicas != 2 {
 		t.Error("without autoscaling: no HPA and a fixed replica count")
 	}
-	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 6)), DefaultOptions())
+	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithAutoscaling(2, 6)), DefaultOptions(), Credentials{})
 	if g.HPA == nil || g.HPA.Spec.MaxReplicas != 6 || g.Deployment.Spec.Replicas != nil {
 		t.Error("with autoscaling: an HPA owns the replica count")
 	}
 	if _, ok := g.Deployment.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; !ok {
 		t.Error("autoscaling on CPU needs a CPU request")
 	}
-	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverDNS)), DefaultOptions())
+	g, _ = BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverDNS)), DefaultOptions(), Credentials{})
 	if g.Role != nil || g.RoleBinding != nil {
 		t.Error("the dns resolver needs no API access")
 	}
@@ -491,7 +497,7 @@ func TestImages(t *testing.T) {
 	p := pipelinetest.Stored("claude", "telemetry")
 	p.Spec.Gateway.Image = ""
 	opts := Options{WorkerImage: "registry.local/worker:1", GatewayImage: "registry.local/otelcol:2"}
-	g, _ := BuildGateway(p, opts)
+	g, _ := BuildGateway(p, opts, Credentials{})
 	w, _ := BuildWorker(p, opts, 1)
 	if got := g.Deployment.Spec.Template.Spec.Containers[0].Image; got != "registry.local/otelcol:2" {
 		t.Errorf("gateway image %q", got)
@@ -562,7 +568,7 @@ func TestTierObjectsLeaveOutFeaturesThatAreOff(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	plain, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithNetworkPolicies(false)), DefaultOptions())
+	plain, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithNetworkPolicies(false)), DefaultOptions(), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +576,7 @@ func TestTierObjectsLeaveOutFeaturesThatAreOff(t *testing.T) {
 	if got := names(plain.Objects()); !slices.Equal(got, want) {
 		t.Errorf("gateway objects without autoscaling, network policies and with the static resolver = %v, want %v", got, want)
 	}
-	full, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s)), DefaultOptions())
+	full, err := BuildGateway(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithAutoscaling(2, 5), pipelinetest.WithResolver(v1alpha1.ResolverK8s)), DefaultOptions(), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}

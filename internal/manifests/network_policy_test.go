@@ -31,7 +31,7 @@ func networkPolicyGoldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 func TestGoldenNetworkPolicies(t *testing.T) {
 	for name, p := range networkPolicyGoldenCases(t) {
 		t.Run(name, func(t *testing.T) {
-			g, err := BuildGateway(p, DefaultOptions())
+			g, err := BuildGateway(p, DefaultOptions(), Credentials{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +133,7 @@ func TestGatewayPolicyOpensTheUsersReceivers(t *testing.T) {
 
 func TestNetworkPoliciesOffBuildsNone(t *testing.T) {
 	p := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithNetworkPolicies(false))
-	g, err := BuildGateway(p, DefaultOptions())
+	g, err := BuildGateway(p, DefaultOptions(), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func TestPodMonitorsSelectTheirTierAndScrapeANamedPort(t *testing.T) {
 	if !PodMonitorsEnabled(p) {
 		t.Fatal("WithPodMonitors did not enable them")
 	}
-	gateway, err := BuildGateway(p, Options{})
+	gateway, err := BuildGateway(p, Options{}, Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}

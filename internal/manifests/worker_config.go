@@ -30,6 +30,9 @@ func WorkerConfig(p *v1alpha1.DeltaPipeline) (workerconfig.Config, error) {
 	if PersistenceEnabled(p) {
 		c.State.Directory = WorkerStateDir
 	}
+	if WorkerAuthenticationEnabled(p) {
+		c.Receivers.OTLP.AuthTokenFile = WorkerTokenPath
+	}
 
 	e := p.Spec.Exporters
 	if rw := e.PrometheusRemoteWrite; rw != nil {

@@ -41,7 +41,10 @@ func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 	}}
 	refVolumes, refMounts := referenceVolumes(p)
 	volumes = append(volumes, refVolumes...)
+	tokenVolumes, tokenMounts := workerTokenVolumes(p)
+	volumes = append(volumes, tokenVolumes...)
 	mounts = append(mounts, refMounts...)
+	mounts = append(mounts, tokenMounts...)
 
 	var claims []corev1.PersistentVolumeClaim
 	if PersistenceEnabled(p) {

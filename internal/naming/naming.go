@@ -17,6 +17,9 @@ const MaxPipelineNameLength = 40
 const (
 	ComponentGateway = "gateway"
 	ComponentWorker  = "worker"
+	// ComponentShared labels objects both tiers use (the gateway-to-worker
+	// token Secret): they are applied before either tier.
+	ComponentShared = "shared"
 )
 
 // Label keys and fixed values.
@@ -77,6 +80,12 @@ func GatewayHorizontalPodAutoscaler(p Named) string { return suffixed(p, "gatewa
 
 // MembershipConfigMap publishes the worker ring the gateways' router follows.
 func MembershipConfigMap(p Named) string { return suffixed(p, "membership") }
+// GatewayClientTokensSecret holds the tokens of spec.gateway.auth.bearerTokens,
+// one per line, for the gateway's bearertokenauth extension.
+func GatewayClientTokensSecret(p Named) string { return suffixed(p, "gateway-client-tokens") }
+
+// WorkerTokenSecret holds the token the gateways send to the workers.
+func WorkerTokenSecret(p Named) string { return suffixed(p, "worker-token") }
 
 // WorkerConfigMap holds the worker configuration file.
 func WorkerConfigMap(p Named) string { return suffixed(p, "worker") }

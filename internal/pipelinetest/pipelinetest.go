@@ -281,3 +281,27 @@ func WithPodMonitors(labels map[string]string) Option {
 		p.Spec.Monitoring.PodMonitor = v1alpha1.PodMonitorSpec{Enabled: true, Labels: labels}
 	}
 }
+
+// WithGatewayTLS serves the gateway's receivers with the kubernetes.io/tls Secret secretName.
+func WithGatewayTLS(secretName string) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.TLS = &v1alpha1.GatewayTLSSpec{SecretName: secretName} }
+}
+
+// WithGatewayBearerTokens makes the gateway accept the tokens of these Secret keys.
+func WithGatewayBearerTokens(refs ...v1alpha1.SecretKeyRef) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Gateway.Auth = &v1alpha1.GatewayAuthSpec{BearerTokens: refs}
+	}
+}
+
+// WithGatewayOIDC makes the gateway accept tokens of one OIDC issuer.
+func WithGatewayOIDC(issuerURL, audience string) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Gateway.Auth = &v1alpha1.GatewayAuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: issuerURL, Audience: audience}}
+	}
+}
+
+// WithWorkerAuthentication turns the gateway-to-worker token on or off.
+func WithWorkerAuthentication(enabled bool) Option {
+	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Authentication.Enabled = ptr.To(enabled) }
+}

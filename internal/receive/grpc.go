@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // senders compress with gzip by default
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -96,6 +97,11 @@ var metricsServiceDesc = grpc.ServiceDesc{
 		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 			var in requestBytes
 			defer in.release()
+			// The token is checked before the request is decoded.
+			md, _ := metadata.FromIncomingContext(ctx)
+			if !srv.(*grpcServer).in.authenticate(transportGRPC, md.Get("authorization")) {
+				return nil, status.Error(codes.Unauthenticated, errUnauthenticated.Error())
+			}
 			if err := dec(&in); err != nil {
 				return nil, err
 			}

@@ -93,6 +93,12 @@ func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !h.in.authenticate(transportHTTP, r.Header.Values("Authorization")) {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		writeStatus(w, enc, http.StatusUnauthorized, codes.Unauthenticated, errUnauthenticated.Error(), 0)
+		return
+	}
+
 	body, status, err := h.readBody(w, r)
 	if err != nil {
 		reason, code := reasonMalformed, codes.InvalidArgument

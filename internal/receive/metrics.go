@@ -19,6 +19,7 @@ var refusalReasons = []string{
 type metrics struct {
 	receivedPoints  *prometheus.CounterVec // by transport
 	refusedRequests *prometheus.CounterVec // by transport, reason
+	unauthenticated *prometheus.CounterVec // by transport
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,8 +32,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: telemetry.Namespace, Name: "refused_requests_total",
 			Help: "Whole OTLP requests refused, by transport and reason (malformed, too_large, overloaded, not_ready, unsupported_media_type, method_not_allowed, journal, consumer_error, internal).",
 		}, []string{"transport", "reason"}),
+		unauthenticated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "receive_unauthenticated_requests_total",
+			Help: "OTLP requests refused because they carried no valid gateway token (receivers.otlp.authTokenFile), by transport; answered UNAUTHENTICATED (gRPC) or 401 (HTTP).",
+		}, []string{"transport"}),
 	}
-	for _, c := range []prometheus.Collector{m.receivedPoints, m.refusedRequests} {
+	for _, c := range []prometheus.Collector{m.receivedPoints, m.refusedRequests, m.unauthenticated} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering the receivers' metrics: %w", err)
 		}
@@ -41,6 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// in increase() and in the alert rules built on it.
 	for _, transport := range Transports {
 		m.receivedPoints.WithLabelValues(transport)
+		m.unauthenticated.WithLabelValues(transport)
 		for _, reason := range refusalReasons {
 			m.refusedRequests.WithLabelValues(transport, reason)
 		}

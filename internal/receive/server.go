@@ -20,7 +20,12 @@ type Options struct {
 	MaxRequestBody int64
 	// MaxInFlight bounds requests consumed concurrently across both servers.
 	MaxInFlight int
-	Consumer    Consumer
+	// TokenFile, when set, names a file of accepted bearer tokens (one per
+	// line); a request whose authorization header or metadata is not
+	// "Bearer <one of them>" is refused as unauthenticated. Empty accepts
+	// every request.
+	TokenFile string
+	Consumer  Consumer
 	// Registerer takes the receivers' self-metrics.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger

@@ -71,6 +71,12 @@ type OTLPReceiver struct {
 	// transports; beyond it requests are refused as retryable (gRPC
 	// UNAVAILABLE, HTTP 503 with Retry-After) instead of queueing in memory.
 	MaxConcurrentRequests int `json:"maxConcurrentRequests"`
+	// AuthTokenFile, when set, names a file of accepted bearer tokens, one
+	// per line (the format of the collector's bearertokenauth extension).
+	// Both servers then refuse a request without "Authorization: Bearer
+	// <token>" as UNAUTHENTICATED (gRPC) or 401 (HTTP). The file is read
+	// again every second, so a rotated Secret takes effect without a restart.
+	AuthTokenFile string `json:"authTokenFile,omitempty"`
 }
 
 // GRPCServer configures the OTLP/gRPC listener.

@@ -217,6 +217,9 @@ func (q *workerQueue) export(req pmetricotlp.ExportRequest, points int) error {
 
 // retryable follows the OTLP specification's list of retryable gRPC codes;
 // a client-side failure without a status (no connection) is retryable too.
+// UNAUTHENTICATED is retried as well: while a rotated worker token reaches
+// the gateway's and the workers' files (the kubelet refreshes each within
+// about a minute) the two disagree, and the token is re-read on every retry.
 func retryable(err error) bool {
 	s, ok := status.FromError(err)
 	if !ok {
@@ -224,7 +227,7 @@ func retryable(err error) bool {
 	}
 	switch s.Code() {
 	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange,
-		codes.Unavailable, codes.DataLoss, codes.ResourceExhausted:
+		codes.Unavailable, codes.DataLoss, codes.ResourceExhausted, codes.Unauthenticated:
 		return true
 	default:
 		return false

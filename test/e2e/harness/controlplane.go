@@ -17,7 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -78,9 +78,11 @@ func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) 
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		// A suite may run one control plane after another in one process;
-		// each has its own manager and metrics are not served.
-		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+		// One test process starts a control plane per pipeline, one after
+		// the other, each with its own manager; controller-runtime refuses a
+		// controller name used before in the process because the metrics
+		// would clash, and these managers serve no metrics.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return fail(fmt.Errorf("creating the manager: %w", err))
@@ -94,8 +96,9 @@ func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) 
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return fail(fmt.Errorf("setting up the reconciler: %w", err))
 	}
-	// The manager outlives the caller's context (a suite's setup node):
-	// the pipeline is changed through the API later and Stop ends it.
+	// The manager lives until Stop, not until the caller's context ends: a
+	// test starts the pipeline in a setup node whose context is cancelled
+	// when the setup returns, and later specs still need the operator.
 	managerCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	cp.stopManager = stop
 	cp.managerDone = make(chan error, 1)
@@ -136,13 +139,21 @@ type RenderedConfigs struct {
 	Gateway, Worker string
 }
 
-// ApplyPipeline creates the namespace and the pipeline, then waits for the
-// operator to render both ConfigMaps and returns their configurations.
-func (cp *ControlPlane) ApplyPipeline(ctx context.Context, p *v1alpha1.DeltaPipeline) (RenderedConfigs, error) {
+// ApplyPipeline creates the namespace, the Secrets the pipeline reads and the
+// pipeline, then waits for the operator to render both ConfigMaps and
+// returns their configurations.
+func (cp *ControlPlane) ApplyPipeline(ctx context.Context, p *v1alpha1.DeltaPipeline, secrets ...*corev1.Secret) (RenderedConfigs, error) {
 	ns := &corev1.Namespace{}
 	ns.Name = p.Namespace
 	if err := cp.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return RenderedConfigs{}, fmt.Errorf("creating namespace %s: %w", p.Namespace, err)
+	}
+	for _, s := range secrets {
+		s = s.DeepCopy()
+		s.Namespace = p.Namespace
+		if err := cp.Client.Create(ctx, s); err != nil {
+			return RenderedConfigs{}, fmt.Errorf("creating Secret %s/%s: %w", p.Namespace, s.Name, err)
+		}
 	}
 	if err := cp.Client.Create(ctx, p); err != nil {
 		return RenderedConfigs{}, fmt.Errorf("creating DeltaPipeline %s/%s: %w", p.Namespace, p.Name, err)

@@ -20,6 +20,12 @@ type Load struct {
 	Rounds         int
 	ExportInterval time.Duration
 	Seed           uint64
+	// CAFile, when set, makes the clients use TLS verified against it.
+	CAFile string
+	// BearerTokenFile, when set, is the token every export carries.
+	BearerTokenFile string
+	// NoRetry sends every export once, as the Claude Code CLI does.
+	NoRetry bool
 }
 
 // LoadRun is a load generator process writing into the gateways.
@@ -48,6 +54,15 @@ func (p *Pipeline) StartLoad(l Load) (*LoadRun, error) {
 			LogPath: filepath.Join(p.Dir, l.Name+"-loadgen.log"),
 		},
 		totalsPath: totalsPath,
+	}
+	if l.CAFile != "" {
+		run.Args = append(run.Args, "--ca-file", l.CAFile)
+	}
+	if l.BearerTokenFile != "" {
+		run.Args = append(run.Args, "--bearer-token-file", l.BearerTokenFile)
+	}
+	if l.NoRetry {
+		run.Args = append(run.Args, "--no-retry")
 	}
 	p.logf("load %s: %d sessions (%d written by two processes), %d rounds every %s, seed %d",
 		l.Name, l.Sessions, l.SharedSessions, l.Rounds, l.ExportInterval, l.Seed)

@@ -23,10 +23,14 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
 // Binaries are the programs the pipeline runs: Gateway (DeltaPipeline's
@@ -86,6 +90,11 @@ type Options struct {
 	// RemoteWrite, when set, is where every worker writes instead of the
 	// harness's own receiver (for example a real Prometheus).
 	RemoteWrite string
+	// Secrets are created in the namespace before the pipeline, for the
+	// references Customize adds.
+	Secrets []*corev1.Secret
+	// Customize, when set, changes the DeltaPipeline before it is applied.
+	Customize func(*v1alpha1.DeltaPipeline)
 }
 
 // Option changes Options.
@@ -107,6 +116,16 @@ func WithDir(dir string) Option      { return func(o *Options) { o.Dir = dir } }
 func WithBinaries(b Binaries) Option { return func(o *Options) { o.Binaries = b } }
 func WithLog(w io.Writer) Option     { return func(o *Options) { o.Log = w } }
 
+// WithSecrets creates Secrets before the pipeline.
+func WithSecrets(s ...*corev1.Secret) Option {
+	return func(o *Options) { o.Secrets = append(o.Secrets, s...) }
+}
+
+// WithPipeline changes the DeltaPipeline before it is applied.
+func WithPipeline(customize func(*v1alpha1.DeltaPipeline)) Option {
+	return func(o *Options) { o.Customize = customize }
+}
+
 // WithRemoteWrite sends every worker's remote write to url.
 func WithRemoteWrite(url string) Option { return func(o *Options) { o.RemoteWrite = url } }
 
@@ -126,8 +145,10 @@ func defaultOptions() Options {
 type Gateway struct {
 	*Process
 	OTLPEndpoint string
-	MetricsURL   string
-	HealthURL    string
+	// OTLPHTTPEndpoint is the OTLP/HTTP host:port.
+	OTLPHTTPEndpoint string
+	MetricsURL       string
+	HealthURL        string
 }
 
 // Worker is one local worker process.
@@ -135,8 +156,10 @@ type Worker struct {
 	*Process
 	Ordinal      int
 	OTLPEndpoint string
-	TelemetryURL string
-	StateDir     string
+	// OTLPHTTPEndpoint is the OTLP/HTTP host:port.
+	OTLPHTTPEndpoint string
+	TelemetryURL     string
+	StateDir         string
 }
 
 // ReadyURL is the worker's readiness endpoint.
@@ -159,6 +182,10 @@ type Pipeline struct {
 	membership *membershipRelay
 	// workersMu guards Workers while ScaleWorkers appends to it.
 	workersMu sync.Mutex
+	// GatewayFiles and WorkerFiles are the Secret volumes of the gateway
+	// and worker pods, written locally; every process of a tier reads the
+	// same files, as every pod reads the same Secret.
+	GatewayFiles, WorkerFiles LocalMounts
 }
 
 // startTimeout bounds how long one process may take to become ready.
@@ -191,9 +218,21 @@ func Start(ctx context.Context, opts ...Option) (_ *Pipeline, err error) {
 		return p, err
 	}
 	p.Object = p.desiredPipeline()
+	if o.Customize != nil {
+		o.Customize(p.Object)
+	}
 	p.logf("applying DeltaPipeline %s/%s: %d gateways, %d workers, remote write, conversion interval %s",
 		o.Namespace, o.Name, o.GatewayReplicas, o.WorkerReplicas, o.ConversionInterval)
-	if p.Rendered, err = p.ControlPlane.ApplyPipeline(ctx, p.Object); err != nil {
+	if p.Rendered, err = p.ControlPlane.ApplyPipeline(ctx, p.Object, o.Secrets...); err != nil {
+		return p, err
+	}
+	key := func(name string) types.NamespacedName {
+		return types.NamespacedName{Namespace: o.Namespace, Name: name}
+	}
+	if p.GatewayFiles, err = p.ControlPlane.podMounts(ctx, &appsv1.Deployment{}, key(naming.GatewayDeployment(p.Object)), filepath.Join(o.Dir, "gateway-files")); err != nil {
+		return p, err
+	}
+	if p.WorkerFiles, err = p.ControlPlane.podMounts(ctx, &appsv1.StatefulSet{}, key(naming.WorkerStatefulSet(p.Object)), filepath.Join(o.Dir, "worker-files")); err != nil {
 		return p, err
 	}
 	for name, content := range map[string]string{"rendered-gateway.yaml": p.Rendered.Gateway, "rendered-worker.yaml": p.Rendered.Worker} {
@@ -268,15 +307,16 @@ func (p *Pipeline) newWorker(ordinal int) (*Worker, error) {
 	}
 	name := "worker-" + strconv.Itoa(ordinal)
 	w := &Worker{
-		Ordinal:      ordinal,
-		OTLPEndpoint: loopback(ports[0]),
-		TelemetryURL: "http://" + loopback(ports[2]),
-		StateDir:     filepath.Join(p.Dir, name, "state"),
+		Ordinal:          ordinal,
+		OTLPEndpoint:     loopback(ports[0]),
+		OTLPHTTPEndpoint: loopback(ports[1]),
+		TelemetryURL:     "http://" + loopback(ports[2]),
+		StateDir:         filepath.Join(p.Dir, name, "state"),
 	}
 	if err := os.MkdirAll(w.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s's state directory: %w", name, err)
 	}
-	config, err := LocalWorkerConfig(p.Rendered.Worker, WorkerAddresses{
+	config, err := LocalWorkerConfig(p.WorkerFiles.Rewrite(p.Rendered.Worker), WorkerAddresses{
 		OTLPGRPC:       loopback(ports[0]),
 		OTLPHTTP:       loopback(ports[1]),
 		Telemetry:      loopback(ports[2]),
@@ -327,7 +367,7 @@ func (p *Pipeline) newGateway(index int, workers []string) (*Gateway, error) {
 		addrs.MembershipFile = p.membership.path
 		binary = p.Binaries.Gateway
 	}
-	config, err := LocalGatewayConfig(p.Rendered.Gateway, addrs)
+	config, err := LocalGatewayConfig(p.GatewayFiles.Rewrite(p.Rendered.Gateway), addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -342,9 +382,10 @@ func (p *Pipeline) newGateway(index int, workers []string) (*Gateway, error) {
 			Args:    []string{"--config", "file:" + configPath},
 			LogPath: filepath.Join(p.Dir, name, "collector.log"),
 		},
-		OTLPEndpoint: loopback(ports[0]),
-		HealthURL:    "http://" + loopback(ports[2]) + "/",
-		MetricsURL:   "http://" + loopback(ports[3]) + "/metrics",
+		OTLPEndpoint:     loopback(ports[0]),
+		OTLPHTTPEndpoint: loopback(ports[1]),
+		HealthURL:        "http://" + loopback(ports[2]) + "/",
+		MetricsURL:       "http://" + loopback(ports[3]) + "/metrics",
 	}, nil
 }
 
