@@ -393,7 +393,8 @@ service:
 
 func measureThroughput(ctx context.Context, s settings, self, name string, shared *sinkProcess, templates []*template, dir string) (throughputRow, error) {
 	row := throughputRow{name: name}
-	t, err := startTarget(s, self, name, shared, dir, 2*s.streams)
+	t, err := retryOnTakenPort(func() (*target, error) { return startTarget(s, self, name, shared, dir, 2*s.streams) },
+		func(t *target) { _ = t.proc.stop(10 * time.Second) })
 	if err != nil {
 		if t != nil {
 			_ = t.proc.stop(10 * time.Second)
@@ -449,7 +450,8 @@ func measureMemory(ctx context.Context, s settings, name string, kind mix, strea
 	}
 	// Profiles are for the throughput phase.
 	s.cpuProfile = ""
-	t, err := startTarget(s, "", name, shared, dir, 2*streams)
+	t, err := retryOnTakenPort(func() (*target, error) { return startTarget(s, "", name, shared, dir, 2*streams) },
+		func(t *target) { _ = t.proc.stop(10 * time.Second) })
 	if err != nil {
 		if t != nil {
 			_ = t.proc.stop(10 * time.Second)
@@ -488,6 +490,28 @@ func measureMemory(ctx context.Context, s settings, name string, kind mix, strea
 		}
 	}
 	return row, nil
+}
+
+// retryOnTakenPort starts something up to three times while it fails
+// because a port freeAddr picked was taken before the process bound it (by
+// another process's outgoing connection, for one); stop releases a failed
+// attempt.
+func retryOnTakenPort[T any](start func() (*T, error), stop func(*T)) (*T, error) {
+	for attempt := 1; ; attempt++ {
+		t, err := start()
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return t, err
+		}
+		if t != nil {
+			stop(t)
+		}
+		fmt.Fprintf(os.Stderr, "  retrying with other ports: %v\n", firstLine(err.Error()))
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // median is the run with the median throughput; its points/s of every run

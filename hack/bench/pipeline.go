@@ -176,7 +176,8 @@ func runPipelines(ctx context.Context, s settings, out io.Writer) error {
 
 func measurePipeline(ctx context.Context, s settings, self, name string, shared *sinkProcess, templates []*template, dir string) (pipelineRow, error) {
 	row := pipelineRow{throughputRow: throughputRow{name: name, sinkIn: -1}}
-	topo, err := startTopology(s, self, name, shared, dir)
+	topo, err := retryOnTakenPort(func() (*topology, error) { return startTopology(s, self, name, shared, dir) },
+		func(t *topology) { _ = t.stop() })
 	if err != nil {
 		if topo != nil {
 			_ = topo.stop()
