@@ -50,6 +50,7 @@ type settings struct {
 	gatewayBin            string
 	pipeline              bool
 	cpuProfile            string
+	stateParent           string
 	histogramMemory       int
 	expHistogramMemory    int
 	duration, warmup      time.Duration
@@ -79,6 +80,7 @@ func main() {
 	flag.StringVar(&s.otelcolBin, "otelcol", "bin/otelcol", "upstream collector binary with the delta_to_cumulative processor (and, in --pipeline, the load_balancing exporter of the seed topology)")
 	flag.StringVar(&s.gatewayBin, "gateway-binary", "bin/otelcol", "--pipeline: the gateway binary of our topology, run with the configuration the operator renders")
 	flag.BoolVar(&s.pipeline, "pipeline", false, "measure whole pipelines (clients -> 2 gateways -> 3 workers -> sink, ours against the seed topology and the sink) instead of single processes")
+	flag.StringVar(&s.stateParent, "state-parent", "", "directory under which the durable workers' state directories are made (default: the run's temporary directory on local disk); point it at the volume to measure")
 	flag.StringVar(&s.cpuProfile, "cpu-profile", "", "write each worker's CPU profile (the last round's) to PREFIX-<pipeline>.pprof, for go tool pprof")
 	flag.DurationVar(&s.duration, "duration", 30*time.Second, "measured load duration per pipeline; keep it a multiple of --interval so every measurement holds the same number of worker emits")
 	flag.DurationVar(&s.warmup, "warmup", 3*time.Second, "unmeasured load before each measurement (creates the streams)")
@@ -159,7 +161,11 @@ func run(ctx context.Context, s settings, out io.Writer) error {
 	fmt.Fprintf(out, "machine: %d CPUs, %s, load average %s\n", runtime.NumCPU(), runtime.GOARCH, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Fprintf(out, "load: %d streams (half delta sums, half delta histograms), %d points/request, %d connections x %d senders, %s warm-up + %s measured per pipeline; each round one %s interval of every stream, starting %s ago\n",
 		s.streams, s.batch, s.connections, s.senders, s.warmup, s.duration, s.roundStep, s.dataAge)
-	fmt.Fprintf(out, "workers: the configuration the operator renders by default (durable: state directory under %s, checkpoint every minute, every acknowledged request fsynced; in memory: persistence off)\n\n", dir)
+	stateParent := dir
+	if s.stateParent != "" {
+		stateParent = s.stateParent
+	}
+	fmt.Fprintf(out, "workers: the configuration the operator renders by default (durable: state directory under %s, checkpoint every minute, every acknowledged request fsynced; in memory: persistence off)\n\n", stateParent)
 
 	templates, err := buildTemplates(s.streams, s.batch, mixSumsAndHistograms)
 	if err != nil {
@@ -278,6 +284,19 @@ type target struct {
 	proc      *process
 	grpc      string
 	telemetry string // the worker's telemetry endpoint, empty otherwise
+	stateDir  string // the durable worker's state directory, removed at stop
+}
+
+// stop stops the process and removes its state directory: a journal of a
+// 30 s round is a few GB.
+func (t *target) stop(timeout time.Duration) error {
+	err := t.proc.stop(timeout)
+	if t.stateDir != "" {
+		if rmErr := os.RemoveAll(t.stateDir); rmErr != nil && err == nil {
+			err = fmt.Errorf("removing %s: %w", t.stateDir, rmErr)
+		}
+	}
+	return err
 }
 
 func startTarget(s settings, self, name string, shared *sinkProcess, dir string, maxStreams int) (*target, error) {
@@ -331,7 +350,11 @@ func startWorker(s settings, name, grpcAddr, sinkAddr, dir string, maxStreams in
 	if name == pipeDurable {
 		// A fresh directory per start: every measurement begins with an
 		// empty journal, as a new pod's volume does.
-		if addrs.StateDirectory, err = os.MkdirTemp(dir, "state-"); err != nil {
+		parent := dir
+		if s.stateParent != "" {
+			parent = s.stateParent
+		}
+		if addrs.StateDirectory, err = os.MkdirTemp(parent, "deltapipeline-bench-state-"); err != nil {
 			return nil, fmt.Errorf("creating the worker's state directory: %w", err)
 		}
 	}
@@ -356,7 +379,7 @@ func startWorker(s settings, name, grpcAddr, sinkAddr, dir string, maxStreams in
 	if err != nil {
 		return nil, err
 	}
-	return &target{proc: proc, grpc: grpcAddr, telemetry: telemetryAddr}, proc.waitHTTP("http://"+telemetryAddr+"/readyz", 60*time.Second)
+	return &target{proc: proc, grpc: grpcAddr, telemetry: telemetryAddr, stateDir: addrs.StateDirectory}, proc.waitHTTP("http://"+telemetryAddr+"/readyz", 60*time.Second)
 }
 
 // upstreamConfig is the upstream pipeline with default settings except the
@@ -394,16 +417,16 @@ service:
 func measureThroughput(ctx context.Context, s settings, self, name string, shared *sinkProcess, templates []*template, dir string) (throughputRow, error) {
 	row := throughputRow{name: name}
 	t, err := retryOnTakenPort(func() (*target, error) { return startTarget(s, self, name, shared, dir, 2*s.streams) },
-		func(t *target) { _ = t.proc.stop(10 * time.Second) })
+		func(t *target) { _ = t.stop(10 * time.Second) })
 	if err != nil {
 		if t != nil {
-			_ = t.proc.stop(10 * time.Second)
+			_ = t.stop(10 * time.Second)
 		}
 		return row, err
 	}
 	gen, err := newGenerator([]string{t.grpc}, templates, s.connections, s.senders, s.dataClock())
 	if err != nil {
-		_ = t.proc.stop(10 * time.Second)
+		_ = t.stop(10 * time.Second)
 		return row, err
 	}
 	defer gen.close()
@@ -422,14 +445,14 @@ func measureThroughput(ctx context.Context, s settings, self, name string, share
 		row.cpu = c - <-cpuFrom
 	}
 	if ctx.Err() != nil {
-		_ = t.proc.stop(10 * time.Second)
+		_ = t.stop(10 * time.Second)
 		return row, ctx.Err()
 	}
 	if _, row.peak, err = t.proc.memory(); err != nil {
-		_ = t.proc.stop(10 * time.Second)
+		_ = t.stop(10 * time.Second)
 		return row, err
 	}
-	stopErr := t.proc.stop(60 * time.Second)
+	stopErr := t.stop(60 * time.Second)
 	row.sinkIn = shared.received(ctx) - sinkBefore
 	if name == "sink" {
 		row.sinkIn = -1
@@ -451,14 +474,14 @@ func measureMemory(ctx context.Context, s settings, name string, kind mix, strea
 	// Profiles are for the throughput phase.
 	s.cpuProfile = ""
 	t, err := retryOnTakenPort(func() (*target, error) { return startTarget(s, "", name, shared, dir, 2*streams) },
-		func(t *target) { _ = t.proc.stop(10 * time.Second) })
+		func(t *target) { _ = t.stop(10 * time.Second) })
 	if err != nil {
 		if t != nil {
-			_ = t.proc.stop(10 * time.Second)
+			_ = t.stop(10 * time.Second)
 		}
 		return row, err
 	}
-	defer func() { _ = t.proc.stop(120 * time.Second) }()
+	defer func() { _ = t.stop(120 * time.Second) }()
 	gen, err := newGenerator([]string{t.grpc}, templates, s.connections, s.senders, s.dataClock())
 	if err != nil {
 		return row, err
