@@ -262,10 +262,19 @@ fuzz: ## Run every fuzz target (func Fuzz... under cmd/ and internal/) for FUZZT
 BENCH_FLAGS ?=
 
 .PHONY: bench
-bench: build-worker otelcol ## Run the engine, state and worker benchmarks, then compare bin/worker with upstream bin/otelcol and a discard sink (hack/bench).
+bench: build-worker otelcol ## Run the engine, state and worker benchmarks, then compare bin/worker (durable and in memory) with upstream bin/otelcol and a discard sink (hack/bench).
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/convert ./internal/state ./internal/worker
 	$(GO) build -o $(LOCALBIN)/bench ./hack/bench
 	$(LOCALBIN)/bench --worker $(LOCALBIN)/worker --otelcol $(LOCALBIN)/otelcol $(BENCH_FLAGS)
+
+# The gateway binary of our topology in `make bench-pipeline`; it runs the
+# gateway configuration the operator renders.
+GATEWAY_BINARY ?= $(GATEWAY)
+
+.PHONY: bench-pipeline
+bench-pipeline: build-worker otelcol gateway ## Compare whole pipelines: clients -> 2 gateways -> 3 workers -> discard sink, ours (operator defaults) against the seed topology (upstream collectors) and the sink fed directly (hack/bench --pipeline).
+	$(GO) build -o $(LOCALBIN)/bench ./hack/bench
+	$(LOCALBIN)/bench --pipeline --worker $(LOCALBIN)/worker --otelcol $(LOCALBIN)/otelcol --gateway-binary $(GATEWAY_BINARY) $(BENCH_FLAGS)
 
 .PHONY: helm-lint
 helm-lint: helm ## Lint the Helm chart with default and non-default values.

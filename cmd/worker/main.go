@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +71,7 @@ type overrides struct {
 	telemetryEndpoint string
 	shutdownTimeout   time.Duration
 	gcHeadroomMiB     int
+	cpuProfile        string
 	validateOnly      bool
 	printVersion      bool
 }
@@ -96,6 +98,7 @@ func parseFlags(args []string, env environment) (overrides, error) {
 		fmt.Sprintf("bound on the graceful shutdown, flush included (default %s; env %sSHUTDOWN_TIMEOUT)", worker.DefaultShutdownTimeout, envPrefix))
 	fs.IntVar(&o.gcHeadroomMiB, "gc-headroom-mib", worker.DefaultGCHeadroom>>20,
 		"garbage in MiB the Go collector may let pile up above the live heap; 0 keeps Go's default, as does setting GOGC (env "+envPrefix+"GC_HEADROOM_MIB)")
+	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the whole run to this file, for go tool pprof (env "+envPrefix+"CPU_PROFILE)")
 	fs.BoolVar(&o.validateOnly, "validate", false, "load and validate the configuration, print the effective configuration and exit")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -118,6 +121,7 @@ func parseFlags(args []string, env environment) (overrides, error) {
 	fromEnv("log-format", &o.logFormat)
 	fromEnv("state-directory", &o.stateDirectory)
 	fromEnv("telemetry-endpoint", &o.telemetryEndpoint)
+	fromEnv("cpu-profile", &o.cpuProfile)
 	if !set["shutdown-timeout"] {
 		if v := env.getenv(envPrefix + "SHUTDOWN_TIMEOUT"); v != "" {
 			d, err := time.ParseDuration(v)
@@ -210,6 +214,18 @@ func run(ctx context.Context, args []string, env environment) int {
 		return exitUsage
 	}
 	logger.Info("starting worker", "version", version.Version, "config", o.configPath)
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			logger.Error("worker failed to start", "error", err)
+			return exitRuntime
+		}
+		defer func() {
+			if err := stopProfile(); err != nil {
+				logger.Error("writing the CPU profile", "file", o.cpuProfile, "error", err)
+			}
+		}()
+	}
 	if env.tuneMemory {
 		policy := worker.DefaultMemoryPolicy(env.getenv, logger)
 		policy.GCHeadroom = uint64(o.gcHeadroomMiB) << 20
@@ -232,4 +248,22 @@ func run(ctx context.Context, args []string, env environment) int {
 	}
 	logger.Info("worker stopped")
 	return exitOK
+}
+
+// startCPUProfile profiles the process into path until the returned function
+// is called: the benchmarks use it to show where a worker under load spends
+// its time (docs/benchmarks.md).
+func startCPUProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("starting the CPU profile %s: %w", path, err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/deltapipeline/deltapipeline/internal/otlpraw"
 )
@@ -50,7 +51,31 @@ const (
 	mixSumsAndHistograms mix = iota
 	// mixSums carries delta monotonic sums only.
 	mixSums
+	// mixHistograms carries delta explicit-bucket histograms of 16 buckets
+	// only (Claude Code's and most SDKs' duration histograms).
+	mixHistograms
+	// mixExpHistograms carries delta exponential histograms of 160 buckets
+	// only (the SDKs' default maximum size, filled).
+	mixExpHistograms
 )
+
+func (m mix) String() string {
+	switch m {
+	case mixSumsAndHistograms:
+		return "sums+histograms"
+	case mixSums:
+		return "sum"
+	case mixHistograms:
+		return "histogram/16"
+	case mixExpHistograms:
+		return "exp-histogram/160"
+	}
+	return fmt.Sprintf("mix(%d)", int(m))
+}
+
+// expHistogramBuckets is the SDKs' default maximum size of an exponential
+// histogram, filled on the positive side.
+const expHistogramBuckets = 160
 
 // template is one pre-encoded ExportMetricsServiceRequest for a fixed set
 // of streams, with the offsets of every point's timestamps.
@@ -103,8 +128,11 @@ func buildTemplate(first, count int, kind mix) (*template, error) {
 	sm.Scope().SetVersion("2.0.14")
 
 	sums := count
-	if kind == mixSumsAndHistograms {
+	switch kind {
+	case mixSumsAndHistograms:
 		sums = count / 2
+	case mixHistograms, mixExpHistograms:
+		sums = 0
 	}
 	if sums > 0 {
 		m := sm.Metrics().AppendEmpty()
@@ -122,7 +150,34 @@ func buildTemplate(first, count int, kind mix) (*template, error) {
 			dp.SetIntValue(int64(100 + n%50))
 		}
 	}
-	if histograms := count - sums; histograms > 0 {
+	if kind == mixExpHistograms {
+		m := sm.Metrics().AppendEmpty()
+		m.SetName("http.server.request.duration")
+		m.SetUnit("s")
+		h := m.SetEmptyExponentialHistogram()
+		h.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+		h.DataPoints().EnsureCapacity(count)
+		buckets := make([]uint64, expHistogramBuckets)
+		for i := range buckets {
+			buckets[i] = uint64(1 + i%3)
+		}
+		for n := first; n < first+count; n++ {
+			dp := h.DataPoints().AppendEmpty()
+			fillAttributes(dp.Attributes(), n)
+			dp.SetStartTimestamp(pcommon.Timestamp(placeholderStart))
+			dp.SetTimestamp(pcommon.Timestamp(placeholderEnd))
+			dp.SetScale(3)
+			dp.Positive().SetOffset(-40)
+			dp.Positive().BucketCounts().FromRaw(buckets)
+			dp.SetZeroCount(1)
+			var total uint64 = 1
+			for _, b := range buckets {
+				total += b
+			}
+			dp.SetCount(total)
+			dp.SetSum(1234.5)
+		}
+	} else if histograms := count - sums; histograms > 0 {
 		m := sm.Metrics().AppendEmpty()
 		m.SetName("claude_code.api_request.duration")
 		m.SetUnit("ms")
@@ -209,12 +264,16 @@ type generator struct {
 	round   []int // next round per sender
 }
 
-func newGenerator(target string, templates []*template, connections, sendersPerConnection int, clock dataClock) (*generator, error) {
+// newGenerator connects to targets, connection i to targets[i%len(targets)],
+// as clients behind a load balancer spread over its backends.
+func newGenerator(targets []string, templates []*template, connections, sendersPerConnection int, clock dataClock) (*generator, error) {
 	g := &generator{clock: clock}
 	codec := otlpraw.CallOption()
-	for range connections {
+	for i := range connections {
+		target := targets[i%len(targets)]
 		conn, err := grpc.NewClient(target,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithUnaryInterceptor(withWorkerToken),
 			grpc.WithDefaultCallOptions(codec, grpc.MaxCallSendMsgSize(64<<20)))
 		if err != nil {
 			g.close()
@@ -232,6 +291,13 @@ func newGenerator(target string, templates []*template, connections, sendersPerC
 	}
 	g.round = make([]int, senders)
 	return g, nil
+}
+
+// withWorkerToken sends the gateway-to-worker token, which a worker fed
+// directly requires; gateways and the sink ignore it.
+func withWorkerToken(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+benchWorkerToken)
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 func (g *generator) close() {

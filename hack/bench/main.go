@@ -1,18 +1,25 @@
 // Command bench compares, in one run on one machine, how many delta points
-// per second three OTLP pipelines accept and how much memory they hold:
+// per second these OTLP pipelines accept and how much memory they hold:
 //
-//   - worker: bin/worker converting delta to cumulative and exporting OTLP;
+//   - worker (durable): bin/worker converting delta to cumulative and
+//     exporting OTLP, with the configuration the operator renders by
+//     default, which journals every request to a state directory (here on
+//     local disk) before answering;
+//   - worker (in memory): the same with persistence off;
 //   - upstream: the OpenTelemetry Collector (bin/otelcol, contrib v0.161.0)
 //     with otlp receiver → delta_to_cumulative processor → otlp_grpc exporter;
 //   - sink: a receive-and-discard OTLP/gRPC server, the upper bound of what
 //     any receiver can accept here.
 //
-// The worker and upstream export to the same sink process. A load
+// The workers and upstream export to the same sink process. A load
 // generator in this process pushes pre-encoded requests of delta sums and
 // histograms over many streams at full speed through several connections.
-// A second phase creates a million streams in the worker (and in upstream)
-// and reports resident memory per stream. docs/benchmarks.md explains the
-// method and records results; `make bench` runs it.
+// A second phase creates a million streams in the workers (and in upstream)
+// and reports resident memory per stream, for sums and, in the durable
+// worker, for histograms and exponential histograms. With --pipeline it
+// measures whole pipelines instead (pipeline.go). docs/benchmarks.md
+// explains the method and records results; `make bench` and `make
+// bench-pipeline` run it.
 package main
 
 import (
@@ -34,10 +41,18 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/deltapipeline/deltapipeline/internal/localconfig"
 )
 
 type settings struct {
 	workerBin, otelcolBin string
+	gatewayBin            string
+	pipeline              bool
+	cpuProfile            string
+	stateParent           string
+	histogramMemory       int
+	expHistogramMemory    int
 	duration, warmup      time.Duration
 	streams, batch        int
 	connections, senders  int
@@ -62,7 +77,11 @@ func main() {
 	}
 	var s settings
 	flag.StringVar(&s.workerBin, "worker", "bin/worker", "worker binary")
-	flag.StringVar(&s.otelcolBin, "otelcol", "bin/otelcol", "upstream collector binary with the delta_to_cumulative processor")
+	flag.StringVar(&s.otelcolBin, "otelcol", "bin/otelcol", "upstream collector binary with the delta_to_cumulative processor (and, in --pipeline, the load_balancing exporter of the seed topology)")
+	flag.StringVar(&s.gatewayBin, "gateway-binary", "bin/gateway", "--pipeline: the gateway binary of our topology, run with the configuration the operator renders")
+	flag.BoolVar(&s.pipeline, "pipeline", false, "measure whole pipelines (clients -> 2 gateways -> 3 workers -> sink, ours against the seed topology and the sink) instead of single processes")
+	flag.StringVar(&s.stateParent, "state-parent", "", "directory under which the durable workers' state directories are made (default: the run's temporary directory on local disk); point it at the volume to measure")
+	flag.StringVar(&s.cpuProfile, "cpu-profile", "", "write each worker's CPU profile (the last round's) to PREFIX-<pipeline>.pprof, for go tool pprof")
 	flag.DurationVar(&s.duration, "duration", 30*time.Second, "measured load duration per pipeline; keep it a multiple of --interval so every measurement holds the same number of worker emits")
 	flag.DurationVar(&s.warmup, "warmup", 3*time.Second, "unmeasured load before each measurement (creates the streams)")
 	flag.IntVar(&s.streams, "streams", 100_000, "streams in the throughput phase, half sums, half histograms")
@@ -70,18 +89,24 @@ func main() {
 	flag.IntVar(&s.connections, "connections", 4, "gRPC connections of the load generator")
 	flag.IntVar(&s.senders, "senders-per-connection", 2, "concurrent senders per connection")
 	flag.DurationVar(&s.interval, "interval", 30*time.Second, "the worker's conversion.interval (how often it exports); 30s is its default")
-	flag.IntVar(&s.memoryStreams, "memory-streams", 1_000_000, "streams in the worker's memory phase; 0 skips it")
+	flag.IntVar(&s.memoryStreams, "memory-streams", 1_000_000, "sum streams in the workers' memory phase; 0 skips it")
+	flag.IntVar(&s.histogramMemory, "histogram-memory-streams", 1_000_000, "explicit-bucket histogram streams (16 buckets) in the durable worker's memory phase; 0 skips it")
+	flag.IntVar(&s.expHistogramMemory, "exp-histogram-memory-streams", 250_000, "exponential histogram streams (160 buckets) in the durable worker's memory phase; 0 skips it")
 	flag.IntVar(&s.upstreamMemoryStreams, "upstream-memory-streams", 1_000_000, "streams in upstream's memory phase; 0 skips it")
 	flag.IntVar(&s.repeat, "repeat", 3, "throughput rounds; the pipelines take turns in each round and the median is reported, which evens out other load on the machine")
 	flag.StringVar(&s.workerEnv, "worker-env", "", "extra environment of the worker process, NAME=VALUE[,NAME=VALUE] (for example GOGC=50)")
 	flag.DurationVar(&s.roundStep, "round-step", time.Minute, "data-time length of each round's interval: every round is one export of every stream, once a minute like Claude Code's by default")
 	flag.DurationVar(&s.dataAge, "data-age", 30*24*time.Hour, "how long before now the first round's interval starts; with --round-step 10ms --data-age 0 the intervals follow the wall clock and are denser than any SDK exports")
-	flag.StringVar(&s.only, "only", "", "run only this pipeline's throughput phase: worker, upstream or sink")
+	flag.StringVar(&s.only, "only", "", "run only this pipeline: durable, memory, upstream or sink (with --pipeline: ours, seed or sink)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, s, os.Stdout); err != nil {
+	runner := run
+	if s.pipeline {
+		runner = runPipelines
+	}
+	if err := runner(ctx, s, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -105,6 +130,7 @@ func sinkMain(args []string) int {
 type throughputRow struct {
 	name   string
 	load   loadResult
+	cpu    time.Duration // CPU time the pipeline's process used while measured
 	peak   int64
 	sinkIn int64     // points the shared sink received from this pipeline
 	all    []float64 // points/s of every round, for the median row
@@ -113,6 +139,7 @@ type throughputRow struct {
 // memoryRow is one pipeline's result in the memory phase.
 type memoryRow struct {
 	name           string
+	kind           mix
 	streams        int
 	idle, settled  int64
 	peak           int64
@@ -132,8 +159,13 @@ func run(ctx context.Context, s settings, out io.Writer) error {
 
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(out, "machine: %d CPUs, %s, load average %s\n", runtime.NumCPU(), runtime.GOARCH, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Fprintf(out, "load: %d streams (half delta sums, half delta histograms), %d points/request, %d connections x %d senders, %s warm-up + %s measured per pipeline; each round one %s interval of every stream, starting %s ago\n\n",
+	fmt.Fprintf(out, "load: %d streams (half delta sums, half delta histograms), %d points/request, %d connections x %d senders, %s warm-up + %s measured per pipeline; each round one %s interval of every stream, starting %s ago\n",
 		s.streams, s.batch, s.connections, s.senders, s.warmup, s.duration, s.roundStep, s.dataAge)
+	stateParent := dir
+	if s.stateParent != "" {
+		stateParent = s.stateParent
+	}
+	fmt.Fprintf(out, "workers: the configuration the operator renders by default (durable: state directory under %s, checkpoint every minute, every acknowledged request fsynced; in memory: persistence off)\n\n", stateParent)
 
 	templates, err := buildTemplates(s.streams, s.batch, mixSumsAndHistograms)
 	if err != nil {
@@ -149,7 +181,7 @@ func run(ctx context.Context, s settings, out io.Writer) error {
 	runs := map[string][]throughputRow{}
 	var order []string
 	for round := 1; round <= max(s.repeat, 1); round++ {
-		for _, name := range []string{"sink", "worker", "upstream"} {
+		for _, name := range []string{pipeSink, pipeDurable, pipeMemory, pipeUpstream} {
 			if s.only != "" && s.only != name {
 				continue
 			}
@@ -161,32 +193,56 @@ func run(ctx context.Context, s settings, out io.Writer) error {
 				order = append(order, name)
 			}
 			runs[name] = append(runs[name], row)
-			fmt.Fprintf(os.Stderr, "  round %d %s: %.0f points/s, peak RSS %s\n", round, name, row.load.pointsPerSecond(), mib(row.peak))
+			fmt.Fprintf(os.Stderr, "  round %d %s: %.0f points/s, peak RSS %s\n", round, displayName(name), row.load.pointsPerSecond(), mib(row.peak))
 		}
 	}
 	var rows []throughputRow
 	for _, name := range order {
 		rows = append(rows, median(runs[name]))
 	}
-	printThroughput(out, rows)
+	printThroughput(out, rows, runs)
 
 	var mem []memoryRow
-	if s.memoryStreams > 0 && (s.only == "" || s.only == "worker") {
-		row, err := measureMemory(ctx, s, "worker", s.memoryStreams, shared, dir)
-		if err != nil {
-			return fmt.Errorf("worker memory: %w", err)
+	for _, phase := range []struct {
+		name    string
+		kind    mix
+		streams int
+	}{
+		{pipeDurable, mixSums, s.memoryStreams},
+		{pipeMemory, mixSums, s.memoryStreams},
+		{pipeDurable, mixHistograms, s.histogramMemory},
+		{pipeDurable, mixExpHistograms, s.expHistogramMemory},
+		{pipeUpstream, mixSums, s.upstreamMemoryStreams},
+	} {
+		if phase.streams <= 0 || (s.only != "" && s.only != phase.name) {
+			continue
 		}
-		mem = append(mem, row)
-	}
-	if s.upstreamMemoryStreams > 0 && (s.only == "" || s.only == "upstream") {
-		row, err := measureMemory(ctx, s, "upstream", s.upstreamMemoryStreams, shared, dir)
+		row, err := measureMemory(ctx, s, phase.name, phase.kind, phase.streams, shared, dir)
 		if err != nil {
-			return fmt.Errorf("upstream memory: %w", err)
+			return fmt.Errorf("%s memory (%s): %w", displayName(phase.name), phase.kind, err)
 		}
 		mem = append(mem, row)
 	}
 	printMemory(out, mem)
 	return nil
+}
+
+// The pipelines of the single-process comparison.
+const (
+	pipeSink     = "sink"
+	pipeDurable  = "durable"
+	pipeMemory   = "memory"
+	pipeUpstream = "upstream"
+)
+
+func displayName(name string) string {
+	switch name {
+	case pipeDurable:
+		return "worker (durable)"
+	case pipeMemory:
+		return "worker (in memory)"
+	}
+	return name
 }
 
 type sinkProcess struct {
@@ -228,6 +284,19 @@ type target struct {
 	proc      *process
 	grpc      string
 	telemetry string // the worker's telemetry endpoint, empty otherwise
+	stateDir  string // the durable worker's state directory, removed at stop
+}
+
+// stop stops the process and removes its state directory: a journal of a
+// 30 s round is a few GB.
+func (t *target) stop(timeout time.Duration) error {
+	err := t.proc.stop(timeout)
+	if t.stateDir != "" {
+		if rmErr := os.RemoveAll(t.stateDir); rmErr != nil && err == nil {
+			err = fmt.Errorf("removing %s: %w", t.stateDir, rmErr)
+		}
+	}
+	return err
 }
 
 func startTarget(s settings, self, name string, shared *sinkProcess, dir string, maxStreams int) (*target, error) {
@@ -247,29 +316,8 @@ func startTarget(s settings, self, name string, shared *sinkProcess, dir string,
 		}
 		return &target{proc: p, grpc: grpcAddr}, p.waitHTTP("http://"+statsAddr, 30*time.Second)
 
-	case "worker":
-		httpAddr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		telemetryAddr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		path := filepath.Join(dir, "worker.yaml")
-		config := fmt.Sprintf(workerConfig, grpcAddr, httpAddr, maxStreams, s.interval, shared.grpc, telemetryAddr)
-		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-			return nil, err
-		}
-		var env []string
-		if s.workerEnv != "" {
-			env = strings.Split(s.workerEnv, ",")
-		}
-		p, err := startProcess("worker", []string{s.workerBin, "--config", path}, env)
-		if err != nil {
-			return nil, err
-		}
-		return &target{proc: p, grpc: grpcAddr, telemetry: telemetryAddr}, p.waitHTTP("http://"+telemetryAddr+"/readyz", 60*time.Second)
+	case pipeDurable, pipeMemory:
+		return startWorker(s, name, grpcAddr, shared.grpc, dir, maxStreams)
 
 	case "upstream":
 		path := filepath.Join(dir, "otelcol.yaml")
@@ -286,28 +334,53 @@ func startTarget(s settings, self, name string, shared *sinkProcess, dir string,
 	return nil, fmt.Errorf("unknown pipeline %q", name)
 }
 
-// workerConfig: OTLP in, OTLP out to the shared sink without compression
-// (as upstream below), emitting every interval.
-const workerConfig = `receivers:
-  otlp:
-    grpc:
-      endpoint: %q
-    http:
-      endpoint: %q
-conversion:
-  maxStreams: %d
-  maxStale: 10m
-  interval: %s
-exporters:
-  otlp:
-    endpoint: %q
-    insecure: true
-    compression: none
-telemetry:
-  endpoint: %q
-  logLevel: warn
-  logFormat: text
-`
+// startWorker starts bin/worker with the configuration the operator renders
+// by default (rendered.go), durable or with persistence off, exporting to
+// the discard sink at sinkAddr.
+func startWorker(s settings, name, grpcAddr, sinkAddr, dir string, maxStreams int) (*target, error) {
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	telemetryAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	addrs := localconfig.WorkerAddresses{OTLPGRPC: grpcAddr, OTLPHTTP: httpAddr, Telemetry: telemetryAddr, OTLPExporter: sinkAddr}
+	if name == pipeDurable {
+		// A fresh directory per start: every measurement begins with an
+		// empty journal, as a new pod's volume does.
+		parent := dir
+		if s.stateParent != "" {
+			parent = s.stateParent
+		}
+		if addrs.StateDirectory, err = os.MkdirTemp(parent, "deltapipeline-bench-state-"); err != nil {
+			return nil, fmt.Errorf("creating the worker's state directory: %w", err)
+		}
+	}
+	p := benchPipeline(renderOptions{sink: sinkAddr, persistence: name == pipeDurable, maxStreams: maxStreams, interval: s.interval})
+	config, err := renderWorker(p, addrs)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name+"-worker.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	// The benchmark reads the table, not the worker's info logs.
+	env := []string{"DELTAPIPELINE_LOG_LEVEL=warn"}
+	if s.workerEnv != "" {
+		env = append(env, strings.Split(s.workerEnv, ",")...)
+	}
+	if s.cpuProfile != "" {
+		env = append(env, "DELTAPIPELINE_CPU_PROFILE="+s.cpuProfile+"-"+name+".pprof")
+	}
+	proc, err := startProcess(displayName(name), []string{s.workerBin, "--config", path}, env)
+	if err != nil {
+		return nil, err
+	}
+	return &target{proc: proc, grpc: grpcAddr, telemetry: telemetryAddr, stateDir: addrs.StateDirectory}, proc.waitHTTP("http://"+telemetryAddr+"/readyz", 60*time.Second)
+}
 
 // upstreamConfig is the upstream pipeline with default settings except the
 // stream bound (raised to the worker's), compression (off, as the worker's)
@@ -343,33 +416,43 @@ service:
 
 func measureThroughput(ctx context.Context, s settings, self, name string, shared *sinkProcess, templates []*template, dir string) (throughputRow, error) {
 	row := throughputRow{name: name}
-	t, err := startTarget(s, self, name, shared, dir, 2*s.streams)
+	t, err := retryOnTakenPort(func() (*target, error) { return startTarget(s, self, name, shared, dir, 2*s.streams) },
+		func(t *target) { _ = t.stop(10 * time.Second) })
 	if err != nil {
 		if t != nil {
-			_ = t.proc.stop(10 * time.Second)
+			_ = t.stop(10 * time.Second)
 		}
 		return row, err
 	}
-	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders, s.dataClock())
+	gen, err := newGenerator([]string{t.grpc}, templates, s.connections, s.senders, s.dataClock())
 	if err != nil {
-		_ = t.proc.stop(10 * time.Second)
+		_ = t.stop(10 * time.Second)
 		return row, err
 	}
 	defer gen.close()
 	sinkBefore := shared.received(ctx)
 
 	measureFrom := time.Now().Add(s.warmup)
+	cpuFrom := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(time.Until(measureFrom))
+		c, _ := t.proc.cpuTime()
+		cpuFrom <- c
+	}()
 	row.load = gen.run(ctx, measureFrom, measureFrom.Add(s.duration))
 	row.load.elapsed = s.duration
+	if c, err := t.proc.cpuTime(); err == nil {
+		row.cpu = c - <-cpuFrom
+	}
 	if ctx.Err() != nil {
-		_ = t.proc.stop(10 * time.Second)
+		_ = t.stop(10 * time.Second)
 		return row, ctx.Err()
 	}
 	if _, row.peak, err = t.proc.memory(); err != nil {
-		_ = t.proc.stop(10 * time.Second)
+		_ = t.stop(10 * time.Second)
 		return row, err
 	}
-	stopErr := t.proc.stop(60 * time.Second)
+	stopErr := t.stop(60 * time.Second)
 	row.sinkIn = shared.received(ctx) - sinkBefore
 	if name == "sink" {
 		row.sinkIn = -1
@@ -382,21 +465,24 @@ func measureThroughput(ctx context.Context, s settings, self, name string, share
 
 var activeStreamsLine = regexp.MustCompile(`(?m)^deltapipeline_worker_active_streams (\S+)$`)
 
-func measureMemory(ctx context.Context, s settings, name string, streams int, shared *sinkProcess, dir string) (memoryRow, error) {
-	row := memoryRow{name: name, streams: streams}
-	templates, err := buildTemplates(streams, s.batch, mixSums)
+func measureMemory(ctx context.Context, s settings, name string, kind mix, streams int, shared *sinkProcess, dir string) (memoryRow, error) {
+	row := memoryRow{name: name, kind: kind, streams: streams}
+	templates, err := buildTemplates(streams, s.batch, kind)
 	if err != nil {
 		return row, err
 	}
-	t, err := startTarget(s, "", name, shared, dir, 2*streams)
+	// Profiles are for the throughput phase.
+	s.cpuProfile = ""
+	t, err := retryOnTakenPort(func() (*target, error) { return startTarget(s, "", name, shared, dir, 2*streams) },
+		func(t *target) { _ = t.stop(10 * time.Second) })
 	if err != nil {
 		if t != nil {
-			_ = t.proc.stop(10 * time.Second)
+			_ = t.stop(10 * time.Second)
 		}
 		return row, err
 	}
-	defer func() { _ = t.proc.stop(120 * time.Second) }()
-	gen, err := newGenerator(t.grpc, templates, s.connections, s.senders, s.dataClock())
+	defer func() { _ = t.stop(120 * time.Second) }()
+	gen, err := newGenerator([]string{t.grpc}, templates, s.connections, s.senders, s.dataClock())
 	if err != nil {
 		return row, err
 	}
@@ -429,6 +515,28 @@ func measureMemory(ctx context.Context, s settings, name string, streams int, sh
 	return row, nil
 }
 
+// retryOnTakenPort starts something up to three times while it fails
+// because a port freeAddr picked was taken before the process bound it (by
+// another process's outgoing connection, for one); stop releases a failed
+// attempt.
+func retryOnTakenPort[T any](start func() (*T, error), stop func(*T)) (*T, error) {
+	for attempt := 1; ; attempt++ {
+		t, err := start()
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return t, err
+		}
+		if t != nil {
+			stop(t)
+		}
+		fmt.Fprintf(os.Stderr, "  retrying with other ports: %v\n", firstLine(err.Error()))
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
 // median is the run with the median throughput; its points/s of every run
 // are kept for the table.
 func median(runs []throughputRow) throughputRow {
@@ -443,19 +551,24 @@ func median(runs []throughputRow) throughputRow {
 	return m
 }
 
+// cpuPerMillion is CPU seconds per million points, the cost of a point that
+// depends least on what else runs on the machine.
+func cpuPerMillion(cpu time.Duration, points int64) string {
+	if points <= 0 || cpu <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(cpu.Seconds()/float64(points)*1e6, 'f', 2, 64)
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
-func printThroughput(out io.Writer, rows []throughputRow) {
+func printThroughput(out io.Writer, rows []throughputRow, runs map[string][]throughputRow) {
 	if len(rows) == 0 {
 		return
 	}
-	by := map[string]throughputRow{}
-	for _, r := range rows {
-		by[r.name] = r
-	}
 	fmt.Fprintln(out, "Throughput (accepted delta points per second, median round; peak RSS = VmHWM of that round)")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pipeline\taccepted points/s\tpeak RSS\tfailed requests\tpoints exported to sink\tevery round (points/s)\t")
+	fmt.Fprintln(tw, "pipeline\taccepted points/s\tCPU s per M points\tpeak RSS\tfailed requests\tpoints exported to sink\tevery round (points/s)\t")
 	for _, r := range rows {
 		exported := "-"
 		if r.sinkIn >= 0 {
@@ -465,43 +578,102 @@ func printThroughput(out io.Writer, rows []throughputRow) {
 		for _, v := range r.all {
 			each = append(each, strconv.FormatFloat(v, 'f', 0, 64))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t%s\t%s\t\n", r.name, r.load.pointsPerSecond(), mib(r.peak), r.load.failed, exported, strings.Join(each, " "))
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%s\t%s\t\n", displayName(r.name), r.load.pointsPerSecond(), cpuPerMillion(r.cpu, r.load.accepted), mib(r.peak), r.load.failed, exported, strings.Join(each, " "))
 	}
 	_ = tw.Flush()
-	w, hasW := by["worker"]
-	if u, ok := by["upstream"]; ok && hasW {
-		fmt.Fprintf(out, "worker / upstream throughput: %.2fx (target >= 2x)\n", w.load.pointsPerSecond()/u.load.pointsPerSecond())
-		fmt.Fprintf(out, "worker / upstream peak RSS:   %.2fx\n", float64(w.peak)/float64(u.peak))
-	}
-	if k, ok := by["sink"]; ok && hasW {
-		fmt.Fprintf(out, "worker / sink throughput:     %.0f%% (target >= 85%%)\n", 100*w.load.pointsPerSecond()/k.load.pointsPerSecond())
-	}
+	printRatios(out, runs, []ratioTarget{
+		{pipeDurable, pipeSink, 0.85},
+		{pipeDurable, pipeUpstream, 3},
+		{pipeMemory, pipeSink, 0.95},
+		{pipeMemory, pipeUpstream, 0},
+		{pipeDurable, pipeMemory, 0},
+	}, displayName)
 	for _, r := range rows {
 		if r.load.lastError != "" {
-			fmt.Fprintf(out, "%s last error: %s\n", r.name, r.load.lastError)
+			fmt.Fprintf(out, "%s last error: %s\n", displayName(r.name), r.load.lastError)
 		}
 	}
 	fmt.Fprintln(out)
 }
 
+// ratioTarget is a throughput ratio to report, and the least it should be
+// (0: no target).
+type ratioTarget struct {
+	of, to string
+	target float64
+}
+
+// printRatios reports each ratio from the rounds both pipelines ran: the
+// pipelines take turns within a round, so a round's ratio compares them at
+// about the same load on the machine. The headline is the median round's
+// ratio; every round's follows.
+func printRatios(out io.Writer, runs map[string][]throughputRow, ratios []ratioTarget, name func(string) string) {
+	for _, r := range ratios {
+		a, b := runs[r.of], runs[r.to]
+		n := min(len(a), len(b))
+		if n == 0 {
+			continue
+		}
+		var each []float64
+		for i := range n {
+			if v := b[i].load.pointsPerSecond(); v > 0 {
+				each = append(each, a[i].load.pointsPerSecond()/v)
+			}
+		}
+		if len(each) == 0 {
+			continue
+		}
+		sorted := slices.Clone(each)
+		slices.Sort(sorted)
+		med := sorted[len(sorted)/2]
+		var rounds []string
+		for _, v := range each {
+			rounds = append(rounds, strconv.FormatFloat(v, 'f', 2, 64))
+		}
+		verdict := ""
+		if r.target > 0 {
+			met := "met"
+			if med < r.target {
+				met = "NOT met"
+			}
+			verdict = fmt.Sprintf(" (target >= %.2fx: %s)", r.target, met)
+		}
+		fmt.Fprintf(out, "%s / %s throughput: %.2fx%s; every round: %s\n", name(r.of), name(r.to), med, verdict, strings.Join(rounds, " "))
+	}
+}
+
+// memoryTarget is the resident memory a sum stream may cost at a million.
+const memoryTarget = 400
+
 func printMemory(out io.Writer, rows []memoryRow) {
 	if len(rows) == 0 {
 		return
 	}
-	fmt.Fprintln(out, "Memory per active stream (delta sums; RSS after the streams settled minus RSS at idle)")
+	fmt.Fprintln(out, "Memory per active stream (RSS after the streams settled minus RSS at idle)")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pipeline\tstreams\tidle RSS\tsettled RSS\tpeak RSS\tbytes/stream (settled)\tbytes/stream (peak)\t")
+	fmt.Fprintln(tw, "pipeline\tstreams\tkind\tidle RSS\tsettled RSS\tpeak RSS\tbytes/stream (settled)\tbytes/stream (peak)\treported active streams\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.name, r.streams, mib(r.idle), mib(r.settled), mib(r.peak),
-			float64(r.settled-r.idle)/float64(r.streams), float64(r.peak-r.idle)/float64(r.streams))
+		reported := r.reportedActive
+		if reported == "" {
+			reported = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t\n", displayName(r.name), r.streams, r.kind, mib(r.idle), mib(r.settled), mib(r.peak),
+			r.perStream(), float64(r.peak-r.idle)/float64(r.streams), reported)
 	}
 	_ = tw.Flush()
 	for _, r := range rows {
-		if r.reportedActive != "" {
-			fmt.Fprintf(out, "%s reports deltapipeline_worker_active_streams %s (target <= 400 bytes/stream at 1M)\n", r.name, r.reportedActive)
+		if r.kind != mixSums || r.name == pipeUpstream || r.streams < 1_000_000 {
+			continue
 		}
+		met := "met"
+		if r.perStream() > memoryTarget {
+			met = "NOT met"
+		}
+		fmt.Fprintf(out, "%s: %.0f B per sum stream at %d streams (target <= %d B: %s)\n", displayName(r.name), r.perStream(), r.streams, memoryTarget, met)
 	}
 }
+
+func (r memoryRow) perStream() float64 { return float64(r.settled-r.idle) / float64(r.streams) }
 
 // lockedBuffer is a process's combined output, written by the process's
 // copying goroutine and read when reporting a failure.

@@ -161,3 +161,39 @@ func httpText(ctx context.Context, url string) (string, error) {
 	_, err = b.ReadFrom(resp.Body)
 	return b.String(), err
 }
+
+// cpuTime reads the CPU time (user and system) the process has used so far
+// from /proc/<pid>/stat.
+func (p *process) cpuTime() (time.Duration, error) {
+	return processCPU(p.cmd.Process.Pid)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times; 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+func processCPU(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading process %d's CPU time: %w", pid, err)
+	}
+	// The command name, in parentheses, may hold spaces: fields are counted
+	// after its closing parenthesis. utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parsing /proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(raw[i+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("parsing /proc/%d/stat: %d fields", pid, len(fields))
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing /proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}

@@ -27,8 +27,10 @@ type rawMessage []byte
 // than with the Internal code gRPC uses for codec failures. It holds a
 // reference to gRPC's pooled receive buffer instead of a copy: requests
 // arrive at full speed, and a fresh copy of each would be garbage the
-// collector has to keep up with. The handler must call release once the
-// request is decoded (pdata copies every string and byte field it keeps).
+// collector has to keep up with. The handler calls release once the
+// request was consumed: pdata copies every string and byte field it keeps,
+// and the consumer may journal these bytes as received (EncodedConsumer)
+// until it returns.
 type requestBytes struct{ buf mem.Buffer }
 
 func (r *requestBytes) bytes() []byte {
@@ -115,13 +117,12 @@ var metricsServiceDesc = grpc.ServiceDesc{
 // export decodes one Export call, ingests it and encodes the answer.
 func (g *grpcServer) export(ctx context.Context, body *requestBytes) (*rawMessage, error) {
 	req := pmetricotlp.NewExportRequest()
-	err := req.UnmarshalProto(body.bytes())
-	body.release()
-	if err != nil {
+	encoded := body.bytes()
+	if err := req.UnmarshalProto(encoded); err != nil {
 		g.in.refused(transportGRPC, reasonMalformed)
 		return nil, status.Errorf(codes.InvalidArgument, "decoding OTLP ExportMetricsServiceRequest: %v", err)
 	}
-	resp, refusal := g.in.export(ctx, transportGRPC, req)
+	resp, refusal := g.in.export(ctx, transportGRPC, req, encoded)
 	if refusal != nil {
 		return nil, unavailableStatus(refusal)
 	}

@@ -113,10 +113,14 @@ func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 
 	req := pmetricotlp.NewExportRequest()
+	// encoded is the request's protobuf encoding when it arrived as one, so
+	// that a consumer journaling it need not encode it again.
+	var encoded []byte
 	if enc == encodingJSON {
 		err = req.UnmarshalJSON(body)
 	} else {
 		err = req.UnmarshalProto(body)
+		encoded = body
 	}
 	if err != nil {
 		h.refuse(w, enc, reasonMalformed, http.StatusBadRequest, codes.InvalidArgument,
@@ -124,7 +128,7 @@ func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	resp, refusal := h.in.export(r.Context(), transportHTTP, req)
+	resp, refusal := h.in.export(r.Context(), transportHTTP, req, encoded)
 	if refusal != nil {
 		writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, refusal.Error(), refusal.RetryAfter)
 		return

@@ -73,8 +73,10 @@ func (in *ingest) authenticate(transport string, authorization []string) bool {
 
 // export admits req, counts its points, hands them to the consumer and
 // returns the OTLP response, with the partial success of what the consumer
-// refused, or why the whole request must be retried later.
-func (in *ingest) export(ctx context.Context, transport string, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, *UnavailableError) {
+// refused, or why the whole request must be retried later. encoded is req's
+// protobuf encoding as received, nil when it arrived in another encoding;
+// it stays valid until export returns.
+func (in *ingest) export(ctx context.Context, transport string, req pmetricotlp.ExportRequest, encoded []byte) (pmetricotlp.ExportResponse, *UnavailableError) {
 	if !in.admission.tryAcquire() {
 		in.refused(transport, reasonOverloaded)
 		return pmetricotlp.ExportResponse{}, &UnavailableError{Reason: reasonOverloaded, RetryAfter: DefaultRetryAfter, Err: errOverloaded}
@@ -83,7 +85,13 @@ func (in *ingest) export(ctx context.Context, transport string, req pmetricotlp.
 
 	md := req.Metrics()
 	in.metrics.receivedPoints.WithLabelValues(transport).Add(float64(md.DataPointCount()))
-	outcome, err := in.consumer.Consume(ctx, md)
+	var outcome Outcome
+	var err error
+	if ec, ok := in.consumer.(EncodedConsumer); ok && encoded != nil {
+		outcome, err = ec.ConsumeEncoded(ctx, md, encoded)
+	} else {
+		outcome, err = in.consumer.Consume(ctx, md)
+	}
 	if err != nil {
 		u := unavailableFrom(err)
 		in.logger.WarnContext(ctx, "refusing OTLP request", "transport", transport, "reason", u.Reason, "error", err)

@@ -21,6 +21,17 @@ type Consumer interface {
 	Consume(ctx context.Context, md pmetric.Metrics) (Outcome, error)
 }
 
+// EncodedConsumer is a Consumer that can use a request's protobuf encoding
+// as it was received (an OTLP ExportMetricsServiceRequest, which has the
+// wire format of a MetricsData message), for example to journal it without
+// encoding md again. The receivers call ConsumeEncoded instead of Consume
+// when they have that encoding (OTLP/gRPC, OTLP/HTTP protobuf); encoded is
+// only valid until ConsumeEncoded returns.
+type EncodedConsumer interface {
+	Consumer
+	ConsumeEncoded(ctx context.Context, md pmetric.Metrics, encoded []byte) (Outcome, error)
+}
+
 // ConsumerFunc adapts a function to Consumer.
 type ConsumerFunc func(ctx context.Context, md pmetric.Metrics) (Outcome, error)
 

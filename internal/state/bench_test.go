@@ -82,7 +82,13 @@ func BenchmarkCheckpoint1M(b *testing.B) {
 
 // BenchmarkRecord journals a typical Claude Code export (16 delta points)
 // from many concurrent requests, as the receivers do.
-func BenchmarkRecord(b *testing.B) {
+func BenchmarkRecord(b *testing.B) { benchRecord(b, false) }
+
+// BenchmarkRecordEncoded journals the request as the bytes it arrived in,
+// as the worker does for OTLP/gRPC and OTLP/HTTP protobuf requests.
+func BenchmarkRecordEncoded(b *testing.B) { benchRecord(b, true) }
+
+func benchRecord(b *testing.B, asReceived bool) {
 	s, err := state.Open(state.Options{Directory: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
@@ -96,10 +102,17 @@ func BenchmarkRecord(b *testing.B) {
 	for range 3 {
 		claudeCodeRequest("s-2", 1).ResourceMetrics().MoveAndAppendTo(md.ResourceMetrics())
 	}
+	var encoded []byte
+	if asReceived {
+		var marshal pmetric.ProtoMarshaler
+		if encoded, err = marshal.MarshalMetrics(md); err != nil {
+			b.Fatal(err)
+		}
+	}
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			done, err := s.Record(context.Background(), md)
+			done, err := s.RecordEncoded(context.Background(), md, encoded)
 			if err != nil {
 				b.Error(err)
 				return

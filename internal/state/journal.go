@@ -13,16 +13,16 @@ import (
 // journaling them would only cost disk and fsync time. ok is false when md
 // holds nothing the engine converts.
 //
-// md itself is returned when the engine converts all of it, which is the
-// common case (clients that export delta export all of their metrics that
-// way), so the usual request costs no copy.
-func convertedPart(md pmetric.Metrics) (part pmetric.Metrics, ok bool) {
+// md itself is returned, with whole set, when the engine converts all of
+// it, which is the common case (clients that export delta export all of
+// their metrics that way), so the usual request costs no copy.
+func convertedPart(md pmetric.Metrics) (part pmetric.Metrics, whole, ok bool) {
 	converted, others := countConverted(md)
 	switch {
 	case converted == 0:
-		return pmetric.Metrics{}, false
+		return pmetric.Metrics{}, false, false
 	case others == 0:
-		return md, true
+		return md, true, true
 	}
 	out := pmetric.NewMetrics()
 	rms := md.ResourceMetrics()
@@ -57,7 +57,7 @@ func convertedPart(md pmetric.Metrics) (part pmetric.Metrics, ok bool) {
 			}
 		}
 	}
-	return out, true
+	return out, false, true
 }
 
 func countConverted(md pmetric.Metrics) (converted, others int) {

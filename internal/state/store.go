@@ -387,17 +387,31 @@ func (s *Store) replay(ctx context.Context, from uint64, apply ApplyFunc, report
 // to the engine. A request the engine converts nothing of is not journaled.
 // Call it before the engine's Apply, which consumes md.
 func (s *Store) Record(ctx context.Context, md pmetric.Metrics) (done func(), err error) {
+	return s.RecordEncoded(ctx, md, nil)
+}
+
+// RecordEncoded is Record for a request whose protobuf encoding is at hand
+// (encoded, the bytes as received; nil when there are none): when the
+// engine converts all of md, which is the usual request, those bytes are
+// journaled as they are instead of encoding md again. encoded must be the
+// encoding md was decoded from, and stay unchanged until RecordEncoded
+// returns.
+func (s *Store) RecordEncoded(ctx context.Context, md pmetric.Metrics, encoded []byte) (done func(), err error) {
 	l := s.wal.Load()
 	if l == nil {
 		return nil, errors.New("journaling a request: worker state not restored yet")
 	}
-	part, ok := convertedPart(md)
+	part, whole, ok := convertedPart(md)
 	if !ok {
 		return func() {}, nil
 	}
-	payload, err := s.marshal.MarshalMetrics(part)
-	if err != nil {
-		return nil, fmt.Errorf("encoding a request for the write-ahead log: %w", err)
+	// The bytes as received hold everything md holds, so they are the
+	// journal record only when the engine converts all of md.
+	payload := encoded
+	if payload == nil || !whole {
+		if payload, err = s.marshal.MarshalMetrics(part); err != nil {
+			return nil, fmt.Errorf("encoding a request for the write-ahead log: %w", err)
+		}
 	}
 	done, err = l.Append(ctx, payload)
 	if err != nil {

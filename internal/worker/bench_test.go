@@ -139,7 +139,14 @@ func benchBatch(b *testing.B, first, points int) *benchRequest {
 // worker: OTLP/gRPC over loopback, decoding, conversion, and the periodic
 // OTLP export of cumulative values to an in-process sink. One op is one
 // request of 1,000 points over 100,000 streams; 8 senders on 4 connections.
-func BenchmarkIngestOTLPGRPC(b *testing.B) {
+func BenchmarkIngestOTLPGRPC(b *testing.B) { benchIngest(b, "") }
+
+// BenchmarkIngestOTLPGRPCDurable is BenchmarkIngestOTLPGRPC with state on
+// local disk, as the operator deploys the worker: every request is
+// journaled and made durable before it is answered.
+func BenchmarkIngestOTLPGRPCDurable(b *testing.B) { benchIngest(b, b.TempDir()) }
+
+func benchIngest(b *testing.B, stateDirectory string) {
 	const streams, points, connections, senders = 100_000, 1000, 4, 8
 	sink := startDiscardSink(b)
 	cfg := workerconfig.Config{
@@ -152,6 +159,7 @@ func BenchmarkIngestOTLPGRPC(b *testing.B) {
 			Endpoint: sink, Insecure: true, Compression: "none",
 		}},
 		Telemetry: workerconfig.Telemetry{Endpoint: "127.0.0.1:0"},
+		State:     workerconfig.State{Directory: stateDirectory},
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -125,7 +125,7 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 		MaxRequestBody: int64(otlp.HTTP.MaxRequestBodyMiB) << 20,
 		MaxInFlight:    otlp.MaxConcurrentRequests,
 		TokenFile:      otlp.AuthTokenFile,
-		Consumer:       receive.ConsumerFunc(w.consume),
+		Consumer:       consumer{w},
 		Registerer:     w.registry,
 		Logger:         w.logger,
 	}); err != nil {
@@ -277,15 +277,29 @@ func (w *Worker) Run(ctx context.Context) error {
 	return errors.Join(runErr, w.shutdown(true))
 }
 
+// consumer hands the receivers' requests to the worker, with their
+// encoding as received when there is one (receive.EncodedConsumer).
+type consumer struct{ w *Worker }
+
+func (c consumer) Consume(ctx context.Context, md pmetric.Metrics) (receive.Outcome, error) {
+	return c.w.consume(ctx, md, nil)
+}
+
+func (c consumer) ConsumeEncoded(ctx context.Context, md pmetric.Metrics, encoded []byte) (receive.Outcome, error) {
+	return c.w.consume(ctx, md, encoded)
+}
+
 // consume is the ingest path: journal, apply, forward passthrough, answer.
-func (w *Worker) consume(ctx context.Context, md pmetric.Metrics) (receive.Outcome, error) {
+// encoded is md's protobuf encoding as received, or nil; the journal takes
+// it as it is instead of encoding md again.
+func (w *Worker) consume(ctx context.Context, md pmetric.Metrics, encoded []byte) (receive.Outcome, error) {
 	if ready, reason := w.readiness.State(); !ready {
 		return receive.Outcome{}, receive.Unavailable("not_ready", receive.DefaultRetryAfter, errors.New(reason))
 	}
 	var done func()
 	if w.store != nil {
 		var err error
-		if done, err = w.store.Record(ctx, md); err != nil {
+		if done, err = w.store.RecordEncoded(ctx, md, encoded); err != nil {
 			return receive.Outcome{}, receive.Unavailable("journal", receive.DefaultRetryAfter,
 				fmt.Errorf("recording the request durably: %w", err))
 		}

@@ -5,13 +5,11 @@ import (
 	"context"
 	"math"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/snappy"
 	"google.golang.org/protobuf/encoding/protowire"
-	"sigs.k8s.io/yaml"
 
 	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
 )
@@ -85,50 +83,6 @@ func TestReceiverStoresEverySampleWithItsWorker(t *testing.T) {
 	}
 	if s := r.Stats(); s.Refused != 1 || s.SamplesByWorker[1] != 2 || s.RequestsByWorker[0] != 0 {
 		t.Errorf("stats %+v", s)
-	}
-}
-
-func TestLocalGatewayConfigChangesOnlyAddresses(t *testing.T) {
-	rendered, err := os.ReadFile("../../../internal/manifests/testdata/default.gateway.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	local, err := LocalGatewayConfig(string(rendered), GatewayAddresses{
-		OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Health: "127.0.0.1:3", Metrics: "127.0.0.1:4",
-		Workers: []string{"127.0.0.1:10", "127.0.0.1:11", "127.0.0.1:12"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LocalGatewayConfig(string(rendered), GatewayAddresses{
-		OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Health: "127.0.0.1:3", Metrics: "127.0.0.1:4",
-		Workers: []string{"127.0.0.1:10"},
-	}); err == nil || !strings.Contains(err.Error(), "lists 3 workers, 1 run locally") {
-		t.Errorf("fewer local workers than the static resolver lists: error %v", err)
-	}
-	var before, after map[string]any
-	if err := yaml.Unmarshal(rendered, &before); err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal([]byte(local), &after); err != nil {
-		t.Fatal(err)
-	}
-	resolver, _ := mapAt(after, "exporters.load_balancing.resolver")
-	if len(resolver) != 1 || !strings.Contains(local, "- 127.0.0.1:10") || !strings.Contains(local, "- 127.0.0.1:12") || strings.Contains(local, ".svc:4317") {
-		t.Errorf("resolver %v", resolver)
-	}
-	// Everything but the addresses is as rendered.
-	for _, path := range []string{"exporters.load_balancing.protocol", "processors", "service.pipelines"} {
-		b, _ := mapAt(before, path)
-		a, _ := mapAt(after, path)
-		bj, _ := yaml.Marshal(b)
-		aj, _ := yaml.Marshal(a)
-		if string(bj) != string(aj) || len(bj) < 5 {
-			t.Errorf("%s changed:\n%s\nto\n%s", path, bj, aj)
-		}
-	}
-	if _, err := LocalGatewayConfig("receivers: {}", GatewayAddresses{}); err == nil || !strings.Contains(err.Error(), "receivers.otlp") {
-		t.Errorf("missing receiver: error %v", err)
 	}
 }
 

@@ -1,199 +1,25 @@
 package harness
 
-import (
-	"fmt"
-	"strconv"
-	"strings"
-
-	"sigs.k8s.io/yaml"
-)
+import "github.com/deltapipeline/deltapipeline/internal/localconfig"
 
 // The configurations run here are the ones the operator rendered into the
-// API server, decoded and changed only where a pod's network and volume
-// differ from a local process's: listen addresses, the workers' addresses,
-// the remote write endpoint and the state directory. Everything else (queue,
-// retry, routing key, conversion settings, ...) runs exactly as rendered.
+// API server, rewritten for local processes by package localconfig, which
+// the benchmarks share.
 
 // GatewayAddresses are one local gateway's listen addresses.
-type GatewayAddresses struct {
-	OTLPGRPC, OTLPHTTP, Health, Metrics string
-	// Workers are the workers' OTLP/gRPC host:port, in ordinal order.
-	Workers []string
-	// MembershipFile is where the router reads the membership the harness
-	// relays from the published ConfigMap (router deltapipeline).
-	MembershipFile string
-}
-
-// membershipPollInterval is how often a local router reads its membership
-// file; in a cluster it watches the ConfigMap instead.
-const membershipPollInterval = "200ms"
-
-// LocalGatewayConfig rewrites a rendered gateway configuration for a local
-// process. DeltaPipeline's router reads its membership from a file instead of
-// watching the ConfigMap. For the load_balancing exporter, the static
-// resolver's pod DNS names become the local workers' addresses, in ordinal
-// order; a k8s or dns resolver becomes a static list of them.
-func LocalGatewayConfig(rendered string, a GatewayAddresses) (string, error) {
-	var cfg map[string]any
-	if err := yaml.Unmarshal([]byte(rendered), &cfg); err != nil {
-		return "", fmt.Errorf("decoding the rendered gateway configuration: %w", err)
-	}
-	edits := []struct {
-		path  string
-		value any
-	}{
-		{"receivers.otlp.protocols.grpc.endpoint", a.OTLPGRPC},
-		{"receivers.otlp.protocols.http.endpoint", a.OTLPHTTP},
-		{"extensions.health_check.endpoint", a.Health},
-	}
-	for _, e := range edits {
-		if err := replaceAt(cfg, e.path, e.value); err != nil {
-			return "", fmt.Errorf("gateway configuration: %w", err)
-		}
-	}
-	if err := replaceMetricsReader(cfg, a.Metrics); err != nil {
-		return "", fmt.Errorf("gateway configuration: %w", err)
-	}
-	if router, err := mapAt(cfg, "exporters.deltapipeline_router"); err == nil {
-		if _, err := mapAt(router, "membership.configmap"); err != nil {
-			return "", fmt.Errorf("gateway configuration: exporters.deltapipeline_router: %w", err)
-		}
-		if a.MembershipFile == "" {
-			return "", fmt.Errorf("gateway configuration: the router needs a local membership file")
-		}
-		router["membership"] = map[string]any{"file": a.MembershipFile, "poll_interval": membershipPollInterval}
-		return marshalLocal(cfg)
-	}
-	resolver, err := mapAt(cfg, "exporters.load_balancing.resolver")
-	if err != nil {
-		return "", fmt.Errorf("gateway configuration: %w", err)
-	}
-	if static, ok := resolver["static"].(map[string]any); ok {
-		if rendered, _ := static["hostnames"].([]any); len(rendered) != len(a.Workers) {
-			return "", fmt.Errorf("gateway configuration: the static resolver lists %d workers, %d run locally", len(rendered), len(a.Workers))
-		}
-	} else if _, ok := resolver["k8s"]; !ok {
-		if _, ok := resolver["dns"]; !ok {
-			return "", fmt.Errorf("gateway configuration: exporters.load_balancing.resolver has none of static, k8s, dns: %v", resolver)
-		}
-	}
-	clear(resolver)
-	hostnames := make([]any, len(a.Workers))
-	for i, w := range a.Workers {
-		hostnames[i] = w
-	}
-	resolver["static"] = map[string]any{"hostnames": hostnames}
-	return marshalLocal(cfg)
-}
-
-func marshalLocal(cfg map[string]any) (string, error) {
-	out, err := yaml.Marshal(cfg)
-	if err != nil {
-		return "", fmt.Errorf("encoding the local gateway configuration: %w", err)
-	}
-	return string(out), nil
-}
-
-// replaceMetricsReader points the collector's own Prometheus pull reader at
-// a local address.
-func replaceMetricsReader(cfg map[string]any, hostPort string) error {
-	host, port, ok := strings.Cut(hostPort, ":")
-	if !ok {
-		return fmt.Errorf("metrics address %q is not host:port", hostPort)
-	}
-	portNumber, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("metrics address %q: %w", hostPort, err)
-	}
-	metrics, err := mapAt(cfg, "service.telemetry.metrics")
-	if err != nil {
-		return err
-	}
-	readers, ok := metrics["readers"].([]any)
-	if !ok || len(readers) == 0 {
-		return fmt.Errorf("service.telemetry.metrics.readers is missing")
-	}
-	replaced := 0
-	for _, r := range readers {
-		reader, _ := r.(map[string]any)
-		prom, err := mapAt(reader, "pull.exporter.prometheus")
-		if err != nil {
-			continue
-		}
-		prom["host"] = host
-		prom["port"] = portNumber
-		replaced++
-	}
-	if replaced != 1 {
-		return fmt.Errorf("service.telemetry.metrics.readers has %d prometheus pull readers, want 1", replaced)
-	}
-	return nil
-}
+type GatewayAddresses = localconfig.GatewayAddresses
 
 // WorkerAddresses are one local worker's addresses and directory.
-type WorkerAddresses struct {
-	OTLPGRPC, OTLPHTTP, Telemetry string
-	RemoteWrite                   string
-	StateDirectory                string
+type WorkerAddresses = localconfig.WorkerAddresses
+
+// LocalGatewayConfig rewrites a rendered gateway configuration for a local
+// process (see localconfig.Gateway).
+func LocalGatewayConfig(rendered string, a GatewayAddresses) (string, error) {
+	return localconfig.Gateway(rendered, a)
 }
 
 // LocalWorkerConfig rewrites a rendered worker configuration for a local
-// process.
+// process (see localconfig.Worker).
 func LocalWorkerConfig(rendered string, a WorkerAddresses) (string, error) {
-	var cfg map[string]any
-	if err := yaml.Unmarshal([]byte(rendered), &cfg); err != nil {
-		return "", fmt.Errorf("decoding the rendered worker configuration: %w", err)
-	}
-	edits := []struct {
-		path  string
-		value any
-	}{
-		{"receivers.otlp.grpc.endpoint", a.OTLPGRPC},
-		{"receivers.otlp.http.endpoint", a.OTLPHTTP},
-		{"telemetry.endpoint", a.Telemetry},
-		{"exporters.prometheusRemoteWrite.endpoint", a.RemoteWrite},
-		{"state.directory", a.StateDirectory},
-	}
-	for _, e := range edits {
-		if err := replaceAt(cfg, e.path, e.value); err != nil {
-			return "", fmt.Errorf("worker configuration: %w", err)
-		}
-	}
-	out, err := yaml.Marshal(cfg)
-	if err != nil {
-		return "", fmt.Errorf("encoding the local worker configuration: %w", err)
-	}
-	return string(out), nil
-}
-
-// replaceAt sets the value at a dotted path that must already exist, so a
-// change in what the operator renders shows up here as an error instead of
-// a silently added key.
-func replaceAt(cfg map[string]any, path string, value any) error {
-	i := strings.LastIndexByte(path, '.')
-	m, err := mapAt(cfg, path[:i])
-	if err != nil {
-		return err
-	}
-	key := path[i+1:]
-	if _, ok := m[key]; !ok {
-		return fmt.Errorf("%s is missing", path)
-	}
-	m[key] = value
-	return nil
-}
-
-// mapAt returns the map at a dotted path.
-func mapAt(cfg map[string]any, path string) (map[string]any, error) {
-	m := cfg
-	walked := ""
-	for part := range strings.SplitSeq(path, ".") {
-		walked = strings.TrimPrefix(walked+"."+part, ".")
-		next, ok := m[part].(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("%s is missing or not a map", walked)
-		}
-		m = next
-	}
-	return m, nil
+	return localconfig.Worker(rendered, a)
 }

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/localconfig"
+	"github.com/deltapipeline/deltapipeline/internal/manifests"
+	"github.com/deltapipeline/deltapipeline/internal/pipelinetest"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
+)
+
+// The worker and gateway configurations benchmarked here are the ones the
+// operator renders (internal/manifests) for a pipeline with the API
+// server's defaults, rewritten for local processes by the same code as the
+// end-to-end suite's (internal/localconfig). Only what a benchmark has to
+// set differs from a user's default pipeline: the OTLP exporter to the
+// discard sink (without compression, as upstream's, so neither pays for
+// gzip), a stream limit above the default when a phase holds more streams,
+// and --interval when it is not the default.
+
+// renderOptions are the benchmark's departures from a default pipeline.
+type renderOptions struct {
+	sink        string // the discard sink's OTLP/gRPC host:port
+	persistence bool
+	maxStreams  int
+	interval    time.Duration
+	gateways    int
+	workers     int
+}
+
+func benchPipeline(o renderOptions) *v1alpha1.DeltaPipeline {
+	opts := []pipelinetest.Option{
+		pipelinetest.WithExporters(v1alpha1.ExportersSpec{OTLP: &v1alpha1.OTLPExporterSpec{
+			Endpoint: o.sink, Insecure: true, Compression: "none",
+		}}),
+		pipelinetest.WithPersistence(o.persistence),
+	}
+	var defaults workerconfig.Config
+	defaults.ApplyDefaults()
+	if o.maxStreams > defaults.Conversion.MaxStreams {
+		opts = append(opts, pipelinetest.WithMaxStreams(int32(o.maxStreams)))
+	}
+	if o.gateways > 0 {
+		opts = append(opts, pipelinetest.WithGatewayReplicas(int32(o.gateways)))
+	}
+	if o.workers > 0 {
+		opts = append(opts, pipelinetest.WithWorkerReplicas(int32(o.workers)))
+	}
+	p := pipelinetest.Stored("bench", "bench", opts...)
+	if o.interval > 0 && o.interval != defaults.Conversion.Interval.Duration {
+		p.Spec.Worker.Conversion.Interval = &metav1.Duration{Duration: o.interval}
+	}
+	return p
+}
+
+// renderWorker is the worker configuration the operator renders for p,
+// with a's addresses and state directory, and the gateway-to-worker token
+// at a local path (benchWorkerToken).
+func renderWorker(p *v1alpha1.DeltaPipeline, a localconfig.WorkerAddresses) (string, error) {
+	rendered, err := manifests.WorkerConfigYAML(p)
+	if err != nil {
+		return "", fmt.Errorf("rendering the worker configuration: %w", err)
+	}
+	local, err := localconfig.Worker(string(rendered), a)
+	if err != nil {
+		return "", err
+	}
+	return withLocalToken(local)
+}
+
+// renderGateway is the gateway configuration the operator renders for p
+// (whatever manifests.GatewayCollectorConfigYAML returns), with a's
+// addresses and the local worker token.
+func renderGateway(p *v1alpha1.DeltaPipeline, a localconfig.GatewayAddresses) (string, error) {
+	rendered, err := manifests.GatewayCollectorConfigYAML(p)
+	if err != nil {
+		return "", fmt.Errorf("rendering the gateway configuration: %w", err)
+	}
+	local, err := localconfig.Gateway(string(rendered), a)
+	if err != nil {
+		return "", err
+	}
+	return withLocalToken(local)
+}
+
+// benchWorkerToken is the gateway-to-worker token of every benchmarked
+// pipeline; the load generator sends it when it feeds a worker directly.
+const benchWorkerToken = "bench-gateway-to-worker-token"
+
+var (
+	tokenOnce sync.Once
+	tokenPath string
+	tokenErr  error
+)
+
+// withLocalToken points the token path of the pods (the Secret's mount) at
+// a local file holding benchWorkerToken, as the pods read the Secret.
+func withLocalToken(config string) (string, error) {
+	tokenOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "deltapipeline-bench-token-")
+		if err != nil {
+			tokenErr = fmt.Errorf("creating the local worker token: %w", err)
+			return
+		}
+		tokenPath = filepath.Join(dir, manifests.WorkerTokenFile)
+		tokenErr = os.WriteFile(tokenPath, []byte(benchWorkerToken), 0o600)
+	})
+	if tokenErr != nil {
+		return "", tokenErr
+	}
+	return strings.ReplaceAll(config, manifests.WorkerTokenPath, tokenPath), nil
+}
+
+// writeLocalMembership writes the membership the operator publishes for p
+// with the local workers' addresses, for the router to read (in a cluster
+// it watches the ConfigMap).
+func writeLocalMembership(p *v1alpha1.DeltaPipeline, workers []string, path string) error {
+	m := manifests.Membership(p, 1)
+	if len(m.Members) != len(workers) {
+		return fmt.Errorf("the membership lists %d workers, %d run locally", len(m.Members), len(workers))
+	}
+	for i := range m.Members {
+		m.Members[i].Endpoint = workers[i]
+	}
+	doc, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		return fmt.Errorf("writing the local membership: %w", err)
+	}
+	return nil
+}
