@@ -293,6 +293,7 @@ const (
 	// GatewayRouterLoadBalancing is the upstream load_balancing exporter.
 	GatewayRouterLoadBalancing GatewayRouter = "loadBalancing"
 )
+
 // GatewayTLSSpec is the gateway's serving certificate.
 type GatewayTLSSpec struct {
 	// SecretName names a Secret of type kubernetes.io/tls in the pipeline's

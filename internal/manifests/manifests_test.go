@@ -49,7 +49,7 @@ func goldenCases(t *testing.T) map[string]*v1alpha1.DeltaPipeline {
 		"amp-sigv4":                 pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouting(v1alpha1.RoutingKeyAttributes, "session.id"), pipelinetest.WithExporters(pipelinetest.AMPExporters())),
 		"otlp-secrets":              pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())),
 		"extra-processors":          pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayConfig(extraProcessors)),
-		"gateway-tls":      pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayTLS("claude-gateway-tls")),
+		"gateway-tls":               pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayTLS("claude-gateway-tls")),
 		"gateway-bearer-tokens": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayTLS("claude-gateway-tls"),
 			pipelinetest.WithGatewayBearerTokens(v1alpha1.SecretKeyRef{Name: "team-a", Key: "token"}, v1alpha1.SecretKeyRef{Name: "team-b", Key: "token"})),
 		"gateway-oidc": pipelinetest.Stored("claude", "telemetry", pipelinetest.WithGatewayTLS("claude-gateway-tls"),

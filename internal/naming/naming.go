@@ -80,6 +80,7 @@ func GatewayHorizontalPodAutoscaler(p Named) string { return suffixed(p, "gatewa
 
 // MembershipConfigMap publishes the worker ring the gateways' router follows.
 func MembershipConfigMap(p Named) string { return suffixed(p, "membership") }
+
 // GatewayClientTokensSecret holds the tokens of spec.gateway.auth.bearerTokens,
 // one per line, for the gateway's bearertokenauth extension.
 func GatewayClientTokensSecret(p Named) string { return suffixed(p, "gateway-client-tokens") }
