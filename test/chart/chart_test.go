@@ -44,7 +44,8 @@ func TestChartDefaultsRunARestrictedManager(t *testing.T) {
 		"--metrics-bind-address=:8443",
 		"--metrics-secure=true",
 		"--worker-image=ghcr.io/deltapipeline/deltapipeline-worker:" + chart.AppVersion,
-		"--gateway-image=otel/opentelemetry-collector-contrib:0.161.0",
+		"--gateway-image=ghcr.io/deltapipeline/deltapipeline-gateway:" + chart.AppVersion,
+		"--upstream-gateway-image=otel/opentelemetry-collector-contrib:0.161.0",
 	}
 	for _, arg := range wantArgs {
 		if !slices.Contains(args, arg) {
@@ -142,7 +143,8 @@ func TestChartCustomValuesReachTheManifests(t *testing.T) {
 		"--metrics-bind-address=:9443",
 		"--metrics-secure=false",
 		"--worker-image=registry.example.com/platform/deltapipeline-worker:v9.9.9",
-		"--gateway-image=registry.example.com/mirror/opentelemetry-collector-contrib:0.161.0",
+		"--gateway-image=registry.example.com/platform/deltapipeline-gateway:v9.9.9",
+		"--upstream-gateway-image=registry.example.com/mirror/opentelemetry-collector-contrib:0.161.0",
 		"--zap-log-level=debug",
 		"--zap-stacktrace-level=panic",
 	} {

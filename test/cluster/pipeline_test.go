@@ -76,9 +76,11 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 	helmImageFlags := func(managerImage, workerImage string) []string {
 		managerRepo, managerTag := splitImage(managerImage)
 		workerRepo, workerTag := splitImage(workerImage)
+		gatewayRepo, gatewayTag := splitImage(env.GatewayImage)
 		return []string{
 			"--set", "image.repository=" + managerRepo, "--set", "image.tag=" + managerTag,
 			"--set", "workerImage.repository=" + workerRepo, "--set", "workerImage.tag=" + workerTag,
+			"--set", "gatewayImage.repository=" + gatewayRepo, "--set", "gatewayImage.tag=" + gatewayTag,
 		}
 	}
 

@@ -56,6 +56,11 @@ control-plane: controller-manager
 {{- printf "%s:%s" .Values.workerImage.repository (default .Chart.AppVersion .Values.workerImage.tag) }}
 {{- end }}
 
+{{/* Gateway image; the tag defaults to the chart's appVersion so operator and gateways match. */}}
 {{- define "deltapipeline-operator.gatewayImage" -}}
-{{- printf "%s:%s" .Values.gatewayImage.repository (required "gatewayImage.tag is required" .Values.gatewayImage.tag) }}
+{{- printf "%s:%s" .Values.gatewayImage.repository (default .Chart.AppVersion .Values.gatewayImage.tag) }}
+{{- end }}
+
+{{- define "deltapipeline-operator.upstreamGatewayImage" -}}
+{{- printf "%s:%s" .Values.upstreamGatewayImage.repository (required "upstreamGatewayImage.tag is required" .Values.upstreamGatewayImage.tag) }}
 {{- end }}
