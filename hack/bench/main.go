@@ -50,6 +50,7 @@ type settings struct {
 	gatewayBin            string
 	pipeline              bool
 	cpuProfile            string
+	gatewayProfile        string
 	stateParent           string
 	histogramMemory       int
 	expHistogramMemory    int
@@ -79,6 +80,7 @@ func main() {
 	flag.StringVar(&s.workerBin, "worker", "bin/worker", "worker binary")
 	flag.StringVar(&s.otelcolBin, "otelcol", "bin/otelcol", "upstream collector binary with the delta_to_cumulative processor (and, in --pipeline, the load_balancing exporter of the seed topology)")
 	flag.StringVar(&s.gatewayBin, "gateway-binary", "bin/gateway", "--pipeline: the gateway binary of our topology, run with the configuration the operator renders")
+	flag.StringVar(&s.gatewayProfile, "gateway-cpu-profile", "", "--pipeline: write a CPU profile of our first gateway over each measurement to PATH (pprof extension added to its configuration; the last round's is kept)")
 	flag.BoolVar(&s.pipeline, "pipeline", false, "measure whole pipelines (clients -> 2 gateways -> 3 workers -> sink, ours against the seed topology and the sink) instead of single processes")
 	flag.StringVar(&s.stateParent, "state-parent", "", "directory under which the durable workers' state directories are made (default: the run's temporary directory on local disk); point it at the volume to measure")
 	flag.StringVar(&s.cpuProfile, "cpu-profile", "", "write each worker's CPU profile (the last round's) to PREFIX-<pipeline>.pprof, for go tool pprof")

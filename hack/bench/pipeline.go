@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/deltapipeline/deltapipeline/internal/localconfig"
 )
@@ -90,6 +93,8 @@ type topology struct {
 	tiers   []*tier
 	// delivered counts the points the last tier received so far.
 	delivered func(ctx context.Context) (int64, error)
+	// profileURL, when set, serves a CPU profile of the first gateway.
+	profileURL string
 }
 
 func (t *topology) stop() error {
@@ -217,8 +222,21 @@ func measurePipeline(ctx context.Context, s settings, self, name string, shared 
 		time.Sleep(time.Until(measureFrom))
 		first <- take()
 	}()
+	profiled := make(chan error, 1)
+	if topo.profileURL != "" {
+		go func() {
+			time.Sleep(time.Until(measureFrom))
+			profiled <- fetchProfile(ctx, topo.profileURL, s.duration, s.gatewayProfile)
+		}()
+	} else {
+		profiled <- nil
+	}
 	res := gen.run(ctx, measureFrom, measureFrom.Add(s.duration))
 	last := take()
+	if err := <-profiled; err != nil {
+		_ = topo.stop()
+		return row, err
+	}
 	before := <-first
 	if ctx.Err() != nil {
 		_ = topo.stop()
@@ -340,6 +358,11 @@ func startOurs(s settings, shared *sinkProcess, dir string) (*topology, error) {
 		})
 		if err != nil {
 			return topo, err
+		}
+		if i == 0 && s.gatewayProfile != "" {
+			if config, topo.profileURL, err = withPprof(config); err != nil {
+				return topo, err
+			}
 		}
 		proc, err := startCollector(fmt.Sprintf("gateway %d", i), s.gatewayBin, config, filepath.Join(dir, fmt.Sprintf("ours-gateway-%d.yaml", i)), ports[0])
 		if proc != nil {
@@ -581,4 +604,57 @@ func medianPipeline(rows []pipelineRow) pipelineRow {
 		m.all = append(m.all, r.load.pointsPerSecond())
 	}
 	return m
+}
+
+// withPprof adds the collector's pprof extension on a free loopback port to
+// a gateway configuration and returns its CPU profile URL.
+func withPprof(config string) (string, string, error) {
+	addrs, err := freeAddrs(1)
+	if err != nil {
+		return "", "", err
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(config), &cfg); err != nil {
+		return "", "", fmt.Errorf("adding pprof to the gateway configuration: %w", err)
+	}
+	extensions, _ := cfg["extensions"].(map[string]any)
+	service, _ := cfg["service"].(map[string]any)
+	if extensions == nil || service == nil {
+		return "", "", errors.New("adding pprof to the gateway configuration: no extensions or service section")
+	}
+	extensions["pprof"] = map[string]any{"endpoint": addrs[0]}
+	listed, _ := service["extensions"].([]any)
+	service["extensions"] = append(listed, "pprof")
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", "", fmt.Errorf("adding pprof to the gateway configuration: %w", err)
+	}
+	return string(out), "http://" + addrs[0] + "/debug/pprof/profile", nil
+}
+
+// fetchProfile records a CPU profile of d from url into path.
+func fetchProfile(ctx context.Context, url string, d time.Duration, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?seconds=%d", url, int(d.Seconds())), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profiling the gateway: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profiling the gateway: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("writing the gateway profile: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("writing the gateway profile: %w", err)
+	}
+	return f.Close()
 }
