@@ -170,7 +170,6 @@ func (r *router) consume(_ context.Context, md pmetric.Metrics) error {
 		r.tel.refused(reasonNoMembership, md.DataPointCount())
 		return errNoMembership
 	}
-	total := md.DataPointCount()
 	sp := r.splitters.Get().(*splitter)
 	defer r.splitters.Put(sp)
 	parts, points := sp.split(md, t.membership)
@@ -183,6 +182,10 @@ func (r *router) consume(_ context.Context, md pmetric.Metrics) error {
 				if points[p] > 0 {
 					t.queues[p].unreserve()
 				}
+			}
+			total := 0
+			for _, n := range points {
+				total += n
 			}
 			r.tel.refused(reasonQueueFull, total)
 			return fmt.Errorf("the queue for worker %s is full (%d requests); retry later",

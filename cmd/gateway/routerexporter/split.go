@@ -43,9 +43,7 @@ func (s *splitter) split(md pmetric.Metrics, m ring.Membership) ([]pmetric.Metri
 		rm := rms.At(i)
 		rl := s.keyer.Resource(rm.Resource())
 		if !s.keyer.PerPoint() {
-			o := m.Owner(s.keyer.ResourceKey(rl))
-			s.points[o] += resourcePoints(rm)
-			rm.MoveTo(s.part(o).ResourceMetrics().AppendEmpty())
+			rm.MoveTo(s.part(m.Owner(s.keyer.ResourceKey(rl))).ResourceMetrics().AppendEmpty())
 			continue
 		}
 		clear(s.rmSet)
@@ -57,6 +55,14 @@ func (s *splitter) split(md pmetric.Metrics, m ring.Membership) ([]pmetric.Metri
 			metrics := sm.Metrics()
 			for k := range metrics.Len() {
 				s.splitMetric(rm, sm, metrics.At(k), s.keyer.Metric(sl, metrics.At(k)), m)
+			}
+		}
+	}
+	if !s.keyer.PerPoint() {
+		// Whole resources were moved; their points are counted once, here.
+		for o, part := range s.parts {
+			if part != (pmetric.Metrics{}) {
+				s.points[o] = part.DataPointCount()
 			}
 		}
 	}
@@ -212,34 +218,5 @@ func movePoints[S pointSlice[P], P point[P]](s *splitter, src S, dst func(o int)
 		o := int(s.owners[i])
 		s.points[o]++
 		src.At(i).MoveTo(dst(o).AppendEmpty())
-	}
-}
-
-func resourcePoints(rm pmetric.ResourceMetrics) int {
-	n := 0
-	sms := rm.ScopeMetrics()
-	for i := range sms.Len() {
-		ms := sms.At(i).Metrics()
-		for j := range ms.Len() {
-			n += pointCount(ms.At(j))
-		}
-	}
-	return n
-}
-
-func pointCount(m pmetric.Metric) int {
-	switch m.Type() {
-	case pmetric.MetricTypeSum:
-		return m.Sum().DataPoints().Len()
-	case pmetric.MetricTypeGauge:
-		return m.Gauge().DataPoints().Len()
-	case pmetric.MetricTypeHistogram:
-		return m.Histogram().DataPoints().Len()
-	case pmetric.MetricTypeExponentialHistogram:
-		return m.ExponentialHistogram().DataPoints().Len()
-	case pmetric.MetricTypeSummary:
-		return m.Summary().DataPoints().Len()
-	default:
-		return 0
 	}
 }
