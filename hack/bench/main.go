@@ -323,7 +323,7 @@ func startTarget(s settings, self, name string, shared *sinkProcess, dir string,
 
 	case "upstream":
 		path := filepath.Join(dir, "otelcol.yaml")
-		config := fmt.Sprintf(upstreamConfig, grpcAddr, maxStreams, shared.grpc)
+		config := upstreamCollectorConfig(grpcAddr, maxStreams, shared.grpc, upstreamTelemetryOff)
 		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 			return nil, err
 		}
@@ -386,7 +386,8 @@ func startWorker(s settings, name, grpcAddr, sinkAddr, dir string, maxStreams in
 
 // upstreamConfig is the upstream pipeline with default settings except the
 // stream bound (raised to the worker's), compression (off, as the worker's)
-// and its own telemetry (off, so it neither binds :8888 nor spends CPU).
+// and the collector's own metrics (the last %s: upstreamTelemetryOff, or
+// upstreamTelemetryServed where a benchmark reads them).
 const upstreamConfig = `receivers:
   otlp:
     protocols:
@@ -408,13 +409,31 @@ service:
     logs:
       level: warn
     metrics:
-      level: none
+%s
   pipelines:
     metrics:
       receivers: [otlp]
       processors: [delta_to_cumulative]
       exporters: [otlp_grpc]
 `
+
+// upstreamTelemetryOff keeps the collector's own metrics off, so it neither
+// binds :8888 nor spends CPU on them.
+const upstreamTelemetryOff = "      level: none"
+
+// upstreamTelemetryServed serves the collector's own metrics on host:port,
+// which count the points it accepted.
+const upstreamTelemetryServed = `      level: basic
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: %q
+                port: %s`
+
+func upstreamCollectorConfig(endpoint string, maxStreams int, sink, telemetry string) string {
+	return fmt.Sprintf(upstreamConfig, endpoint, maxStreams, sink, telemetry)
+}
 
 func measureThroughput(ctx context.Context, s settings, self, name string, shared *sinkProcess, templates []*template, dir string) (throughputRow, error) {
 	row := throughputRow{name: name}

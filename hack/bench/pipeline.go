@@ -392,7 +392,7 @@ func startSeed(s settings, shared *sinkProcess, dir string) (*topology, error) {
 			return topo, err
 		}
 		host, port, _ := strings.Cut(ports[1], ":")
-		config := fmt.Sprintf(seedWorkerConfig, ports[0], 2*s.streams, shared.grpc, host, port)
+		config := upstreamCollectorConfig(ports[0], 2*s.streams, shared.grpc, fmt.Sprintf(upstreamTelemetryServed, host, port))
 		proc, err := startCollector(fmt.Sprintf("seed worker %d", i), s.otelcolBin, config, filepath.Join(dir, fmt.Sprintf("seed-worker-%d.yaml", i)), ports[0])
 		if proc != nil {
 			workers.procs = append(workers.procs, proc)
@@ -470,43 +470,6 @@ service:
     metrics:
       receivers: [otlp]
       exporters: [load_balancing]
-`
-
-// seedWorkerConfig is upstreamConfig's pipeline with the collector's own
-// metrics served, which count the points it accepted.
-const seedWorkerConfig = `receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: %q
-        max_recv_msg_size_mib: 16
-processors:
-  delta_to_cumulative:
-    max_stale: 10m
-    max_streams: %d
-exporters:
-  otlp_grpc:
-    endpoint: %q
-    tls:
-      insecure: true
-    compression: none
-service:
-  telemetry:
-    logs:
-      level: warn
-    metrics:
-      level: basic
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: %q
-                port: %s
-  pipelines:
-    metrics:
-      receivers: [otlp]
-      processors: [delta_to_cumulative]
-      exporters: [otlp_grpc]
 `
 
 var (
