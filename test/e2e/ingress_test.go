@@ -51,15 +51,12 @@ var _ = Describe("A DeltaPipeline exposed with TLS and bearer tokens", Ordered, 
 		// tokenFile holds team b's token, as a laptop's environment would.
 		tokenFile string
 		roots     *x509.CertPool
-		anyError  bool
 	)
 
 	BeforeAll(func(ctx SpecContext) {
 		binaries, err := harness.BinariesFromEnv()
 		Expect(err).NotTo(HaveOccurred())
 		runDir, err = os.MkdirTemp("", "deltapipeline-e2e-ingress-")
-		Expect(err).NotTo(HaveOccurred())
-		crdDir, err := filepath.Abs(filepath.Join("..", "..", "config", "crd", "bases"))
 		Expect(err).NotTo(HaveOccurred())
 
 		By("making a test CA and a gateway certificate for the loopback address")
@@ -79,7 +76,7 @@ var _ = Describe("A DeltaPipeline exposed with TLS and bearer tokens", Ordered, 
 		}
 		pipeline, err = harness.Start(ctx,
 			harness.WithDir(runDir),
-			harness.WithCRDDir(crdDir),
+			harness.WithCRDDir(crdDir()),
 			harness.WithBinaries(binaries),
 			harness.WithGateways(2),
 			harness.WithWorkers(2),
@@ -100,22 +97,7 @@ var _ = Describe("A DeltaPipeline exposed with TLS and bearer tokens", Ordered, 
 		Expect(err).NotTo(HaveOccurred())
 	}, NodeTimeout(3*time.Minute))
 
-	AfterEach(func() {
-		if CurrentSpecReport().Failed() {
-			anyError = true
-		}
-	})
-
-	AfterAll(func(ctx SpecContext) {
-		if pipeline != nil {
-			Expect(pipeline.Stop(ctx)).To(Succeed())
-		}
-		if anyError {
-			fmt.Fprintf(GinkgoWriter, "configurations, logs and state kept in %s\n", runDir)
-			return
-		}
-		Expect(os.RemoveAll(runDir)).To(Succeed())
-	}, NodeTimeout(3*time.Minute))
+	stopAfterAll(&pipeline, &runDir)
 
 	gatewaySum := func(ctx context.Context, name string, match map[string]string) float64 {
 		var total float64

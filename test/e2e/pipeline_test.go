@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,8 +32,7 @@ func describePipeline(router v1alpha1.GatewayRouter) bool {
 			runDir   string
 			// sent accumulates every run's totals: later runs must not disturb
 			// the series of earlier ones.
-			sent     totals.Totals
-			anyError bool
+			sent totals.Totals
 		)
 
 		BeforeAll(func(ctx SpecContext) {
@@ -42,12 +40,9 @@ func describePipeline(router v1alpha1.GatewayRouter) bool {
 			Expect(err).NotTo(HaveOccurred())
 			runDir, err = os.MkdirTemp("", "deltapipeline-e2e-")
 			Expect(err).NotTo(HaveOccurred())
-			crdDir, err := filepath.Abs(filepath.Join("..", "..", "config", "crd", "bases"))
-			Expect(err).NotTo(HaveOccurred())
-
 			pipeline, err = harness.Start(ctx,
 				harness.WithDir(runDir),
-				harness.WithCRDDir(crdDir),
+				harness.WithCRDDir(crdDir()),
 				harness.WithBinaries(binaries),
 				harness.WithGateways(2),
 				harness.WithWorkers(3),
@@ -60,22 +55,7 @@ func describePipeline(router v1alpha1.GatewayRouter) bool {
 			sent = totals.Totals{Series: map[string]float64{}}
 		}, NodeTimeout(3*time.Minute))
 
-		AfterEach(func() {
-			if CurrentSpecReport().Failed() {
-				anyError = true
-			}
-		})
-
-		AfterAll(func(ctx SpecContext) {
-			if pipeline != nil {
-				Expect(pipeline.Stop(ctx)).To(Succeed())
-			}
-			if anyError {
-				fmt.Fprintf(GinkgoWriter, "configurations, logs and state kept in %s\n", runDir)
-				return
-			}
-			Expect(os.RemoveAll(runDir)).To(Succeed())
-		}, NodeTimeout(3*time.Minute))
+		stopAfterAll(&pipeline, &runDir)
 
 		It("runs the configurations the operator rendered, changing only addresses", func() {
 			if router == v1alpha1.GatewayRouterLoadBalancing {
