@@ -20,7 +20,7 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 	spec := corev1.PodSpec{
 		ServiceAccountName:            naming.GatewayServiceAccount(p),
 		AutomountServiceAccountToken:  ptr.To(GatewayReadsKubernetesAPI(p)),
-		SecurityContext:               restrictedPodSecurityContext(gatewayUserID),
+		SecurityContext:               RestrictedPodSecurityContext(gatewayUserID),
 		TerminationGracePeriodSeconds: ptr.To[int64](GatewayTerminationGracePeriodSeconds),
 		Containers: []corev1.Container{{
 			Name:  "collector",
@@ -36,7 +36,7 @@ func GatewayDeployment(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 			LivenessProbe:   httpProbe("/", CollectorHealthPort, 5, 10, 3),
 			ReadinessProbe:  httpProbe("/", CollectorHealthPort, 2, 5, 3),
 			Lifecycle:       gatewayLifecycle(),
-			SecurityContext: restrictedContainerSecurityContext(),
+			SecurityContext: RestrictedContainerSecurityContext(),
 			VolumeMounts:    append([]corev1.VolumeMount{{Name: "config", MountPath: GatewayConfigDir, ReadOnly: true}}, ingressMounts...),
 		}},
 		Volumes: append([]corev1.Volume{{

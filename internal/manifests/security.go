@@ -8,8 +8,9 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 )
 
-// restrictedPodSecurityContext satisfies the "restricted" Pod Security Standard.
-func restrictedPodSecurityContext(uid int64) *corev1.PodSecurityContext {
+// RestrictedPodSecurityContext satisfies the "restricted" Pod Security
+// Standard; the cluster suite's own pods use it too.
+func RestrictedPodSecurityContext(uid int64) *corev1.PodSecurityContext {
 	return &corev1.PodSecurityContext{
 		RunAsNonRoot:   ptr.To(true),
 		RunAsUser:      ptr.To(uid),
@@ -19,7 +20,9 @@ func restrictedPodSecurityContext(uid int64) *corev1.PodSecurityContext {
 	}
 }
 
-func restrictedContainerSecurityContext() *corev1.SecurityContext {
+// RestrictedContainerSecurityContext is the container half of the
+// "restricted" Pod Security Standard.
+func RestrictedContainerSecurityContext() *corev1.SecurityContext {
 	return &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),
 		ReadOnlyRootFilesystem:   ptr.To(true),

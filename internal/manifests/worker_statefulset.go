@@ -54,7 +54,7 @@ func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 
 	spec := corev1.PodSpec{
 		ServiceAccountName:            naming.WorkerServiceAccount(p),
-		SecurityContext:               restrictedPodSecurityContext(workerUserID),
+		SecurityContext:               RestrictedPodSecurityContext(workerUserID),
 		TerminationGracePeriodSeconds: ptr.To[int64](WorkerTerminationGracePeriodSeconds),
 		Containers: []corev1.Container{{
 			Name:            "worker",
@@ -64,7 +64,7 @@ func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 			Resources:       WorkerResources(p),
 			LivenessProbe:   httpProbe("/healthz", workerconfig.DefaultTelemetryPort, 5, 10, 3),
 			ReadinessProbe:  httpProbe("/readyz", workerconfig.DefaultTelemetryPort, 2, 5, 3),
-			SecurityContext: restrictedContainerSecurityContext(),
+			SecurityContext: RestrictedContainerSecurityContext(),
 			VolumeMounts:    mounts,
 		}},
 		Volumes: volumes,

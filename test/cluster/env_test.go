@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
@@ -151,26 +150,6 @@ func localVolume(name, path, node string) *corev1.PersistentVolume {
 				}},
 			}}}},
 		},
-	}
-}
-
-// restrictedPodSecurity and restrictedContainerSecurity pass the restricted
-// Pod Security Standard.
-func restrictedPodSecurity(uid int64) *corev1.PodSecurityContext {
-	return &corev1.PodSecurityContext{
-		RunAsNonRoot:   ptr.To(true),
-		RunAsUser:      ptr.To(uid),
-		RunAsGroup:     ptr.To(uid),
-		FSGroup:        ptr.To(uid),
-		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-	}
-}
-
-func restrictedContainerSecurity() *corev1.SecurityContext {
-	return &corev1.SecurityContext{
-		AllowPrivilegeEscalation: ptr.To(false),
-		ReadOnlyRootFilesystem:   ptr.To(true),
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
+	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 	"github.com/deltapipeline/deltapipeline/test/e2e/harness"
 )
@@ -654,13 +655,13 @@ func runLoadPod(ctx context.Context, k8s client.Client, env suiteEnv, endpoint s
 			BackoffLimit: ptr.To[int32](0),
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				RestartPolicy:   corev1.RestartPolicyNever,
-				SecurityContext: restrictedPodSecurity(65532),
+				SecurityContext: manifests.RestrictedPodSecurityContext(65532),
 				Containers: []corev1.Container{{
 					Name:  "loadgen",
 					Image: env.LoadgenImage,
 					Args: []string{"--endpoint", endpoint, "--sessions", "20", "--shared-sessions", "4", "--rounds", "3",
 						"--export-interval", "2s", "--seed", "7", "--totals-out", "/dev/stderr"},
-					SecurityContext: restrictedContainerSecurity(),
+					SecurityContext: manifests.RestrictedContainerSecurityContext(),
 				}},
 			}},
 		},

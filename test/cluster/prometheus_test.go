@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
+	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/test/e2e/harness"
 )
 
@@ -65,7 +66,7 @@ func receiverObjects(env suiteEnv) ([]client.Object, *corev1.Service) {
 	container := corev1.Container{
 		Name:            receiverName,
 		Ports:           []corev1.ContainerPort{{Name: "write", ContainerPort: receiverPort}},
-		SecurityContext: restrictedContainerSecurity(),
+		SecurityContext: manifests.RestrictedContainerSecurityContext(),
 	}
 	var volumes []corev1.Volume
 	var objects []client.Object
@@ -117,7 +118,7 @@ func receiverObjects(env suiteEnv) ([]client.Object, *corev1.Service) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					SecurityContext: restrictedPodSecurity(65532),
+					SecurityContext: manifests.RestrictedPodSecurityContext(65532),
 					Containers:      []corev1.Container{container},
 					Volumes:         volumes,
 				},
