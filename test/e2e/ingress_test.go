@@ -235,6 +235,22 @@ var _ = Describe("A DeltaPipeline exposed with TLS and bearer tokens", Ordered, 
 	It("lets no one but the gateways write into a worker: a request without the gateway token is refused and counted", func(ctx SpecContext) {
 		w := pipeline.Workers[0]
 		plain := &http.Client{Timeout: 10 * time.Second}
+		// The gateways answer once a request is queued; what earlier specs
+		// sent must reach the workers before the worker's count is taken.
+		Eventually(func(g Gomega) {
+			var accepted, received float64
+			for _, gw := range pipeline.Gateways {
+				m, err := harness.ScrapeMetrics(ctx, gw.MetricsURL)
+				g.Expect(err).NotTo(HaveOccurred())
+				accepted += m.Sum("otelcol_receiver_accepted_metric_points", nil)
+			}
+			for _, wk := range pipeline.Workers {
+				m, err := harness.ScrapeMetrics(ctx, wk.MetricsURL())
+				g.Expect(err).NotTo(HaveOccurred())
+				received += m.Sum(workerReceivedPoints, nil)
+			}
+			g.Expect(received).To(Equal(accepted))
+		}).WithContext(ctx).Should(Succeed(), "the gateways delivered what they accepted")
 		before, err := harness.ScrapeMetrics(ctx, w.MetricsURL())
 		Expect(err).NotTo(HaveOccurred())
 		Expect(postHTTP(ctx, plain, "http://"+w.OTLPHTTPEndpoint+"/v1/metrics", "")).To(Equal(http.StatusUnauthorized))
