@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -102,33 +101,6 @@ func TestWithoutTokenFileEveryRequestIsAccepted(t *testing.T) {
 	client, _ := f.grpcClient(t)
 	if _, err := client.Export(t.Context(), pmetricotlp.NewExportRequestFromMetrics(sampleMetrics(1))); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestTokenFileIsReadAgainAfterItChanges(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "token")
-	writeTokens(t, path, "old\n")
-	now := time.Unix(1000, 0)
-	tokens, err := newTokenFile(path, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return now })
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Several tokens, one per line with a comment, as bearertokenauth reads them.
-	writeTokens(t, path, "new  # rotated\n\nnewer\n")
-	if !tokens.accepts("Bearer old") || tokens.accepts("Bearer new") {
-		t.Fatal("the file was read again before tokenRecheckInterval passed")
-	}
-	now = now.Add(tokenRecheckInterval)
-	if tokens.accepts("Bearer old") || !tokens.accepts("Bearer new") || !tokens.accepts("Bearer newer") {
-		t.Fatal("the rotated tokens were not taken after tokenRecheckInterval")
-	}
-	// A file that disappears keeps the tokens last read.
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	now = now.Add(tokenRecheckInterval)
-	if !tokens.accepts("Bearer new") {
-		t.Fatal("a failed read dropped the tokens last read")
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/deltapipeline/deltapipeline/internal/bearertoken"
 )
 
 // Reasons a whole request is refused, the reason label of
@@ -31,7 +33,7 @@ type ingest struct {
 	metrics   *metrics
 	logger    *slog.Logger
 	// tokens is nil when every request is accepted.
-	tokens *tokenFile
+	tokens *bearertoken.File
 }
 
 // newIngest builds the path for both transports, registering its metrics.
@@ -47,7 +49,7 @@ func newIngest(opts Options) (*ingest, error) {
 		logger:    opts.Logger,
 	}
 	if opts.TokenFile != "" {
-		if in.tokens, err = newTokenFile(opts.TokenFile, opts.Logger, time.Now); err != nil {
+		if in.tokens, err = bearertoken.Open(opts.TokenFile, "the OTLP receivers' token file", opts.Logger, time.Now); err != nil {
 			return nil, err
 		}
 	}
@@ -64,7 +66,7 @@ func (in *ingest) authenticate(transport string, authorization []string) bool {
 	if in.tokens == nil {
 		return true
 	}
-	if len(authorization) > 0 && in.tokens.accepts(authorization[0]) {
+	if len(authorization) > 0 && in.tokens.Accepts(authorization[0]) {
 		return true
 	}
 	in.metrics.unauthenticated.WithLabelValues(transport).Inc()

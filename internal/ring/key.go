@@ -84,7 +84,13 @@ type MetricLevel struct {
 
 // Resource starts the key of the points of one resource.
 func (k *Keyer) Resource(r pcommon.Resource) ResourceLevel {
-	l := ResourceLevel{attrs: r.Attributes()}
+	return k.ResourceAttributes(r.Attributes())
+}
+
+// ResourceAttributes is Resource for a resource known by its attributes, as
+// a worker knows the resources of the streams it holds.
+func (k *Keyer) ResourceAttributes(attrs pcommon.Map) ResourceLevel {
+	l := ResourceLevel{attrs: attrs}
 	switch k.kind {
 	case KeyStreamID, KeyResource:
 		l.hash = hashMap(l.attrs)
@@ -98,10 +104,15 @@ func (k *Keyer) Resource(r pcommon.Resource) ResourceLevel {
 
 // Scope continues a key with an instrumentation scope.
 func (k *Keyer) Scope(r ResourceLevel, s pcommon.InstrumentationScope) ScopeLevel {
-	l := ScopeLevel{resource: r, attrs: s.Attributes(), hash: r.hash}
+	return k.ScopeParts(r, s.Name(), s.Version(), s.Attributes())
+}
+
+// ScopeParts is Scope for a scope known by its parts.
+func (k *Keyer) ScopeParts(r ResourceLevel, name, version string, attrs pcommon.Map) ScopeLevel {
+	l := ScopeLevel{resource: r, attrs: attrs, hash: r.hash}
 	if k.kind == KeyStreamID {
-		h := mix(r.hash, xxh3.HashString(s.Name()))
-		h = mix(h, xxh3.HashString(s.Version()))
+		h := mix(r.hash, xxh3.HashString(name))
+		h = mix(h, xxh3.HashString(version))
 		l.hash = mix(h, hashMap(l.attrs))
 	}
 	return l
@@ -111,30 +122,35 @@ func (k *Keyer) Scope(r ResourceLevel, s pcommon.InstrumentationScope) ScopeLeve
 // belong to the identity: a delta and a cumulative metric of one name are
 // different streams.
 func (k *Keyer) Metric(s ScopeLevel, m pmetric.Metric) MetricLevel {
+	temporality, monotonic := shape(m)
+	return k.MetricParts(s, m.Name(), m.Unit(), m.Type(), temporality, monotonic)
+}
+
+// MetricParts is Metric for a metric known by its parts.
+func (k *Keyer) MetricParts(s ScopeLevel, name, unit string, typ pmetric.MetricType, temporality pmetric.AggregationTemporality, monotonic bool) MetricLevel {
 	l := MetricLevel{scope: s, hash: s.hash}
 	if k.kind == KeyStreamID {
-		h := mix(s.hash, xxh3.HashString(m.Name()))
-		h = mix(h, xxh3.HashString(m.Unit()))
-		temporality, monotonic := shape(m)
-		l.hash = mix(h, uint64(m.Type())<<16|uint64(temporality)<<8|monotonic)
+		h := mix(s.hash, xxh3.HashString(name))
+		h = mix(h, xxh3.HashString(unit))
+		mono := uint64(0)
+		if monotonic {
+			mono = 1
+		}
+		l.hash = mix(h, uint64(typ)<<16|uint64(temporality)<<8|mono)
 	}
 	return l
 }
 
-func shape(m pmetric.Metric) (pmetric.AggregationTemporality, uint64) {
+func shape(m pmetric.Metric) (pmetric.AggregationTemporality, bool) {
 	switch m.Type() {
 	case pmetric.MetricTypeSum:
-		mono := uint64(0)
-		if m.Sum().IsMonotonic() {
-			mono = 1
-		}
-		return m.Sum().AggregationTemporality(), mono
+		return m.Sum().AggregationTemporality(), m.Sum().IsMonotonic()
 	case pmetric.MetricTypeHistogram:
-		return m.Histogram().AggregationTemporality(), 0
+		return m.Histogram().AggregationTemporality(), false
 	case pmetric.MetricTypeExponentialHistogram:
-		return m.ExponentialHistogram().AggregationTemporality(), 0
+		return m.ExponentialHistogram().AggregationTemporality(), false
 	default:
-		return pmetric.AggregationTemporalityUnspecified, 0
+		return pmetric.AggregationTemporalityUnspecified, false
 	}
 }
 

@@ -8,24 +8,42 @@ import (
 )
 
 // Member is one worker of the ring: Name identifies it (the pod name, which
-// keeps its ordinal through restarts) and Endpoint is where gateways send
-// its OTLP/gRPC traffic.
+// keeps its ordinal through restarts), Endpoint is where gateways send its
+// OTLP/gRPC traffic and Peer where other workers hand state over to it.
 type Member struct {
 	Name     string `json:"name"`
 	Endpoint string `json:"endpoint"`
+	Peer     string `json:"peer,omitempty"`
 }
 
 // Membership is the ring at one epoch. Members are in ordinal order: the
 // member at index i is the worker of ordinal i. Epochs only grow; a
 // gateway or worker ignores a membership older than the one it has.
+//
+// Previous is set while the workers hand state over after a change of
+// members: it lists the members of the ring before the change, the owners
+// that streams are moving away from. Gateways route by Members alone.
 type Membership struct {
-	Epoch   uint64   `json:"epoch"`
-	Members []Member `json:"members"`
+	Epoch    uint64   `json:"epoch"`
+	Members  []Member `json:"members"`
+	Previous []Member `json:"previous,omitempty"`
 }
 
 // Owner is the ordinal of the member that owns key. It must not be called
 // on an empty membership (Validate refuses one).
 func (m Membership) Owner(k Key) int { return jump(uint64(k), len(m.Members)) }
+
+// PreviousOwner is the ordinal of the member that owned key before the
+// change being handed over; ok is false when no hand-over is under way.
+func (m Membership) PreviousOwner(k Key) (ordinal int, ok bool) {
+	if len(m.Previous) == 0 {
+		return 0, false
+	}
+	return jump(uint64(k), len(m.Previous)), true
+}
+
+// Rescaling reports whether the workers are handing state over.
+func (m Membership) Rescaling() bool { return len(m.Previous) > 0 }
 
 // SameMembers reports whether two memberships route every key to the same
 // endpoint, whatever their epochs.
@@ -49,6 +67,11 @@ func (m Membership) Validate() error {
 			return fmt.Errorf("membership epoch %d: members %d and %d are both named %q", m.Epoch, j, i, mem.Name)
 		}
 		seen[mem.Name] = i
+	}
+	for i, mem := range m.Previous {
+		if mem.Name == "" || mem.Endpoint == "" {
+			return fmt.Errorf("membership epoch %d: previous member %d needs a name and an endpoint", m.Epoch, i)
+		}
 	}
 	return nil
 }
