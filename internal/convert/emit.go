@@ -134,7 +134,8 @@ func (e *Engine) scanShard(sh *shard, all bool, nowNs, floorMs int64, snaps []sn
 	defer sh.mu.Unlock()
 	for slot := uint32(0); slot < sh.used; slot++ {
 		s := sh.at(slot)
-		if s.kind == 0 {
+		if s.kind == 0 || s.has(flagMoving) {
+			// A moving stream is emitted by the worker it moves to.
 			continue
 		}
 		if all || s.has(flagUpdated) {

@@ -148,22 +148,26 @@ func noMetrics(sm pmetric.ScopeMetrics) bool         { return sm.Metrics().Len()
 // md into per-stream state and removes those points from md, together with
 // metrics, scopes and resources left empty. What remains is passthrough
 // for the caller to forward unchanged. Apply does not retain md.
-func (e *Engine) Apply(md pmetric.Metrics) Result {
+func (e *Engine) Apply(md pmetric.Metrics) Result { return e.apply(md, nil) }
+
+func (e *Engine) apply(md pmetric.Metrics, route *route) Result {
 	var res Result
 	enc := encoderPool.Get().(*encoder)
 	defer encoderPool.Put(enc)
 	now := e.clock().UnixNano()
 
-	var src descriptorSource
+	src := descriptorSource{route: route}
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
+		route.enterResource(rm)
 		src.resourceAttrs = rm.Resource().Attributes()
 		src.resourceSchema = rm.SchemaUrl()
 		src.prefix.resource = enc.hashAttributes(src.resourceAttrs)
 		sms := rm.ScopeMetrics()
 		for j := 0; j < sms.Len(); j++ {
 			sm := sms.At(j)
+			route.enterScope(sm)
 			scope := sm.Scope()
 			src.scopeName, src.scopeVersion = scope.Name(), scope.Version()
 			src.scopeAttrs = scope.Attributes()
@@ -178,6 +182,7 @@ func (e *Engine) Apply(md pmetric.Metrics) Result {
 					continue
 				}
 				converted = true
+				route.enterMetric(m)
 				src.shape = shapeOf(m)
 				src.description = m.Description()
 				src.prefix.metric = enc.hashMetric(src.shape)
@@ -218,17 +223,51 @@ func pointInterval(start, end pcommon.Timestamp) (interval, error) {
 	return interval{start: uint64(start), end: uint64(end)}, nil
 }
 
+// lockOutcome is what lockStream found or did.
+type lockOutcome uint8
+
+const (
+	// streamHeld: the stream is held here and returned.
+	streamHeld lockOutcome = iota
+	// streamCreated: the stream was created for this point.
+	streamCreated
+	// streamAbsent: the stream is not held and was not to be created.
+	streamAbsent
+	// streamLimited: creating the stream would exceed MaxStreams.
+	streamLimited
+	// streamElsewhere: the point belongs to a stream of another worker
+	// (or one being handed over to it); it goes to src.route.dest.
+	streamElsewhere
+	// streamReturning: the stream is being handed over to another worker
+	// but the placement names this one again.
+	streamReturning
+)
+
 // lockStream locks the shard of key and returns it with the stream,
-// creating the stream when create is set. A nil stream means the stream
-// does not exist (or could not be created: see limited).
-func (e *Engine) lockStream(enc *encoder, src *descriptorSource, key hash128, attrs pcommon.Map, kind streamKind, create bool) (sh *shard, s *stream, created, limited bool) {
+// creating the stream when create is set and the placement (if any) puts
+// it here. A nil stream comes with the outcome that says why.
+func (e *Engine) lockStream(enc *encoder, src *descriptorSource, key hash128, attrs pcommon.Map, kind streamKind, create bool) (sh *shard, s *stream, outcome lockOutcome) {
 	sh = e.shardFor(key)
 	sh.mu.Lock()
-	if s = sh.lookup(key); s != nil || !create {
-		return sh, s, false, false
+	if s = sh.lookup(key); s != nil {
+		if !s.has(flagMoving) {
+			return sh, s, streamHeld
+		}
+		// Its state is on the way to its new owner, which applies the
+		// point after the state: the forward is queued behind it.
+		if src.route == nil || !src.route.placeElsewhere(attrs) {
+			return sh, nil, streamReturning
+		}
+		return sh, nil, streamElsewhere
+	}
+	if !create {
+		return sh, nil, streamAbsent
+	}
+	if src.route != nil && src.route.placeElsewhere(attrs) {
+		return sh, nil, streamElsewhere
 	}
 	if !e.reserveStream() {
-		return sh, nil, false, true
+		return sh, nil, streamLimited
 	}
 	src.pointAttrs = attrs
 	refs := e.interner.acquire(enc, src)
@@ -236,7 +275,7 @@ func (e *Engine) lockStream(enc *encoder, src *descriptorSource, key hash128, at
 	s = sh.insert(key)
 	s.refs = refs
 	s.kind = kind
-	return sh, s, true, false
+	return sh, s, streamCreated
 }
 
 // admit applies the duplicate and writers rules to one point of a known
@@ -265,7 +304,7 @@ func (e *Engine) admit(s *stream, iv interval, now int64, res *Result) bool {
 func (e *Engine) markSeen(enc *encoder, src *descriptorSource, attrs pcommon.Map, now int64, res *Result) {
 	res.NoRecordedValue++
 	key := enc.hashStream(src.prefix, attrs)
-	sh, s, _, _ := e.lockStream(enc, src, key, attrs, 0, false)
+	sh, s, _ := e.lockStream(enc, src, key, attrs, 0, false)
 	if s != nil {
 		s.lastSeen = now
 	}
@@ -311,25 +350,30 @@ func (e *Engine) applySums(enc *encoder, src *descriptorSource, dps pmetric.Numb
 			continue
 		}
 		key := enc.hashStream(src.prefix, dp.Attributes())
-		sh, s, created, limited := e.lockStream(enc, src, key, dp.Attributes(), kindSum, true)
-		switch {
-		case limited:
-			res.reject(ReasonStreamLimit)
-		case created:
+		sh, s, outcome := e.lockStream(enc, src, key, dp.Attributes(), kindSum, true)
+		switch outcome {
+		case streamElsewhere, streamReturning, streamLimited:
+			sh.mu.Unlock()
+			e.placedElsewhere(src, outcome, res, func(m pmetric.Metric) { dp.CopyTo(m.Sum().DataPoints().AppendEmpty()) })
+			continue
+		case streamCreated:
 			s.start = iv.start
 			if isInt {
 				s.flags |= flagIntSum
 			}
-			fallthrough
-		case e.admit(s, iv, now, res):
-			if isInt {
-				s.addInt(iv64)
-			} else {
-				s.addDouble(f)
+		case streamHeld:
+			if !e.admit(s, iv, now, res) {
+				sh.mu.Unlock()
+				continue
 			}
-			s.noteApplied(iv, now)
-			res.Applied++
 		}
+		if isInt {
+			s.addInt(iv64)
+		} else {
+			s.addDouble(f)
+		}
+		s.noteApplied(iv, now)
+		res.Applied++
 		sh.mu.Unlock()
 	}
 }
@@ -351,17 +395,22 @@ func (e *Engine) applyHistograms(enc *encoder, src *descriptorSource, dps pmetri
 			continue
 		}
 		key := enc.hashStream(src.prefix, dp.Attributes())
-		sh, s, created, limited := e.lockStream(enc, src, key, dp.Attributes(), kindHistogram, true)
-		switch {
-		case limited:
-			res.reject(ReasonStreamLimit)
-		case created:
+		sh, s, outcome := e.lockStream(enc, src, key, dp.Attributes(), kindHistogram, true)
+		switch outcome {
+		case streamElsewhere, streamReturning, streamLimited:
+			sh.mu.Unlock()
+			e.placedElsewhere(src, outcome, res, func(m pmetric.Metric) { dp.CopyTo(m.Histogram().DataPoints().AppendEmpty()) })
+			continue
+		case streamCreated:
 			s.ext = &streamExt{histogram: &histogramState{}}
 			s.ext.histogram.reset(dp)
 			s.start = iv.start
 			s.noteApplied(iv, now)
 			res.Applied++
-		case e.admit(s, iv, now, res):
+		case streamHeld:
+			if !e.admit(s, iv, now, res) {
+				break
+			}
 			h := s.ext.histogram
 			if h.sameLayout(dp) {
 				h.add(dp)
@@ -395,7 +444,15 @@ func (e *Engine) applyExpHistograms(enc *encoder, src *descriptorSource, dps pme
 			continue
 		}
 		key := enc.hashStream(src.prefix, dp.Attributes())
-		sh, s, _, _ := e.lockStream(enc, src, key, dp.Attributes(), kindExpHistogram, false)
+		elsewhere := func(outcome lockOutcome) {
+			e.placedElsewhere(src, outcome, res, func(m pmetric.Metric) { dp.CopyTo(m.ExponentialHistogram().DataPoints().AppendEmpty()) })
+		}
+		sh, s, outcome := e.lockStream(enc, src, key, dp.Attributes(), kindExpHistogram, false)
+		if outcome == streamElsewhere || outcome == streamReturning {
+			sh.mu.Unlock()
+			elsewhere(outcome)
+			continue
+		}
 		if s == nil {
 			// Build the first state before creating the stream so that a
 			// point that cannot be represented leaves nothing behind.
@@ -405,12 +462,13 @@ func (e *Engine) applyExpHistograms(enc *encoder, src *descriptorSource, dps pme
 				res.rejectInvalid(src.shape.name, err)
 				continue
 			}
-			var created, limited bool
-			sh, s, created, limited = e.lockStream(enc, src, key, dp.Attributes(), kindExpHistogram, true)
-			switch {
-			case limited:
-				res.reject(ReasonStreamLimit)
-			case created:
+			sh, s, outcome = e.lockStream(enc, src, key, dp.Attributes(), kindExpHistogram, true)
+			switch outcome {
+			case streamElsewhere, streamReturning, streamLimited:
+				sh.mu.Unlock()
+				elsewhere(outcome)
+				continue
+			case streamCreated:
 				s.ext = &streamExt{exp: first}
 				s.start = iv.start
 				s.noteApplied(iv, now)

@@ -165,6 +165,9 @@ type streamRefs struct {
 // descriptorSource is where a new stream's descriptors come from: a point
 // being applied or a record being restored.
 type descriptorSource struct {
+	// route places points of streams not held here; nil when the engine
+	// holds every stream it is given.
+	route          *route
 	prefix         streamPrefix
 	resourceAttrs  pcommon.Map
 	resourceSchema string

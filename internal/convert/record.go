@@ -104,7 +104,7 @@ func (e *Engine) appendRecord(b []byte, enc *encoder, s *stream) ([]byte, error)
 	}
 	in.mu.RUnlock()
 
-	b = append(b, byte(s.kind), byte(s.flags&^flagEvicted))
+	b = append(b, byte(s.kind), byte(s.flags&^(flagEvicted|flagMoving)))
 	b = binary.AppendUvarint(b, s.start)
 	b = binary.AppendUvarint(b, s.newestEnd)
 	b = binary.AppendVarint(b, s.lastEmitMs)

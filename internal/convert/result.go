@@ -18,6 +18,9 @@ const (
 	// ReasonInvalid: the point is malformed (for example bucket counts do
 	// not match the bounds, the end precedes the start, the value is NaN).
 	ReasonInvalid
+	// ReasonHandoverConflict: the stream is being handed over to another
+	// worker, and the membership now places it here again.
+	ReasonHandoverConflict
 	NumReasons
 )
 
@@ -30,6 +33,8 @@ func (r Reason) String() string {
 		return "out_of_order"
 	case ReasonInvalid:
 		return "invalid"
+	case ReasonHandoverConflict:
+		return "handover_conflict"
 	default:
 		return fmt.Sprintf("reason_%d", uint8(r))
 	}
@@ -43,6 +48,8 @@ func (r Reason) describe() string {
 		return "overlap or precede points already applied to their stream"
 	case ReasonInvalid:
 		return "are invalid"
+	case ReasonHandoverConflict:
+		return "belong to a stream handed over to another worker that the membership places here again"
 	default:
 		return r.String()
 	}
@@ -57,6 +64,9 @@ type Result struct {
 	Duplicates int
 	// Passthrough points were left in md for the caller to forward.
 	Passthrough int
+	// Forwarded points belong to streams of other workers; ApplyPlaced
+	// moved them into its Forwards.
+	Forwarded int
 	// NoRecordedValue points carried the no-recorded-value flag; they
 	// change no total.
 	NoRecordedValue int

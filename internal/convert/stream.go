@@ -39,6 +39,10 @@ const (
 	flagEvicted
 	// flagEmitted: lastEmitMs holds the timestamp of an emitted point.
 	flagEmitted
+	// flagMoving: the stream's record is on its way to the worker that
+	// owns it now. Until that worker has it durably the stream stays here,
+	// frozen, so that checkpoints keep it; its points are forwarded.
+	flagMoving
 )
 
 // stream is the state of one series. It is kept small because the engine
