@@ -51,6 +51,16 @@ type StreamSink interface {
 // interval it already applied).
 type ApplyFunc func(md pmetric.Metrics)
 
+// FrameFunc folds a replayed hand-over frame (journaled with RecordFrame)
+// back in. Frames repeat records and points the engine may hold already; it
+// must recognise them as the live path does.
+type FrameFunc func(frame []byte)
+
+// frameMarker is the first byte of a journaled hand-over frame. No OTLP
+// request starts with it: its first byte is a protobuf tag, whose field
+// number is at least 1.
+const frameMarker = 0x00
+
 // Names inside the state directory.
 const (
 	CheckpointFile = "streams.ckpt"
@@ -247,6 +257,13 @@ type RestoreReport struct {
 // continues from the log alone; see ErrDiscardSink for the one case where
 // the caller must supply a fresh sink.
 func (s *Store) Restore(ctx context.Context, sink StreamSink, apply ApplyFunc) (RestoreReport, error) {
+	return s.RestoreWithFrames(ctx, sink, apply, nil)
+}
+
+// RestoreWithFrames is Restore for a worker that also journals hand-over
+// frames (RecordFrame): those are replayed through frames, in log order
+// with the requests.
+func (s *Store) RestoreWithFrames(ctx context.Context, sink StreamSink, apply ApplyFunc, frames FrameFunc) (RestoreReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -263,7 +280,7 @@ func (s *Store) Restore(ctx context.Context, sink StreamSink, apply ApplyFunc) (
 	if err := ctx.Err(); err != nil {
 		return report, fmt.Errorf("restoring worker state: %w", err)
 	}
-	if err := s.replay(ctx, from, apply, &report); err != nil {
+	if err := s.replay(ctx, from, apply, frames, &report); err != nil {
 		return report, err
 	}
 	l, err := wal.Open(s.walDir, from, wal.Options{OnSync: s.metrics.observeSync})
@@ -348,12 +365,23 @@ func isRecordRefusal(err error) bool {
 	return errors.As(err, &r)
 }
 
-func (s *Store) replay(ctx context.Context, from uint64, apply ApplyFunc, report *RestoreReport) error {
+func (s *Store) replay(ctx context.Context, from uint64, apply ApplyFunc, frames FrameFunc, report *RestoreReport) error {
 	s.setStatus(fmt.Sprintf("replaying the write-ahead log from segment %d", from))
 	var unmarshal pmetric.ProtoUnmarshaler
 	stats, err := wal.Replay(s.walDir, from, func(seq uint64, payload []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if len(payload) > 0 && payload[0] == frameMarker {
+			if frames == nil {
+				report.Undecodable++
+				s.metrics.walUndecodable.Inc()
+				s.log.Error("skipping a hand-over frame in the write-ahead log: this worker does not hand state over", "segment", seq)
+				return nil
+			}
+			frames(payload)
+			s.metrics.walReplayedRecords.Inc()
+			return nil
 		}
 		md, err := unmarshal.UnmarshalMetrics(payload)
 		if err != nil {
@@ -416,6 +444,24 @@ func (s *Store) RecordEncoded(ctx context.Context, md pmetric.Metrics, encoded [
 	done, err = l.Append(ctx, payload)
 	if err != nil {
 		return nil, fmt.Errorf("journaling a request: %w", err)
+	}
+	return done, nil
+}
+
+// RecordFrame makes a hand-over frame received from a peer durable before
+// it is applied, as RecordEncoded does for a request; the frame is
+// journaled as it is. done must be called after it was applied.
+func (s *Store) RecordFrame(ctx context.Context, frame []byte) (done func(), err error) {
+	l := s.wal.Load()
+	if l == nil {
+		return nil, errors.New("journaling a hand-over frame: worker state not restored yet")
+	}
+	if len(frame) == 0 || frame[0] != frameMarker {
+		return nil, errors.New("journaling a hand-over frame: it does not start with the frame marker")
+	}
+	done, err = l.Append(ctx, frame)
+	if err != nil {
+		return nil, fmt.Errorf("journaling a hand-over frame: %w", err)
 	}
 	return done, nil
 }

@@ -14,9 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Server serves /metrics (self-metrics), /healthz and /readyz.
+// Server serves /metrics (self-metrics), /healthz and /readyz, and what
+// other packages add with Handle.
 type Server struct {
 	srv      *http.Server
+	mux      *http.ServeMux
 	listener net.Listener
 }
 
@@ -26,18 +28,23 @@ func Listen(endpoint string, registry *prometheus.Registry, readiness *Readiness
 	if err != nil {
 		return nil, fmt.Errorf("listening for telemetry on %s: %w", endpoint, err)
 	}
+	mux := Handler(registry, readiness)
 	return &Server{
 		listener: ln,
+		mux:      mux,
 		srv: &http.Server{
-			Handler:           Handler(registry, readiness),
+			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 	}, nil
 }
 
+// Handle adds a route; call it before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // Handler routes the telemetry endpoints.
-func Handler(registry *prometheus.Registry, readiness *Readiness) http.Handler {
+func Handler(registry *prometheus.Registry, readiness *Readiness) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

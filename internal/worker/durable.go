@@ -46,13 +46,13 @@ func (w *Worker) restore(ctx context.Context) error {
 	}
 	w.readiness.NotReady("restoring state from " + w.cfg.State.Directory)
 	engine := w.currentEngine()
-	report, err := w.store.Restore(ctx, engine, replayInto(engine))
+	report, err := w.store.RestoreWithFrames(ctx, engine, w.replayInto(engine), w.replayFrames(engine))
 	if errors.Is(err, state.ErrDiscardSink) {
 		w.logger.Warn("checkpoint refused part way; restoring from the write-ahead log alone", "error", err)
 		if engine, err = w.newEngine(); err != nil {
 			return fmt.Errorf("restoring worker state: %w", err)
 		}
-		report, err = w.store.Restore(ctx, engine, replayInto(engine))
+		report, err = w.store.RestoreWithFrames(ctx, engine, w.replayInto(engine), w.replayFrames(engine))
 	}
 	if err != nil {
 		return fmt.Errorf("restoring worker state: %w", err)
@@ -74,13 +74,26 @@ func (w *Worker) restore(ctx context.Context) error {
 // runCheckpoints lets the store checkpoint the engine on its cadence until
 // ctx ends; the final checkpoint is the store's Close, at shutdown.
 func (w *Worker) runCheckpoints(ctx context.Context) {
-	if err := w.store.Run(ctx, w.currentEngine()); err != nil {
+	if err := w.store.Run(ctx, checkpointSource{w}); err != nil {
 		w.logger.Error("periodic checkpoints did not start; the write-ahead log keeps the data until shutdown", "error", err)
 	}
 }
 
 // replayInto applies replayed requests; re-applying what the checkpoint
 // already holds is harmless because the engine recognises applied intervals.
-func replayInto(engine *convert.Engine) state.ApplyFunc {
-	return func(md pmetric.Metrics) { engine.Apply(md) }
+func (w *Worker) replayInto(engine *convert.Engine) state.ApplyFunc {
+	if w.handoff == nil {
+		return func(md pmetric.Metrics) { engine.Apply(md) }
+	}
+	// Points of streams held elsewhere go there again; their holder
+	// recognises those it has.
+	return func(md pmetric.Metrics) { w.handoff.ReplayRequest(engine, md) }
+}
+
+// replayFrames applies journaled hand-over frames, nil without a hand-over.
+func (w *Worker) replayFrames(engine *convert.Engine) state.FrameFunc {
+	if w.handoff == nil {
+		return nil
+	}
+	return func(frame []byte) { w.handoff.ReplayFrame(engine, frame) }
 }

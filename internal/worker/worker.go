@@ -28,6 +28,7 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/export/otlpexport"
 	"github.com/deltapipeline/deltapipeline/internal/export/promexport"
 	"github.com/deltapipeline/deltapipeline/internal/export/remotewrite"
+	"github.com/deltapipeline/deltapipeline/internal/handoff"
 	"github.com/deltapipeline/deltapipeline/internal/receive"
 	"github.com/deltapipeline/deltapipeline/internal/state"
 	"github.com/deltapipeline/deltapipeline/internal/telemetry"
@@ -61,6 +62,9 @@ type Worker struct {
 	// store holds the durable state; nil when state.directory is empty.
 	store *state.Store
 
+	// handoff is this worker's part of the ring; nil when it owns every
+	// stream it receives (no handoff section).
+	handoff   *handoff.Handoff
 	receivers *receive.Servers
 	telemetry *telemetry.Server
 	pull      *promexport.Exporter
@@ -117,6 +121,9 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 	if err := w.buildExporters(ctx); err != nil {
 		return nil, err
 	}
+	if err := w.buildHandoff(); err != nil {
+		return nil, err
+	}
 	otlp := cfg.Receivers.OTLP
 	if w.receivers, err = receive.Listen(receive.Options{
 		GRPCEndpoint:   otlp.GRPC.Endpoint,
@@ -133,6 +140,9 @@ func New(ctx context.Context, cfg workerconfig.Config, opts Options) (_ *Worker,
 	}
 	if w.telemetry, err = telemetry.Listen(cfg.Telemetry.Endpoint, w.registry, w.readiness, w.logger); err != nil {
 		return nil, err
+	}
+	if w.handoff != nil {
+		w.telemetry.Handle("GET /handoff", w.handoff.StatusHandler())
 	}
 	return w, nil
 }
@@ -202,6 +212,9 @@ func (w *Worker) closeOnError() {
 	if w.telemetry != nil {
 		_ = w.telemetry.Shutdown(ctx)
 	}
+	if w.handoff != nil {
+		_ = w.handoff.Close(ctx)
+	}
 	for _, e := range w.exporters {
 		_ = e.Shutdown(ctx)
 	}
@@ -250,8 +263,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() { serveErrs <- w.pull.Serve() }()
 	}
 
+	if w.handoff != nil {
+		w.handoff.Start()
+		if err := w.awaitMembership(ctx); err != nil {
+			return errors.Join(err, w.shutdown(false))
+		}
+	}
 	if err := w.restore(ctx); err != nil {
 		return errors.Join(err, w.shutdown(false))
+	}
+	if w.handoff != nil {
+		w.handoff.SetReady(true)
+		w.handoff.RequestSweep()
 	}
 	w.readiness.Ready()
 	w.logger.Info("worker ready",
@@ -304,11 +327,14 @@ func (w *Worker) consume(ctx context.Context, md pmetric.Metrics, encoded []byte
 				fmt.Errorf("recording the request durably: %w", err))
 		}
 	}
-	res := w.currentEngine().Apply(md)
+	res, err := w.apply(ctx, md)
 	if done != nil {
 		done()
 	}
 	w.metrics.countApply(res)
+	if err != nil {
+		return receive.Outcome{}, receive.Unavailable("forward_queue_full", receive.DefaultRetryAfter, err)
+	}
 	if res.Passthrough > 0 {
 		w.exportAll(ctx, md)
 	}
@@ -390,8 +416,14 @@ func (w *Worker) shutdown(ready bool) error {
 	if ready {
 		w.emit(ctx, true)
 	}
+	if w.handoff != nil {
+		w.handoff.SetReady(false)
+		if err := w.drainHandoff(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if w.store != nil {
-		if err := w.store.Close(ctx, w.currentEngine()); err != nil {
+		if err := w.store.Close(ctx, checkpointSource{w}); err != nil {
 			errs = append(errs, fmt.Errorf("closing worker state: %w", err))
 		}
 	}

@@ -28,6 +28,7 @@ const (
 	DefaultOTLPHTTPPort   = 4318
 	DefaultTelemetryPort  = 8888
 	DefaultPrometheusPort = 9464
+	DefaultPeerPort       = 4319
 )
 
 // GatewayRetryBudget is how long a gateway keeps retrying a request to one
@@ -56,6 +57,49 @@ type Config struct {
 	State      State      `json:"state"`
 	Exporters  Exporters  `json:"exporters"`
 	Telemetry  Telemetry  `json:"telemetry"`
+	// Handoff, when set, makes the worker one member of a ring whose
+	// workers hand streams over when the membership changes.
+	Handoff *Handoff `json:"handoff,omitempty"`
+}
+
+// Handoff configures the hand-over of streams between workers.
+type Handoff struct {
+	// Member is this worker's name in the membership; empty means the host
+	// name, which in a StatefulSet is the pod name.
+	Member string `json:"member,omitempty"`
+	// RoutingKey and RoutingAttributes are the gateways' routing key, so
+	// that the worker knows which streams are its own.
+	RoutingKey        string   `json:"routingKey"`
+	RoutingAttributes []string `json:"routingAttributes,omitempty"`
+	// Membership is where the operator publishes the ring.
+	Membership MembershipSource `json:"membership"`
+	// Peer is the server other workers hand streams over to.
+	Peer PeerServer `json:"peer"`
+}
+
+// MembershipSource names exactly one of a ConfigMap and a file.
+type MembershipSource struct {
+	ConfigMap *ConfigMapRef `json:"configMap,omitempty"`
+	// File is read again every PollInterval.
+	File         string   `json:"file,omitempty"`
+	PollInterval Duration `json:"pollInterval,omitzero"`
+}
+
+// ConfigMapRef is a key of a ConfigMap, watched through the Kubernetes API
+// with the pod's service account.
+type ConfigMapRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Key       string `json:"key"`
+}
+
+// PeerServer configures the peer protocol's listener.
+type PeerServer struct {
+	// Endpoint is the listen address, host:port.
+	Endpoint string `json:"endpoint"`
+	// TokenFile holds the token peers present; a peer without it is
+	// refused.
+	TokenFile string `json:"tokenFile"`
 }
 
 // Receivers configures how data reaches the worker.
@@ -268,6 +312,13 @@ func (c *Config) ApplyDefaults() {
 		setString(&p.Endpoint, ":"+strconv.Itoa(DefaultPrometheusPort))
 	}
 
+	if h := c.Handoff; h != nil {
+		setString(&h.Peer.Endpoint, ":"+strconv.Itoa(DefaultPeerPort))
+		if h.Membership.File != "" {
+			setDuration(&h.Membership.PollInterval, time.Second)
+		}
+	}
+
 	setString(&c.Telemetry.Endpoint, ":"+strconv.Itoa(DefaultTelemetryPort))
 	setString(&c.Telemetry.LogLevel, "info")
 	setString(&c.Telemetry.LogFormat, "json")
@@ -366,6 +417,10 @@ func (c *Config) Validate() error {
 	}
 	if pe := e.Prometheus; pe != nil {
 		checkListen(add, "exporters.prometheus.endpoint", pe.Endpoint)
+	}
+
+	if h := c.Handoff; h != nil {
+		checkHandoff(add, h)
 	}
 
 	checkListen(add, "telemetry.endpoint", c.Telemetry.Endpoint)
@@ -467,6 +522,33 @@ func checkListen(add addFunc, field, endpoint string) {
 		add(field, "%q is not a host:port listen address", endpoint)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		add(field, "port %q is not a number from 0 to 65535", port)
+	}
+}
+
+func checkHandoff(add addFunc, h *Handoff) {
+	switch h.RoutingKey {
+	case "streamID", "resource", "service":
+	case "attributes":
+		if len(h.RoutingAttributes) == 0 {
+			add("handoff.routingAttributes", "routing key attributes needs at least one attribute")
+		}
+	default:
+		add("handoff.routingKey", "%q is not one of streamID, attributes, resource, service", h.RoutingKey)
+	}
+	m := h.Membership
+	switch {
+	case m.ConfigMap == nil && m.File == "":
+		add("handoff.membership", "set configMap or file")
+	case m.ConfigMap != nil && m.File != "":
+		add("handoff.membership", "set only one of configMap and file")
+	case m.ConfigMap != nil && (m.ConfigMap.Namespace == "" || m.ConfigMap.Name == "" || m.ConfigMap.Key == ""):
+		add("handoff.membership.configMap", "namespace, name and key are required")
+	case m.File != "":
+		checkPositiveDuration(add, "handoff.membership.pollInterval", m.PollInterval)
+	}
+	checkListen(add, "handoff.peer.endpoint", h.Peer.Endpoint)
+	if h.Peer.TokenFile == "" {
+		add("handoff.peer.tokenFile", "is required: peers are refused without the pipeline's peer token")
 	}
 }
 
