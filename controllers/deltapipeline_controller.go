@@ -27,7 +27,6 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
-	"github.com/deltapipeline/deltapipeline/internal/ring"
 )
 
 // Field indexes mapping a Secret or ConfigMap name to the pipelines reading it.
@@ -48,6 +47,9 @@ type DeltaPipelineReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Options   manifests.Options
+	// HandoffStatus reads the workers' hand-over progress while the ring
+	// rescales; nil reads it from the worker pods over HTTP.
+	HandoffStatus HandoffStatusReader
 }
 
 // +kubebuilder:rbac:groups=telemetry.deltapipeline.io,resources=deltapipelines,verbs=get;list;watch;update;patch
@@ -122,7 +124,11 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	creds := manifests.Credentials{ClientTokens: clientTokens, WorkerToken: workerToken}
+	peerToken, err := r.peerToken(ctx, &p)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	creds := manifests.Credentials{ClientTokens: clientTokens, WorkerToken: workerToken, PeerToken: peerToken}
 
 	// What both tiers mount goes first, so neither tier's pods wait for it.
 	shared := manifests.BuildShared(&p, creds)
@@ -150,12 +156,15 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// With a missing reference the worker tier keeps its current
 	// configuration: rolling workers onto a configuration whose files are
 	// missing would stop them.
+	plan := manifests.SteadyRing(1)
 	if workerRefs.Status == metav1.ConditionTrue {
-		epoch, err := r.membershipEpoch(ctx, &p)
-		if err != nil {
-			return ctrl.Result{}, r.failed(ctx, &p, status, err)
+		var progress ringProgress
+		if manifests.HandoffEnabled(&p) {
+			if plan, progress, err = r.planRing(ctx, &p); err != nil {
+				return ctrl.Result{}, r.failed(ctx, &p, status, err)
+			}
 		}
-		worker, err := manifests.BuildWorker(&p, r.Options, epoch)
+		worker, err := manifests.BuildWorker(&p, r.Options, creds, plan)
 		switch {
 		case err != nil && configCondition.Status == metav1.ConditionTrue:
 			configCondition = invalidConfig(v1alpha1.ReasonInvalidWorkerConfig, err)
@@ -168,8 +177,14 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			}
 			built = append(built, builtTier{component: naming.ComponentWorker, objects: objects})
 			status.Membership = nil
-			if worker.Membership != nil {
-				status.Membership = &v1alpha1.MembershipStatus{Epoch: int64(epoch), Workers: manifests.WorkerReplicas(&p)}
+			if worker.Membership == nil {
+				meta.RemoveStatusCondition(&status.Conditions, v1alpha1.ConditionRescaling)
+			} else {
+				m := manifests.Membership(&p, plan)
+				status.Membership = &v1alpha1.MembershipStatus{Epoch: int64(m.Epoch), Workers: int32(len(m.Members)), PreviousWorkers: int32(len(m.Previous))}
+				rescaling := rescalingCondition(&p, plan, progress, time.Now())
+				r.noteRescale(&p, rescaling)
+				setCondition(status, &p, rescaling)
 			}
 		}
 	}
@@ -191,8 +206,14 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	r.reportResources(&p, status)
 	setCondition(status, &p, readyCondition(status))
 
+	// The workers' progress is not a watched object: a rescale is looked
+	// at again until it is done.
+	var result ctrl.Result
+	if plan.Phase != manifests.RingSteady {
+		result.RequeueAfter = rescalePoll
+	}
 	if statusEqual(&p.Status, status) {
-		return ctrl.Result{}, nil
+		return result, nil
 	}
 	p.Status = *status
 	if err := r.Status().Update(ctx, &p); err != nil {
@@ -207,31 +228,7 @@ func (r *DeltaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, fmt.Errorf("updating status of DeltaPipeline %s: %w", req.NamespacedName, err)
 	}
 	logger.V(1).Info("status updated", "ready", meta.IsStatusConditionTrue(status.Conditions, v1alpha1.ConditionReady))
-	return ctrl.Result{}, nil
-}
-
-// membershipEpoch reads the published membership and picks the epoch to
-// publish (manifests.MembershipEpoch). A membership that cannot be read
-// counts as unpublished; the recorded epoch still keeps epochs growing.
-func (r *DeltaPipelineReconciler) membershipEpoch(ctx context.Context, p *v1alpha1.DeltaPipeline) (uint64, error) {
-	var recorded uint64
-	if p.Status.Membership != nil && p.Status.Membership.Epoch > 0 {
-		recorded = uint64(p.Status.Membership.Epoch)
-	}
-	var cm corev1.ConfigMap
-	err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: naming.MembershipConfigMap(p)}, &cm)
-	switch {
-	case apierrors.IsNotFound(err):
-		return manifests.MembershipEpoch(p, nil, recorded), nil
-	case err != nil:
-		return 0, fmt.Errorf("reading the published membership ConfigMap %s: %w", naming.MembershipConfigMap(p), err)
-	}
-	published, err := ring.ParseMembership([]byte(cm.Data[manifests.MembershipKey]))
-	if err != nil {
-		log.FromContext(ctx).Info("republishing an unreadable membership", "configmap", cm.Name, "error", err.Error())
-		return manifests.MembershipEpoch(p, nil, recorded), nil
-	}
-	return manifests.MembershipEpoch(p, &published, recorded), nil
+	return result, nil
 }
 
 // warnOnChange records a Warning Event for a False condition unless the

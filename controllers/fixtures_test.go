@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/handoff"
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
@@ -109,8 +110,12 @@ func ownedObjects(p *v1alpha1.DeltaPipeline) []ownedObject {
 			ownedObject{&networkingv1.NetworkPolicy{}, naming.GatewayNetworkPolicy(p)},
 			ownedObject{&networkingv1.NetworkPolicy{}, naming.WorkerNetworkPolicy(p)})
 	}
-	if !manifests.UsesLoadBalancing(p) {
-		objects = append(objects, ownedObject{&corev1.ConfigMap{}, naming.MembershipConfigMap(p)})
+	if manifests.HandoffEnabled(p) {
+		objects = append(objects,
+			ownedObject{&corev1.ConfigMap{}, naming.MembershipConfigMap(p)},
+			ownedObject{&corev1.Secret{}, naming.PeerTokenSecret(p)},
+			ownedObject{&rbacv1.Role{}, naming.WorkerMembershipRole(p)},
+			ownedObject{&rbacv1.RoleBinding{}, naming.WorkerMembershipRoleBinding(p)})
 	}
 	if manifests.GatewayReadsKubernetesAPI(p) {
 		objects = append(objects,
@@ -314,4 +319,37 @@ func expectControlledBy(obj client.Object, p *v1alpha1.DeltaPipeline) {
 	Expect(ref.Name).To(Equal(p.Name))
 	Expect(ref.UID).To(Equal(p.UID))
 	Expect(ptr.Deref(ref.BlockOwnerDeletion, false)).To(BeTrue())
+}
+
+// reportedProgress plays the workers' /handoff for the suite, where no
+// worker process runs: a spec sets what each worker of a pipeline reports.
+type reportedProgress struct {
+	mu     sync.Mutex
+	status map[string]handoff.Status
+}
+
+var workerProgress = &reportedProgress{status: map[string]handoff.Status{}}
+
+func progressKey(p *v1alpha1.DeltaPipeline, ordinal int) string {
+	return p.Namespace + "/" + naming.WorkerPod(p, ordinal)
+}
+
+func (r *reportedProgress) HandoffStatus(_ context.Context, p *v1alpha1.DeltaPipeline, ordinal int) (handoff.Status, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.status[progressKey(p, ordinal)]
+	if !ok {
+		return handoff.Status{}, fmt.Errorf("worker %s is not reachable", naming.WorkerPod(p, ordinal))
+	}
+	return st, nil
+}
+
+// report makes workers [0, n) of p report st.
+func (r *reportedProgress) report(p *v1alpha1.DeltaPipeline, n int, st handoff.Status) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range n {
+		st.Member = naming.WorkerPod(p, i)
+		r.status[progressKey(p, i)] = st
+	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
-// workerTokenBytes is the entropy of a generated gateway-to-worker token.
+// workerTokenBytes is the entropy of a generated token.
 const workerTokenBytes = 32
 
 // gatewayReferences checks the Secrets the gateway reads (spec.gateway.tls,
@@ -114,22 +114,27 @@ func (r *DeltaPipelineReconciler) workerToken(ctx context.Context, p *v1alpha1.D
 	if !manifests.WorkerAuthenticationEnabled(p) {
 		return "", nil
 	}
-	name := naming.WorkerTokenSecret(p)
+	return r.storedOrNewToken(ctx, p, naming.WorkerTokenSecret(p), manifests.WorkerTokenFile, "the gateway-to-worker token")
+}
+
+// storedOrNewToken is the token key of the pipeline's Secret name holds,
+// or a new random one when there is none yet (or it was emptied).
+func (r *DeltaPipelineReconciler) storedOrNewToken(ctx context.Context, p *v1alpha1.DeltaPipeline, name, key, what string) (string, error) {
 	var s corev1.Secret
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: name}, &s)
 	switch {
 	case err == nil && metav1.IsControlledBy(&s, p):
-		if token, err := bearerToken(s.Data[manifests.WorkerTokenFile]); err == nil {
+		if token, err := bearerToken(s.Data[key]); err == nil {
 			return token, nil
 		}
 	case err != nil && !apierrors.IsNotFound(err):
-		return "", fmt.Errorf("reading the gateway-to-worker token Secret %s/%s: %w", p.Namespace, name, err)
+		return "", fmt.Errorf("reading the Secret %s/%s of %s: %w", p.Namespace, name, what, err)
 	}
 	// A Secret of that name that the pipeline does not control is left
 	// alone: applying the new one fails and names its controller.
 	raw := make([]byte, workerTokenBytes)
 	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("generating the gateway-to-worker token: %w", err)
+		return "", fmt.Errorf("generating %s: %w", what, err)
 	}
 	return base64.RawURLEncoding.EncodeToString(raw), nil
 }

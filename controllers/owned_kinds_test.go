@@ -23,7 +23,7 @@ func TestEveryBuiltObjectIsOfAnOwnedKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := manifests.BuildWorker(p, manifests.DefaultOptions(), 1)
+	w, err := manifests.BuildWorker(p, manifests.DefaultOptions(), manifests.Credentials{}, manifests.SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,6 +102,9 @@ var _ = BeforeSuite(func() {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("deltapipeline-operator"),
 		Options:   testOptions,
+		// No worker runs under envtest: specs report the workers'
+		// hand-over progress themselves.
+		HandoffStatus: workerProgress,
 	}
 	Expect(reconciler.SetupWithManager(ctx, mgr)).To(Succeed())
 

@@ -646,6 +646,26 @@ const (
 	// ConditionMonitoring is set while spec.monitoring.podMonitor.enabled:
 	// True once the PodMonitors are applied, False when their CRD is missing.
 	ConditionMonitoring = "Monitoring"
+	// ConditionRescaling is True while the worker ring changes size: new
+	// workers start, then streams are handed over to their new owners, and
+	// only then does a shrinking StatefulSet lose its pods. Its message
+	// gives the progress. With spec.gateway.router loadBalancing streams
+	// are not handed over and the condition is not set.
+	ConditionRescaling = "Rescaling"
+)
+
+// Reasons of the Rescaling condition.
+const (
+	// ReasonRingSteady: the ring has spec.worker.replicas members.
+	ReasonRingSteady = "Steady"
+	// ReasonStartingWorkers: the StatefulSet grew; the ring grows once the
+	// new workers are ready.
+	ReasonStartingWorkers = "StartingWorkers"
+	// ReasonHandingOver: streams move to their new owners.
+	ReasonHandingOver = "HandingOver"
+	// ReasonHandoverStalled: the hand-over runs longer than it should; it
+	// goes on (nothing is cut), and the message names the workers it waits for.
+	ReasonHandoverStalled = "HandoverStalled"
 )
 
 // Condition reasons.
@@ -700,6 +720,10 @@ type MembershipStatus struct {
 	Epoch int64 `json:"epoch"`
 	// Workers is how many workers the membership lists.
 	Workers int32 `json:"workers"`
+	// PreviousWorkers, while streams are handed over, is how many workers
+	// the ring had before.
+	// +optional
+	PreviousWorkers int32 `json:"previousWorkers,omitempty"`
 }
 
 // Endpoints are where in-cluster clients send OTLP.

@@ -123,7 +123,7 @@ func withLocalToken(config string) (string, error) {
 // with the local workers' addresses, for the router to read (in a cluster
 // it watches the ConfigMap).
 func writeLocalMembership(p *v1alpha1.DeltaPipeline, workers []string, path string) error {
-	m := manifests.Membership(p, 1)
+	m := manifests.Membership(p, manifests.SteadyRing(1))
 	if len(m.Members) != len(workers) {
 		return fmt.Errorf("the membership lists %d workers, %d run locally", len(m.Members), len(workers))
 	}

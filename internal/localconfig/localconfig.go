@@ -142,6 +142,11 @@ type WorkerAddresses struct {
 	RemoteWrite                   string
 	OTLPExporter                  string
 	StateDirectory                string
+	// Peer, Member and MembershipFile replace the hand-over's listen
+	// address, the member name a pod takes from its host name, and the
+	// membership ConfigMap; required when the rendered configuration hands
+	// streams over.
+	Peer, Member, MembershipFile string
 }
 
 // Worker rewrites a rendered worker configuration for a local process.
@@ -169,6 +174,16 @@ func Worker(rendered string, a WorkerAddresses) (string, error) {
 		if err := replaceAt(cfg, e.path, e.value); err != nil {
 			return "", fmt.Errorf("worker configuration: %w", err)
 		}
+	}
+	if h, ok := cfg["handoff"].(map[string]any); ok {
+		if a.Peer == "" || a.Member == "" || a.MembershipFile == "" {
+			return "", fmt.Errorf("worker configuration: the rendered worker hands streams over; a local one needs a peer address, a member name and a membership file")
+		}
+		if err := replaceAt(cfg, "handoff.peer.endpoint", a.Peer); err != nil {
+			return "", fmt.Errorf("worker configuration: %w", err)
+		}
+		h["member"] = a.Member
+		h["membership"] = map[string]any{"file": a.MembershipFile, "pollInterval": membershipPollInterval}
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {

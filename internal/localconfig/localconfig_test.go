@@ -97,28 +97,39 @@ func TestWorkerChangesOnlyAddresses(t *testing.T) {
 	local, err := Worker(string(rendered), WorkerAddresses{
 		OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Telemetry: "127.0.0.1:3",
 		RemoteWrite: "http://127.0.0.1:4/api/v1/write", StateDirectory: "/tmp/state",
+		Peer: "127.0.0.1:6", Member: "claude-worker-0", MembershipFile: "/tmp/membership.json",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "http://127.0.0.1:4/api/v1/write", "directory: /tmp/state", "checkpointInterval: 1m0s", "maxStreams: 1000000"} {
+	for _, want := range []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "http://127.0.0.1:4/api/v1/write", "directory: /tmp/state", "checkpointInterval: 1m0s", "maxStreams: 1000000",
+		"endpoint: 127.0.0.1:6", "member: claude-worker-0", "file: /tmp/membership.json", "routingKey: streamID", "tokenFile: /etc/deltapipeline/peer-token/token"} {
 		if !strings.Contains(local, want) {
 			t.Errorf("local worker configuration lacks %q:\n%s", want, local)
 		}
 	}
 	// An endpoint the rendered configuration does not have is an error, not
 	// a key added silently.
-	if _, err := Worker(string(rendered), WorkerAddresses{
-		OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Telemetry: "127.0.0.1:3", OTLPExporter: "127.0.0.1:5",
-	}); err == nil || !strings.Contains(err.Error(), "exporters.otlp") {
+	withHandoff := func(a WorkerAddresses) WorkerAddresses {
+		a.OTLPGRPC, a.OTLPHTTP, a.Telemetry = "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"
+		a.Peer, a.Member, a.MembershipFile = "127.0.0.1:6", "claude-worker-0", "/tmp/membership.json"
+		return a
+	}
+	if _, err := Worker(string(rendered), withHandoff(WorkerAddresses{OTLPExporter: "127.0.0.1:5"})); err == nil || !strings.Contains(err.Error(), "exporters.otlp") {
 		t.Errorf("OTLP endpoint without an OTLP exporter: error %v", err)
 	}
 	// Unset optional fields keep what was rendered.
-	kept, err := Worker(string(rendered), WorkerAddresses{OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Telemetry: "127.0.0.1:3"})
+	kept, err := Worker(string(rendered), withHandoff(WorkerAddresses{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(kept, "directory: /var/lib/deltapipeline") || !strings.Contains(kept, "prometheus.monitoring.svc") {
 		t.Errorf("unset fields changed:\n%s", kept)
+	}
+	// A worker that hands streams over cannot run without its local peer
+	// address, name and membership.
+	if _, err := Worker(string(rendered), WorkerAddresses{OTLPGRPC: "127.0.0.1:1", OTLPHTTP: "127.0.0.1:2", Telemetry: "127.0.0.1:3"}); err == nil ||
+		!strings.Contains(err.Error(), "hands streams over") {
+		t.Errorf("hand-over without local addresses: error %v", err)
 	}
 }

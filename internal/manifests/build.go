@@ -44,14 +44,18 @@ type Worker struct {
 	PDB            *policyv1.PodDisruptionBudget
 	ServiceAccount *corev1.ServiceAccount
 	NetworkPolicy  *networkingv1.NetworkPolicy
-	// Membership is the ring the gateways' router follows; nil with the
-	// loadBalancing router.
-	Membership *corev1.ConfigMap
+	// Membership is the ring the gateways' router follows and the workers
+	// hand streams over by; nil with the loadBalancing router, as are the
+	// peer token and the Role that lets workers watch the membership.
+	Membership  *corev1.ConfigMap
+	PeerToken   *corev1.Secret
+	Role        *rbacv1.Role
+	RoleBinding *rbacv1.RoleBinding
 }
 
 // Objects are the worker tier's objects, in no particular order.
 func (w Worker) Objects() []client.Object {
-	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy, w.Membership)
+	return present(w.ConfigMap, w.PeerToken, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy, w.Membership, w.Role, w.RoleBinding)
 }
 
 // present drops the nil objects of features that are off. The arguments are
@@ -75,6 +79,9 @@ type Credentials struct {
 	// WorkerToken is the gateway-to-worker token, when
 	// spec.worker.authentication is on.
 	WorkerToken string
+	// PeerToken is the token workers present to each other, when they hand
+	// streams over.
+	PeerToken string
 }
 
 // BuildShared builds the objects both tiers mount, applied before either:
@@ -116,25 +123,32 @@ func BuildGateway(p *v1alpha1.DeltaPipeline, opts Options, creds Credentials) (G
 }
 
 // BuildWorker builds the worker tier; it fails when the worker configuration
-// would be invalid. epoch numbers the membership published to the gateways
-// (the controller decides it: see MembershipEpoch).
-func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options, epoch uint64) (Worker, error) {
+// would be invalid. plan is the ring the controller decided to run (see
+// PlanRing): the membership it publishes and the StatefulSet's size.
+func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options, creds Credentials, plan RingPlan) (Worker, error) {
 	cm, err := WorkerConfigMap(p)
 	if err != nil {
 		return Worker{}, err
 	}
+	replicas := WorkerReplicas(p)
+	if HandoffEnabled(p) {
+		replicas = plan.StatefulSetReplicas(p)
+	}
 	w := Worker{
 		ConfigMap:      cm,
-		StatefulSet:    WorkerStatefulSet(p, opts, ContentHash([]byte(cm.Data[WorkerConfigKey]))),
+		StatefulSet:    WorkerStatefulSet(p, opts, ContentHash([]byte(cm.Data[WorkerConfigKey])), replicas),
 		Service:        WorkerHeadlessService(p),
 		PDB:            WorkerPodDisruptionBudget(p),
 		ServiceAccount: WorkerServiceAccount(p),
+		PeerToken:      PeerTokenSecret(p, creds.PeerToken),
+		Role:           WorkerMembershipRole(p),
+		RoleBinding:    WorkerMembershipRoleBinding(p),
 	}
 	if NetworkPoliciesEnabled(p) {
 		w.NetworkPolicy = WorkerNetworkPolicy(p)
 	}
-	if !UsesLoadBalancing(p) {
-		if w.Membership, err = MembershipConfigMap(p, epoch); err != nil {
+	if HandoffEnabled(p) {
+		if w.Membership, err = MembershipConfigMap(p, plan); err != nil {
 			return Worker{}, err
 		}
 	}

@@ -102,7 +102,7 @@ func TestWorkerTokenIsMountedAtTheSamePathInBothTiers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := BuildWorker(p, DefaultOptions(), 1)
+	w, err := BuildWorker(p, DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,6 +152,11 @@ func UsesLoadBalancing(p *v1alpha1.DeltaPipeline) bool {
 	return p.Spec.Gateway.Router == v1alpha1.GatewayRouterLoadBalancing
 }
 
+// HandoffEnabled reports whether the workers hand streams over when the
+// ring changes: only with DeltaPipeline's router do the gateways route by
+// the ring the workers know.
+func HandoffEnabled(p *v1alpha1.DeltaPipeline) bool { return !UsesLoadBalancing(p) }
+
 // GatewayReadsKubernetesAPI reports whether the gateways watch objects of
 // the API server: the router's membership ConfigMap, or the worker
 // endpoints the k8s resolver follows.

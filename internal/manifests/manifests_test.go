@@ -19,7 +19,6 @@ import (
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 	"github.com/deltapipeline/deltapipeline/internal/pipelinetest"
-	"github.com/deltapipeline/deltapipeline/internal/ring"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
@@ -81,7 +80,7 @@ func TestGoldenWorkloads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := BuildWorker(p, DefaultOptions(), 1)
+			w, err := BuildWorker(p, DefaultOptions(), Credentials{}, SteadyRing(1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -234,15 +233,15 @@ func TestRouterFollowsThePublishedMembership(t *testing.T) {
 	if got := dig(router, "retry", "max_elapsed_time"); got != "180s" {
 		t.Errorf("retry.max_elapsed_time = %v, want the gateway retry budget", got)
 	}
-	w, err := BuildWorker(p, DefaultOptions(), 7)
+	w, err := BuildWorker(p, DefaultOptions(), Credentials{}, SteadyRing(7))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if w.Membership == nil {
 		t.Fatal("no membership ConfigMap")
 	}
-	want := `{"epoch":7,"members":[{"name":"claude-worker-0","endpoint":"claude-worker-0.claude-worker.telemetry.svc:4317"},` +
-		`{"name":"claude-worker-1","endpoint":"claude-worker-1.claude-worker.telemetry.svc:4317"}]}`
+	want := `{"epoch":7,"members":[{"name":"claude-worker-0","endpoint":"claude-worker-0.claude-worker.telemetry.svc:4317","peer":"claude-worker-0.claude-worker.telemetry.svc:4319"},` +
+		`{"name":"claude-worker-1","endpoint":"claude-worker-1.claude-worker.telemetry.svc:4317","peer":"claude-worker-1.claude-worker.telemetry.svc:4319"}]}`
 	if got := w.Membership.Data[MembershipKey]; got != want {
 		t.Errorf("membership = %s, want %s", got, want)
 	}
@@ -257,7 +256,7 @@ func TestRouterFollowsThePublishedMembership(t *testing.T) {
 	if !*g.Deployment.Spec.Template.Spec.AutomountServiceAccountToken {
 		t.Error("the router watches the API server and needs its service account token")
 	}
-	lb, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)), DefaultOptions(), 1)
+	lb, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing)), DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,28 +265,52 @@ func TestRouterFollowsThePublishedMembership(t *testing.T) {
 	}
 }
 
-func TestMembershipEpochOnlyGrows(t *testing.T) {
+func TestPlanRingGrowsFirstShrinksLastAndEpochsOnlyGrow(t *testing.T) {
 	three := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(3))
 	five := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(5))
-	published := Membership(three, 4)
+	two := pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(2))
+	steady3 := Membership(three, RingPlan{Epoch: 4, Workers: 3})
+	growing := Membership(five, RingPlan{Epoch: 5, Workers: 5, PreviousWorkers: 3})
+	shrinking := Membership(two, RingPlan{Epoch: 7, Workers: 2, PreviousWorkers: 5})
 	for _, c := range []struct {
-		name      string
-		p         *v1alpha1.DeltaPipeline
-		published *ring.Membership
-		recorded  uint64
-		want      uint64
+		name string
+		p    *v1alpha1.DeltaPipeline
+		obs  RingObservation
+		want RingPlan
+		pods int32
 	}{
-		{"first publication", three, nil, 0, 1},
-		{"unchanged", three, &published, 4, 4},
-		{"members changed", five, &published, 4, 5},
-		{"ConfigMap deleted", three, nil, 4, 5},
-		{"ConfigMap older than the status", three, &published, 9, 10},
+		{"first publication", three, RingObservation{}, RingPlan{Epoch: 1, Workers: 3, Phase: RingSteady}, 3},
+		{"unchanged", three, RingObservation{Published: &steady3, RecordedEpoch: 4, ReadyWorkers: 3},
+			RingPlan{Epoch: 4, Workers: 3, Phase: RingSteady}, 3},
+		{"ConfigMap deleted", three, RingObservation{RecordedEpoch: 4}, RingPlan{Epoch: 5, Workers: 3, Phase: RingSteady}, 3},
+		{"ConfigMap older than the status", three, RingObservation{Published: &steady3, RecordedEpoch: 9},
+			RingPlan{Epoch: 10, Workers: 3, Phase: RingSteady}, 3},
+		{"growing: pods first", five, RingObservation{Published: &steady3, RecordedEpoch: 4, ReadyWorkers: 4},
+			RingPlan{Epoch: 4, Workers: 3, Phase: RingStartingWorkers}, 5},
+		{"growing: new pods ready, they join", five, RingObservation{Published: &steady3, RecordedEpoch: 4, ReadyWorkers: 5},
+			RingPlan{Epoch: 5, Workers: 5, PreviousWorkers: 3, Phase: RingHandingOver}, 5},
+		{"growing: hand-over running", five, RingObservation{Published: &growing, RecordedEpoch: 5, ReadyWorkers: 5},
+			RingPlan{Epoch: 5, Workers: 5, PreviousWorkers: 3, Phase: RingHandingOver}, 5},
+		{"a change during a hand-over waits for it", two, RingObservation{Published: &growing, RecordedEpoch: 5, ReadyWorkers: 5},
+			RingPlan{Epoch: 5, Workers: 5, PreviousWorkers: 3, Phase: RingHandingOver}, 5},
+		{"growing: complete, settled", five, RingObservation{Published: &growing, RecordedEpoch: 5, ReadyWorkers: 5, HandoverComplete: true},
+			RingPlan{Epoch: 6, Workers: 5, Phase: RingSteady}, 5},
+		{"shrinking: leaving workers leave the ring, pods stay", two, RingObservation{Published: ptrTo(Membership(five, RingPlan{Epoch: 6, Workers: 5})), RecordedEpoch: 6, ReadyWorkers: 5},
+			RingPlan{Epoch: 7, Workers: 2, PreviousWorkers: 5, Phase: RingHandingOver}, 5},
+		{"shrinking: drained, pods go", two, RingObservation{Published: &shrinking, RecordedEpoch: 7, ReadyWorkers: 5, HandoverComplete: true},
+			RingPlan{Epoch: 8, Workers: 2, Phase: RingSteady}, 2},
 	} {
-		if got := MembershipEpoch(c.p, c.published, c.recorded); got != c.want {
-			t.Errorf("%s: epoch %d, want %d", c.name, got, c.want)
+		got := PlanRing(c.p, c.obs)
+		if got != c.want {
+			t.Errorf("%s: plan %+v, want %+v", c.name, got, c.want)
+		}
+		if pods := got.StatefulSetReplicas(c.p); pods != c.pods {
+			t.Errorf("%s: %d worker pods, want %d", c.name, pods, c.pods)
 		}
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 func TestUnknownComponentsOfTheGatewayDistributionAreNamed(t *testing.T) {
 	cfg, err := pipelinetest.GatewayConfig(`{"receivers": {}, "exporters": {}, "processors": {"groupbyattrs/x": {}}, "service": {"pipelines": {}}}`)
@@ -343,7 +366,7 @@ func TestInvalidWorkerConfigIsAnError(t *testing.T) {
 	p := pipelinetest.Stored("claude", "telemetry", func(p *v1alpha1.DeltaPipeline) {
 		p.Spec.Exporters.PrometheusRemoteWrite.ExternalLabels = map[string]string{"bad-label": "x"}
 	})
-	_, err := BuildWorker(p, DefaultOptions(), 1)
+	_, err := BuildWorker(p, DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err == nil || !strings.Contains(err.Error(), "externalLabels") {
 		t.Fatalf("error = %v, want one naming externalLabels", err)
 	}
@@ -355,7 +378,7 @@ func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := BuildWorker(p, DefaultOptions(), 1)
+	w, err := BuildWorker(p, DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,9 +396,9 @@ func TestEveryObjectIsControlledByThePipeline(t *testing.T) {
 }
 
 func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
-	base, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), 1)
-	same, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), 1)
-	changed, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions(), 1)
+	base, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), Credentials{}, SteadyRing(1))
+	same, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), Credentials{}, SteadyRing(1))
+	changed, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions(), Credentials{}, SteadyRing(1))
 	hash := func(w Worker) string { return w.StatefulSet.Spec.Template.Annotations[naming.ConfigHashAnnotation] }
 	if hash(base) == "" || hash(base) != hash(same) {
 		t.Errorf("equal pipelines give hashes %q and %q", hash(base), hash(same))
@@ -393,7 +416,7 @@ func TestConfigChangeChangesThePodTemplateHash(t *testing.T) {
 }
 
 func TestWorkerStatefulSetShape(t *testing.T) {
-	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(5), pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions(), 1)
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithWorkerReplicas(5), pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +458,7 @@ func TestWorkerStatefulSetShape(t *testing.T) {
 }
 
 func TestWorkerConfigMapNeverHoldsSecretValues(t *testing.T) {
-	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions(), 1)
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithExporters(pipelinetest.OTLPWithSecretsExporters())), DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +476,7 @@ func TestWorkerConfigMapNeverHoldsSecretValues(t *testing.T) {
 }
 
 func TestPersistenceOffRemovesTheVolume(t *testing.T) {
-	w, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions(), 1)
+	w, _ := BuildWorker(pipelinetest.Stored("claude", "telemetry", pipelinetest.WithPersistence(false)), DefaultOptions(), Credentials{}, SteadyRing(1))
 	if len(w.StatefulSet.Spec.VolumeClaimTemplates) != 0 {
 		t.Error("persistence off must not request a volume")
 	}
@@ -498,7 +521,7 @@ func TestImages(t *testing.T) {
 	p.Spec.Gateway.Image = ""
 	opts := Options{WorkerImage: "registry.local/worker:1", GatewayImage: "registry.local/otelcol:2"}
 	g, _ := BuildGateway(p, opts, Credentials{})
-	w, _ := BuildWorker(p, opts, 1)
+	w, _ := BuildWorker(p, opts, Credentials{}, SteadyRing(1))
 	if got := g.Deployment.Spec.Template.Spec.Containers[0].Image; got != "registry.local/otelcol:2" {
 		t.Errorf("gateway image %q", got)
 	}
@@ -583,11 +606,13 @@ func TestTierObjectsLeaveOutFeaturesThatAreOff(t *testing.T) {
 	if got := len(full.Objects()); got != 9 {
 		t.Errorf("gateway with autoscaling, network policies and the k8s resolver has %d objects %v, want 9", got, names(full.Objects()))
 	}
-	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), 1)
+	w, err := BuildWorker(pipelinetest.Stored("claude", "telemetry"), DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(w.Objects()); got != 7 {
-		t.Errorf("worker tier with the membership has %d objects %v, want 7", got, names(w.Objects()))
+	// The membership, the peer token and the Role that reads the membership
+	// come with the hand-over.
+	if got := len(w.Objects()); got != 10 {
+		t.Errorf("worker tier with the hand-over has %d objects %v, want 10", got, names(w.Objects()))
 	}
 }

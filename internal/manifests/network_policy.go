@@ -51,7 +51,7 @@ func WorkerNetworkPolicy(p *v1alpha1.DeltaPipeline) *networkingv1.NetworkPolicy 
 		From:  []networkingv1.NetworkPolicyPeer{{PodSelector: labelSelector(naming.SelectorLabels(p, naming.ComponentGateway))}},
 		Ports: tcpPolicyPorts(workerconfig.DefaultOTLPGRPCPort, workerconfig.DefaultOTLPHTTPPort),
 	}}
-	if peerPorts := workerPeerPorts(); len(peerPorts) > 0 {
+	if peerPorts := workerPeerPorts(p); len(peerPorts) > 0 {
 		rules = append(rules, networkingv1.NetworkPolicyIngressRule{
 			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: labelSelector(naming.SelectorLabels(p, naming.ComponentWorker))}},
 			Ports: tcpPolicyPorts(peerPorts...),
@@ -65,11 +65,14 @@ func WorkerNetworkPolicy(p *v1alpha1.DeltaPipeline) *networkingv1.NetworkPolicy 
 	return networkPolicy(p, naming.WorkerNetworkPolicy(p), naming.ComponentWorker, rules)
 }
 
-// workerPeerPorts are the ports workers serve to each other. None yet:
-// workers do not talk to each other. When they do (handing streams over,
-// say), the port goes here and WorkerNetworkPolicy admits the pipeline's
-// other workers to it.
-func workerPeerPorts() []int32 { return nil }
+// workerPeerPorts are the ports workers serve to each other: the hand-over
+// port, when they hand streams over.
+func workerPeerPorts(p *v1alpha1.DeltaPipeline) []int32 {
+	if !HandoffEnabled(p) {
+		return nil
+	}
+	return []int32{workerconfig.DefaultPeerPort}
+}
 
 // telemetryRule admits scrapers to the pods' own metrics ports: the sources
 // of spec.networkPolicy.telemetryFrom, or everyone when it is empty, since

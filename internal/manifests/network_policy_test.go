@@ -35,7 +35,7 @@ func TestGoldenNetworkPolicies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := BuildWorker(p, DefaultOptions(), 1)
+			w, err := BuildWorker(p, DefaultOptions(), Credentials{}, SteadyRing(1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +137,7 @@ func TestNetworkPoliciesOffBuildsNone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := BuildWorker(p, DefaultOptions(), 1)
+	w, err := BuildWorker(p, DefaultOptions(), Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestPodMonitorsSelectTheirTierAndScrapeANamedPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	worker, err := BuildWorker(p, Options{}, 1)
+	worker, err := BuildWorker(p, Options{}, Credentials{}, SteadyRing(1))
 	if err != nil {
 		t.Fatal(err)
 	}

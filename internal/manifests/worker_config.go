@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
 	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 )
 
@@ -32,6 +33,16 @@ func WorkerConfig(p *v1alpha1.DeltaPipeline) (workerconfig.Config, error) {
 	}
 	if WorkerAuthenticationEnabled(p) {
 		c.Receivers.OTLP.AuthTokenFile = WorkerTokenPath
+	}
+	if HandoffEnabled(p) {
+		c.Handoff = &workerconfig.Handoff{
+			RoutingKey:        string(p.Spec.Routing.Key),
+			RoutingAttributes: p.Spec.Routing.Attributes,
+			Membership: workerconfig.MembershipSource{ConfigMap: &workerconfig.ConfigMapRef{
+				Namespace: p.Namespace, Name: naming.MembershipConfigMap(p), Key: MembershipKey,
+			}},
+			Peer: workerconfig.PeerServer{TokenFile: PeerTokenPath},
+		}
 	}
 
 	e := p.Spec.Exporters

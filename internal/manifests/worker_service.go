@@ -13,6 +13,9 @@ import (
 // never routes to a worker that has not restored its state yet.
 func WorkerHeadlessService(p *v1alpha1.DeltaPipeline) *corev1.Service {
 	ports := []corev1.ServicePort{servicePort("otlp-grpc", workerconfig.DefaultOTLPGRPCPort, "grpc")}
+	if HandoffEnabled(p) {
+		ports = append(ports, servicePort("peer", workerconfig.DefaultPeerPort, "grpc"))
+	}
 	if port := PrometheusPort(p); port != 0 {
 		ports = append(ports, servicePort("prometheus", port, "http"))
 	}

@@ -18,14 +18,19 @@ const defaultStateSize = "1Gi"
 
 // WorkerStatefulSet runs the workers. A StatefulSet gives every worker a
 // stable name (its place on the gateway's hash ring) and its own state
-// volume. configHash is the ContentHash of the worker ConfigMap data.
-func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash string) *appsv1.StatefulSet {
+// volume. configHash is the ContentHash of the worker ConfigMap data;
+// replicas come from the ring plan, which keeps leaving workers until they
+// handed their streams over.
+func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash string, replicas int32) *appsv1.StatefulSet {
 	selector := naming.SelectorLabels(p, naming.ComponentWorker)
 
 	ports := []corev1.ContainerPort{
 		tcpPort("otlp-grpc", workerconfig.DefaultOTLPGRPCPort),
 		tcpPort("otlp-http", workerconfig.DefaultOTLPHTTPPort),
 		tcpPort("telemetry", workerconfig.DefaultTelemetryPort),
+	}
+	if HandoffEnabled(p) {
+		ports = append(ports, tcpPort("peer", workerconfig.DefaultPeerPort))
 	}
 	if port := PrometheusPort(p); port != 0 {
 		ports = append(ports, tcpPort("prometheus", port))
@@ -43,8 +48,11 @@ func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 	volumes = append(volumes, refVolumes...)
 	tokenVolumes, tokenMounts := workerTokenVolumes(p)
 	volumes = append(volumes, tokenVolumes...)
+	peerVolumes, peerMounts := peerTokenVolumes(p)
+	volumes = append(volumes, peerVolumes...)
 	mounts = append(mounts, refMounts...)
 	mounts = append(mounts, tokenMounts...)
+	mounts = append(mounts, peerMounts...)
 
 	var claims []corev1.PersistentVolumeClaim
 	if PersistenceEnabled(p) {
@@ -74,7 +82,7 @@ func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 	return &appsv1.StatefulSet{
 		ObjectMeta: objectMeta(p, naming.WorkerStatefulSet(p), naming.ComponentWorker),
 		Spec: appsv1.StatefulSetSpec{
-			Replicas:            ptr.To(WorkerReplicas(p)),
+			Replicas:            ptr.To(replicas),
 			ServiceName:         naming.WorkerHeadlessService(p),
 			PodManagementPolicy: appsv1.ParallelPodManagement,
 			Selector:            labelSelector(selector),
@@ -87,6 +95,13 @@ func WorkerStatefulSet(p *v1alpha1.DeltaPipeline, opts Options, configHash strin
 				Spec: spec,
 			},
 			VolumeClaimTemplates: claims,
+			// A removed ordinal's state was handed over before the
+			// StatefulSet shrank: kept, it would come back stale when
+			// the ordinal is added again.
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenScaled:  appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+				WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
 		},
 	}
 }

@@ -88,6 +88,16 @@ func GatewayClientTokensSecret(p Named) string { return suffixed(p, "gateway-cli
 // WorkerTokenSecret holds the token the gateways send to the workers.
 func WorkerTokenSecret(p Named) string { return suffixed(p, "worker-token") }
 
+// PeerTokenSecret holds the token workers of one pipeline present to each
+// other's peer port.
+func PeerTokenSecret(p Named) string { return suffixed(p, "peer-token") }
+
+// WorkerMembershipRole lets the workers watch the membership ConfigMap.
+func WorkerMembershipRole(p Named) string { return suffixed(p, "worker-membership") }
+
+// WorkerMembershipRoleBinding binds WorkerMembershipRole to WorkerServiceAccount.
+func WorkerMembershipRoleBinding(p Named) string { return suffixed(p, "worker-membership") }
+
 // WorkerConfigMap holds the worker configuration file.
 func WorkerConfigMap(p Named) string { return suffixed(p, "worker") }
 

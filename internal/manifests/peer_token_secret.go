@@ -1,0 +1,44 @@
+package manifests
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
+)
+
+// Where the workers find the peer token.
+const (
+	PeerTokenMountPath = "/etc/deltapipeline/peer-token"
+	PeerTokenFile      = "token"
+	PeerTokenPath      = PeerTokenMountPath + "/" + PeerTokenFile
+	peerTokenVolume    = "peer-token"
+)
+
+// PeerTokenSecret holds the token the pipeline's workers present to each
+// other when they hand streams over; only workers mount it, so a gateway
+// (or anything else) cannot call the peer port. The token is an input, as
+// WorkerTokenSecret's is. Nil when the workers do not hand streams over.
+func PeerTokenSecret(p *v1alpha1.DeltaPipeline, token string) *corev1.Secret {
+	if !HandoffEnabled(p) {
+		return nil
+	}
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(p, naming.PeerTokenSecret(p), naming.ComponentWorker),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{PeerTokenFile: []byte(token)},
+	}
+}
+
+func peerTokenVolumes(p *v1alpha1.DeltaPipeline) ([]corev1.Volume, []corev1.VolumeMount) {
+	if !HandoffEnabled(p) {
+		return nil, nil
+	}
+	return []corev1.Volume{{Name: peerTokenVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName:  naming.PeerTokenSecret(p),
+			Items:       []corev1.KeyToPath{{Key: PeerTokenFile, Path: PeerTokenFile}},
+			DefaultMode: ptr.To[int32](0o440),
+		}}}},
+		[]corev1.VolumeMount{{Name: peerTokenVolume, MountPath: PeerTokenMountPath, ReadOnly: true}}
+}
