@@ -218,9 +218,9 @@ func describePipeline(router v1alpha1.GatewayRouter) bool {
 			report := pipeline.WaitForTotals(ctx, sent, convergeTimeout)
 			fmt.Fprintf(GinkgoWriter, "FIGURES after growing to 4 workers: %s\n", report.Figures())
 			Expect(report.SeriesByWorker[3]).To(BeNumerically(">", 0), "the new worker converts streams")
-			// The earlier sessions sent nothing after the change, so no stream
-			// changed owner mid-series (that needs the state hand-off).
-			Expect(report.Problems()).To(BeEmpty())
+			// Streams of the earlier sessions that the fourth worker owns now
+			// were handed over to it: they continue there.
+			Expect(report.AllowingMoves(1).Problems()).To(BeEmpty())
 			Expect(report.ExactMatches).To(Equal(report.SentSeries))
 		}, SpecTimeout(3*time.Minute))
 	})

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/controllers"
+	"github.com/deltapipeline/deltapipeline/internal/handoff"
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
@@ -34,6 +37,11 @@ import (
 // process, exactly as cmd/manager wires it.
 type ControlPlane struct {
 	Client client.Client
+
+	// workerTelemetry maps a worker ordinal to its local telemetry URL,
+	// where the operator reads the worker's hand-over progress (a pod's
+	// DNS name in a cluster); set by the pipeline that runs the workers.
+	workerTelemetry atomic.Pointer[func(ordinal int) (string, bool)]
 
 	env         *envtest.Environment
 	stopManager context.CancelFunc
@@ -88,10 +96,11 @@ func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) 
 		return fail(fmt.Errorf("creating the manager: %w", err))
 	}
 	reconciler := &controllers.DeltaPipelineReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("deltapipeline-operator"),
-		Options:   manifests.DefaultOptions(),
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("deltapipeline-operator"),
+		Options:       manifests.DefaultOptions(),
+		HandoffStatus: localHandoffStatus{cp: cp, client: &http.Client{Timeout: 2 * time.Second}},
 	}
 	if err := reconciler.SetupWithManager(ctx, mgr); err != nil {
 		return fail(fmt.Errorf("setting up the reconciler: %w", err))
@@ -109,6 +118,29 @@ func StartControlPlane(ctx context.Context, crdDir string, managerLog *os.File) 
 		return fail(fmt.Errorf("creating a client: %w", err))
 	}
 	return cp, nil
+}
+
+func (cp *ControlPlane) setWorkerTelemetry(lookup func(ordinal int) (string, bool)) {
+	cp.workerTelemetry.Store(&lookup)
+}
+
+// localHandoffStatus reads the local workers' /handoff, as the operator
+// reads the pods' in a cluster.
+type localHandoffStatus struct {
+	cp     *ControlPlane
+	client *http.Client
+}
+
+func (l localHandoffStatus) HandoffStatus(ctx context.Context, _ *v1alpha1.DeltaPipeline, ordinal int) (handoff.Status, error) {
+	lookup := l.cp.workerTelemetry.Load()
+	if lookup == nil {
+		return handoff.Status{}, errors.New("no local workers yet")
+	}
+	url, ok := (*lookup)(ordinal)
+	if !ok {
+		return handoff.Status{}, fmt.Errorf("no local worker of ordinal %d runs", ordinal)
+	}
+	return controllers.FetchHandoffStatus(ctx, l.client, url+"/handoff")
 }
 
 // Stop stops the manager and the control plane.

@@ -88,18 +88,19 @@ func TestReceiverStoresEverySampleWithItsWorker(t *testing.T) {
 
 func TestVerifyFindsEveryKindOfProblem(t *testing.T) {
 	sent := totals.Totals{Series: map[string]float64{
-		"ok{}": 3, "wrong{}": 5, "missing{}": 1, "reset{}": 4, "late{}": 2, "split{}": 2,
+		"ok{}": 3, "wrong{}": 5, "missing{}": 1, "reset{}": 4, "late{}": 2, "split{}": 3, "moved{}": 2,
 	}}
 	received := map[string][]Sample{
 		"ok{}":         {{1, 1, 0}, {2, 3, 0}, {2, 3, 0}}, // a redelivered sample is fine
 		"wrong{}":      {{1, 4, 0}},
 		"reset{}":      {{1, 3, 1}, {2, 1, 1}, {3, 4, 1}},
 		"late{}":       {{2, 2, 2}, {1, 1, 2}},
-		"split{}":      {{1, 1, 0}, {2, 2, 1}},
+		"split{}":      {{1, 1, 0}, {2, 2, 1}, {3, 3, 0}}, // two writers at once
+		"moved{}":      {{1, 1, 0}, {2, 2, 1}},            // handed from worker 0 to 1
 		"unexpected{}": {{1, 1, 0}},
 	}
 	r := Verify(sent, received, 3)
-	if r.ExactMatches != 4 { // ok, reset, late and split end at the sent value
+	if r.ExactMatches != 5 { // ok, reset, late, split and moved end at the sent value
 		t.Errorf("exact matches %d", r.ExactMatches)
 	}
 	check := func(what string, got []string, want string) {
@@ -112,7 +113,16 @@ func TestVerifyFindsEveryKindOfProblem(t *testing.T) {
 	check("decreasing", r.Decreasing, "reset{}")
 	check("out of order", r.OutOfOrder, "late{}")
 	check("split", r.SplitAcrossWorkers, "split{}")
-	if len(r.Mismatched) != 1 || r.OK() || len(r.Problems()) != 6 {
+	check("moved", r.Moved, "moved{}")
+	if len(r.Mismatched) != 1 || r.OK() || len(r.Problems()) != 7 {
 		t.Errorf("mismatched %v, problems %v", r.Mismatched, r.Problems())
+	}
+	// Across one rescale a moved series is fine, one that changed writers
+	// twice is not; across two (0 to 1 and back) it is.
+	if got := r.AllowingMoves(1).Problems(); len(got) != 6 {
+		t.Errorf("problems allowing one move: %v", got)
+	}
+	if got := r.AllowingMoves(2).Problems(); len(got) != 5 {
+		t.Errorf("problems allowing two moves: %v", got)
 	}
 }

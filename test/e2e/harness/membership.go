@@ -10,6 +10,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -38,7 +40,7 @@ type membershipRelay struct {
 const relayInterval = 100 * time.Millisecond
 
 func startMembershipRelay(ctx context.Context, p *Pipeline) (*membershipRelay, error) {
-	r := &membershipRelay{pipeline: p, path: filepath.Join(p.Dir, "membership.json"), done: make(chan struct{})}
+	r := &membershipRelay{pipeline: p, path: p.membershipPath(), done: make(chan struct{})}
 	// The first membership is written before any gateway starts.
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -104,13 +106,22 @@ func (r *membershipRelay) relayOnce(ctx context.Context) error {
 	if published.Epoch == r.epoch() {
 		return nil
 	}
-	local := p.localWorkerEndpoints()
-	for i, m := range published.Members {
-		endpoint, ok := local[m.Name]
-		if !ok {
-			return fmt.Errorf("membership epoch %d lists %s, which runs no local process yet", published.Epoch, m.Name)
+	local := p.localWorkers()
+	relayed := func(members []ring.Member) error {
+		for i, m := range members {
+			w, ok := local[m.Name]
+			if !ok {
+				return fmt.Errorf("membership epoch %d lists %s, which runs no local process yet", published.Epoch, m.Name)
+			}
+			members[i].Endpoint, members[i].Peer = w.OTLPEndpoint, w.PeerEndpoint
 		}
-		published.Members[i].Endpoint = endpoint
+		return nil
+	}
+	if err := relayed(published.Members); err != nil {
+		return err
+	}
+	if err := relayed(published.Previous); err != nil {
+		return err
 	}
 	doc, err := published.Marshal()
 	if err != nil {
@@ -126,17 +137,21 @@ func (r *membershipRelay) relayOnce(ctx context.Context) error {
 	r.mu.Lock()
 	r.relayed = published.Epoch
 	r.mu.Unlock()
-	p.logf("membership epoch %d relayed to the gateways: %d workers", published.Epoch, len(published.Members))
+	p.logf("membership epoch %d relayed to the gateways and workers: %d workers, %d previous", published.Epoch, len(published.Members), len(published.Previous))
 	return nil
 }
 
-// localWorkerEndpoints maps each local worker's pod name to its address.
-func (p *Pipeline) localWorkerEndpoints() map[string]string {
+// membershipPath is the file the local gateways and workers read the
+// membership from.
+func (p *Pipeline) membershipPath() string { return filepath.Join(p.Dir, "membership.json") }
+
+// localWorkers maps each local worker's pod name to it.
+func (p *Pipeline) localWorkers() map[string]*Worker {
 	p.workersMu.Lock()
 	defer p.workersMu.Unlock()
-	out := make(map[string]string, len(p.Workers))
+	out := make(map[string]*Worker, len(p.Workers))
 	for _, w := range p.Workers {
-		out[naming.WorkerPod(p.Object, w.Ordinal)] = w.OTLPEndpoint
+		out[naming.WorkerPod(p.Object, w.Ordinal)] = w
 	}
 	return out
 }
@@ -161,50 +176,59 @@ func (p *Pipeline) GatewayMembershipEpochs(ctx context.Context) ([]uint64, error
 	return out, nil
 }
 
-// ScaleWorkers grows the worker tier as a StatefulSet does: the new workers
-// start first, then spec.worker.replicas changes and the operator publishes
-// the next membership, which the gateways follow without a restart. It
-// returns the published epoch. Shrinking needs the state hand-off and is
-// not offered.
+// ScaleWorkers changes spec.worker.replicas as a user does and waits until
+// the operator settled the new ring: new workers started (the harness runs
+// a process per StatefulSet ordinal), streams handed over to their new
+// owners, leaving workers stopped. It returns the settled membership epoch.
 func (p *Pipeline) ScaleWorkers(ctx context.Context, n int) (uint64, error) {
-	have := len(p.Workers)
-	if n <= have {
-		return 0, fmt.Errorf("scaling workers from %d to %d: only growing is supported", have, n)
+	if p.statefulSet == nil {
+		return 0, errors.New("scaling workers: only the deltapipeline router follows a membership")
 	}
 	if n > p.Receiver.workers {
 		return 0, fmt.Errorf("scaling workers to %d: the receiver was started for %d (WithMaxWorkers)", n, p.Receiver.workers)
-	}
-	for i := have; i < n; i++ {
-		w, err := p.newWorker(i)
-		if err != nil {
-			return 0, err
-		}
-		if err := p.startWorker(ctx, w); err != nil {
-			return 0, err
-		}
-		p.workersMu.Lock()
-		p.Workers = append(p.Workers, w)
-		p.workersMu.Unlock()
 	}
 	var obj v1alpha1.DeltaPipeline
 	if err := p.ControlPlane.Client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Name}, &obj); err != nil {
 		return 0, fmt.Errorf("reading DeltaPipeline %s: %w", p.Name, err)
 	}
+	have := ptr.Deref(obj.Spec.Worker.Replicas, 0)
 	obj.Spec.Worker.Replicas = ptr.To(int32(n))
 	if err := p.ControlPlane.Client.Update(ctx, &obj); err != nil {
 		return 0, fmt.Errorf("scaling DeltaPipeline %s to %d workers: %w", p.Name, n, err)
 	}
 	p.logf("spec.worker.replicas %d -> %d", have, n)
-	deadline := time.Now().Add(time.Minute)
+	return p.AwaitRing(ctx, n, 3*time.Minute)
+}
+
+// AwaitRing waits until the published ring has n workers and no hand-over
+// runs, and n local workers run; it returns the membership epoch.
+func (p *Pipeline) AwaitRing(ctx context.Context, n int, timeout time.Duration) (uint64, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
 	for {
 		var got v1alpha1.DeltaPipeline
-		if err := p.ControlPlane.Client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Name}, &got); err == nil &&
-			got.Status.Membership != nil && int(got.Status.Membership.Workers) == n {
-			return uint64(got.Status.Membership.Epoch), nil
+		err := p.ControlPlane.Client.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Name}, &got)
+		if err == nil {
+			m := got.Status.Membership
+			rescaling := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionRescaling)
+			if rescaling != nil && rescaling.Message != last {
+				last = rescaling.Message
+				p.logf("Rescaling=%s %s: %s", rescaling.Status, rescaling.Reason, rescaling.Message)
+			}
+			if m != nil && int(m.Workers) == n && m.PreviousWorkers == 0 && p.runningWorkers() == n &&
+				(rescaling == nil || rescaling.Status == metav1.ConditionFalse) {
+				return uint64(m.Epoch), nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return 0, errors.New("the operator published no membership with the new workers within a minute")
+			return 0, fmt.Errorf("the ring did not settle at %d workers within %s (last: %s)", n, timeout, last)
 		}
 		time.Sleep(relayInterval)
 	}
+}
+
+func (p *Pipeline) runningWorkers() int {
+	p.workersMu.Lock()
+	defer p.workersMu.Unlock()
+	return len(p.Workers)
 }

@@ -159,7 +159,9 @@ type Worker struct {
 	// OTLPHTTPEndpoint is the OTLP/HTTP host:port.
 	OTLPHTTPEndpoint string
 	TelemetryURL     string
-	StateDir         string
+	// PeerEndpoint is where other workers hand streams over to it.
+	PeerEndpoint string
+	StateDir     string
 }
 
 // ReadyURL is the worker's readiness endpoint.
@@ -178,8 +180,11 @@ type Pipeline struct {
 	Gateways     []*Gateway
 	Workers      []*Worker
 	// membership relays the published worker membership to the gateways
-	// (router deltapipeline only).
+	// and the workers (router deltapipeline only).
 	membership *membershipRelay
+	// statefulSet runs a worker process per ordinal of the StatefulSet's
+	// spec.replicas (router deltapipeline only).
+	statefulSet *statefulSetFollower
 	// workersMu guards Workers while ScaleWorkers appends to it.
 	workersMu sync.Mutex
 	// GatewayFiles and WorkerFiles are the Secret volumes of the gateway
@@ -244,24 +249,37 @@ func Start(ctx context.Context, opts ...Option) (_ *Pipeline, err error) {
 	if p.Receiver, err = StartReceiver(max(o.WorkerReplicas, o.MaxWorkers)); err != nil {
 		return p, err
 	}
+	handsOver := o.Router == v1alpha1.GatewayRouterDeltaPipeline
 	for i := range o.WorkerReplicas {
 		w, err := p.newWorker(i)
 		if err != nil {
 			return p, err
 		}
 		p.Workers = append(p.Workers, w)
-		if err := p.startWorker(ctx, w); err != nil {
+		if err := w.Start(); err != nil {
+			return p, err
+		}
+	}
+	p.ControlPlane.setWorkerTelemetry(p.workerTelemetryURL)
+	if handsOver {
+		// The workers wait for the membership before they restore state.
+		if p.membership, err = startMembershipRelay(ctx, p); err != nil {
+			return p, err
+		}
+	}
+	for _, w := range p.Workers {
+		if err := p.awaitReady(ctx, w); err != nil {
+			return p, err
+		}
+	}
+	if handsOver {
+		if p.statefulSet, err = followStatefulSet(ctx, p); err != nil {
 			return p, err
 		}
 	}
 	workerAddrs := make([]string, len(p.Workers))
 	for i, w := range p.Workers {
 		workerAddrs[i] = w.OTLPEndpoint
-	}
-	if o.Router == v1alpha1.GatewayRouterDeltaPipeline {
-		if p.membership, err = startMembershipRelay(ctx, p); err != nil {
-			return p, err
-		}
 	}
 	for i := range o.GatewayReplicas {
 		g, err := p.newGateway(i, workerAddrs)
@@ -301,7 +319,7 @@ func (p *Pipeline) desiredPipeline() *v1alpha1.DeltaPipeline {
 }
 
 func (p *Pipeline) newWorker(ordinal int) (*Worker, error) {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -311,18 +329,23 @@ func (p *Pipeline) newWorker(ordinal int) (*Worker, error) {
 		OTLPEndpoint:     loopback(ports[0]),
 		OTLPHTTPEndpoint: loopback(ports[1]),
 		TelemetryURL:     "http://" + loopback(ports[2]),
+		PeerEndpoint:     loopback(ports[3]),
 		StateDir:         filepath.Join(p.Dir, name, "state"),
 	}
 	if err := os.MkdirAll(w.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s's state directory: %w", name, err)
 	}
-	config, err := LocalWorkerConfig(p.WorkerFiles.Rewrite(p.Rendered.Worker), WorkerAddresses{
+	addrs := WorkerAddresses{
 		OTLPGRPC:       loopback(ports[0]),
 		OTLPHTTP:       loopback(ports[1]),
 		Telemetry:      loopback(ports[2]),
 		RemoteWrite:    p.remoteWriteEndpoint(ordinal),
 		StateDirectory: w.StateDir,
-	})
+	}
+	if p.Router == v1alpha1.GatewayRouterDeltaPipeline {
+		addrs.Peer, addrs.Member, addrs.MembershipFile = w.PeerEndpoint, naming.WorkerPod(p.Object, ordinal), p.membershipPath()
+	}
+	config, err := LocalWorkerConfig(p.WorkerFiles.Rewrite(p.Rendered.Worker), addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -393,9 +416,23 @@ func (p *Pipeline) startWorker(ctx context.Context, w *Worker) error {
 	if err := w.Start(); err != nil {
 		return err
 	}
+	return p.awaitReady(ctx, w)
+}
+
+func (p *Pipeline) awaitReady(ctx context.Context, w *Worker) error {
 	waitCtx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	return w.WaitHTTPOK(waitCtx, w.ReadyURL())
+}
+
+// workerTelemetryURL is the telemetry URL of the running worker of ordinal.
+func (p *Pipeline) workerTelemetryURL(ordinal int) (string, bool) {
+	p.workersMu.Lock()
+	defer p.workersMu.Unlock()
+	if ordinal < 0 || ordinal >= len(p.Workers) {
+		return "", false
+	}
+	return p.Workers[ordinal].TelemetryURL, true
 }
 
 // GatewayEndpoints are the gateways' OTLP/gRPC addresses.
@@ -439,6 +476,9 @@ func (p *Pipeline) StartWorker(ctx context.Context, i int) error {
 // checkpoint), then the receiver and the control plane.
 func (p *Pipeline) Stop(ctx context.Context) error {
 	var errs []error
+	if p.statefulSet != nil {
+		p.statefulSet.stop()
+	}
 	for _, g := range p.Gateways {
 		if err := g.Stop(30 * time.Second); err != nil {
 			errs = append(errs, err)

@@ -36,8 +36,34 @@ type Report struct {
 	// different value for a timestamp already received: Prometheus would
 	// reject it.
 	OutOfOrder []string
-	// SplitAcrossWorkers series were written by more than one worker.
+	// SplitAcrossWorkers series were written by more than one worker at
+	// overlapping times: in timestamp order, a worker wrote the series
+	// again after another one had.
 	SplitAcrossWorkers []string
+	// Moved series were written by more than one worker, each taking over
+	// from the one before: their stream was handed over. A problem unless
+	// moves are allowed (AllowingMoves), as across a rescale.
+	Moved []string
+	// runs are the writers of each series with more than one, in
+	// timestamp order, one entry per run of samples from one worker.
+	runs         map[string][]int
+	movesAllowed bool
+}
+
+// AllowingMoves is the report for a run during which the ring changed
+// rescales times: a stream may change owner once per change (a stream
+// handed from worker 0 to 4 on a scale-up may go back to 0 on a scale-down),
+// but a series whose writer changed more often than that was written by two
+// workers at once.
+func (r Report) AllowingMoves(rescales int) Report {
+	r.movesAllowed = true
+	r.SplitAcrossWorkers = nil
+	for _, key := range slices.Sorted(maps.Keys(r.runs)) {
+		if runs := r.runs[key]; len(runs)-1 > rescales {
+			r.SplitAcrossWorkers = append(r.SplitAcrossWorkers, fmt.Sprintf("%s (writers in time order %v)", key, runs))
+		}
+	}
+	return r
 }
 
 // Mismatch is a series whose final value is wrong.
@@ -54,6 +80,7 @@ func Verify(sent totals.Totals, received map[string][]Sample, workers int) Repor
 		SentPoints:     sent.Points,
 		ReceivedSeries: len(received),
 		SeriesByWorker: make([]int, workers),
+		runs:           map[string][]int{},
 	}
 	for _, key := range slices.Sorted(maps.Keys(received)) {
 		samples := received[key]
@@ -61,10 +88,19 @@ func Verify(sent totals.Totals, received map[string][]Sample, workers int) Repor
 		if _, ok := sent.Series[key]; !ok {
 			r.Unexpected = append(r.Unexpected, key)
 		}
-		if w := writers(samples); len(w) > 1 {
-			r.SplitAcrossWorkers = append(r.SplitAcrossWorkers, fmt.Sprintf("%s (workers %v)", key, w))
-		} else if w[0] < workers {
-			r.SeriesByWorker[w[0]]++
+		runs := writerRuns(samples)
+		switch {
+		case len(runs) > len(writers(samples)):
+			// A worker came back after another wrote: two at once, unless
+			// the ring changed twice (see AllowingMoves).
+			r.runs[key] = runs
+			r.SplitAcrossWorkers = append(r.SplitAcrossWorkers, fmt.Sprintf("%s (writers in time order %v)", key, runs))
+		case len(runs) > 1:
+			r.runs[key] = runs
+			r.Moved = append(r.Moved, fmt.Sprintf("%s (workers in time order %v)", key, runs))
+		}
+		if last := runs[len(runs)-1]; last < workers {
+			r.SeriesByWorker[last]++
 		}
 		if i := firstOutOfOrder(samples); i > 0 {
 			r.OutOfOrder = append(r.OutOfOrder, fmt.Sprintf("%s (sample %d of %d: %s after %s)", key, i, len(samples), samples[i], samples[i-1]))
@@ -110,15 +146,18 @@ func (r Report) Problems() []string {
 	add("received series that were never sent", r.Unexpected)
 	add("series that decreased (a counter reset)", r.Decreasing)
 	add("series with a sample older than an earlier one or a changed value for a timestamp", r.OutOfOrder)
-	add("series written by more than one worker", r.SplitAcrossWorkers)
+	add("series written by two workers at overlapping times", r.SplitAcrossWorkers)
+	if !r.movesAllowed {
+		add("series that moved from one worker to another", r.Moved)
+	}
 	return out
 }
 
 // Figures is the one-line summary printed by the suite and the demo.
 func (r Report) Figures() string {
-	return fmt.Sprintf("sent %d points on %d streams = %d Prometheus series; received %d series, %d samples (per worker: %v series); exact matches %d/%d; missing %d, wrong %d, unexpected %d, decreasing %d, out of order %d, split across workers %d",
+	return fmt.Sprintf("sent %d points on %d streams = %d Prometheus series; received %d series, %d samples (per worker, by last writer: %v series); exact matches %d/%d; missing %d, wrong %d, unexpected %d, decreasing %d, out of order %d, split across workers %d, moved between workers %d",
 		r.SentPoints, r.SentStreams, r.SentSeries, r.ReceivedSeries, r.ReceivedSamples, r.SeriesByWorker,
-		r.ExactMatches, r.SentSeries, len(r.Missing), len(r.Mismatched), len(r.Unexpected), len(r.Decreasing), len(r.OutOfOrder), len(r.SplitAcrossWorkers))
+		r.ExactMatches, r.SentSeries, len(r.Missing), len(r.Mismatched), len(r.Unexpected), len(r.Decreasing), len(r.OutOfOrder), len(r.SplitAcrossWorkers), len(r.Moved))
 }
 
 // WaitForTotals polls the receiver until every sent series shows its sent
@@ -151,6 +190,21 @@ func allReached(sent totals.Totals, last map[string]float64) bool {
 		}
 	}
 	return true
+}
+
+// writerRuns is the sequence of workers that wrote the series, in
+// timestamp order, each run of one worker's samples once: [0 3] for a
+// stream handed from worker 0 to worker 3, [0 3 0] for two writers at once.
+func writerRuns(samples []Sample) []int {
+	sorted := slices.Clone(samples)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].TimestampMs < sorted[j].TimestampMs })
+	var runs []int
+	for _, s := range sorted {
+		if len(runs) == 0 || runs[len(runs)-1] != s.Worker {
+			runs = append(runs, s.Worker)
+		}
+	}
+	return runs
 }
 
 func writers(samples []Sample) []int {
