@@ -44,6 +44,9 @@ type Worker struct {
 	PDB            *policyv1.PodDisruptionBudget
 	ServiceAccount *corev1.ServiceAccount
 	NetworkPolicy  *networkingv1.NetworkPolicy
+	// HPA is set with spec.worker.autoscaling; it scales the pipeline, not
+	// the StatefulSet.
+	HPA *autoscalingv2.HorizontalPodAutoscaler
 	// Membership is the ring the gateways' router follows; nil with the
 	// loadBalancing router.
 	Membership *corev1.ConfigMap
@@ -51,7 +54,7 @@ type Worker struct {
 
 // Objects are the worker tier's objects, in no particular order.
 func (w Worker) Objects() []client.Object {
-	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy, w.Membership)
+	return present(w.ConfigMap, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy, w.HPA, w.Membership)
 }
 
 // present drops the nil objects of features that are off. The arguments are
@@ -129,6 +132,7 @@ func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options, epoch uint64) (Worker,
 		Service:        WorkerHeadlessService(p),
 		PDB:            WorkerPodDisruptionBudget(p),
 		ServiceAccount: WorkerServiceAccount(p),
+		HPA:            WorkerHorizontalPodAutoscaler(p),
 	}
 	if NetworkPoliciesEnabled(p) {
 		w.NetworkPolicy = WorkerNetworkPolicy(p)
