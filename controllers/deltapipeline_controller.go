@@ -378,12 +378,21 @@ func (r *DeltaPipelineReconciler) observeTiers(ctx context.Context, p *v1alpha1.
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading the worker StatefulSet: %w", err)
 	}
+	// status.workers.replicas is what the StatefulSet is set to, not
+	// spec.worker.replicas: it is the scale subresource's current count, which
+	// an autoscaler compares with its recommendation.
 	workersDesired := manifests.WorkerReplicas(p)
+	selector := manifests.WorkerSelector(p)
 	if err == nil && sts.Spec.Replicas != nil {
 		workersDesired = *sts.Spec.Replicas
 	}
-	status.Workers = tierStatus(workersDesired, sts.Status.ReadyReplicas)
-	setCondition(status, p, availability(v1alpha1.ConditionWorkersAvailable, "workers", status.Workers))
+	if err == nil && sts.Spec.Selector != nil {
+		// The StatefulSet's selector is immutable, so it is the one that
+		// says which pods are the workers.
+		selector = metav1.FormatLabelSelector(sts.Spec.Selector)
+	}
+	status.Workers = v1alpha1.WorkerTierStatus{TierStatus: tierStatus(workersDesired, sts.Status.ReadyReplicas), Selector: selector}
+	setCondition(status, p, availability(v1alpha1.ConditionWorkersAvailable, "workers", status.Workers.TierStatus))
 	return nil
 }
 

@@ -236,7 +236,10 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(status.Endpoints.GRPC).To(Equal(naming.GatewayService(p) + "." + ns + ".svc:4317"))
 			Expect(status.Endpoints.HTTP).To(Equal("http://" + naming.GatewayService(p) + "." + ns + ".svc:4318"))
 			Expect(status.Gateway).To(Equal(v1alpha1.TierStatus{Replicas: 2, ReadyReplicas: 0, Summary: "0/2", Resources: status.Gateway.Resources}))
-			Expect(status.Workers).To(Equal(v1alpha1.TierStatus{Replicas: 3, ReadyReplicas: 0, Summary: "0/3", Resources: status.Workers.Resources}))
+			Expect(status.Workers).To(Equal(v1alpha1.WorkerTierStatus{
+				TierStatus: v1alpha1.TierStatus{Replicas: 3, ReadyReplicas: 0, Summary: "0/3", Resources: status.Workers.Resources},
+				Selector:   manifests.WorkerSelector(p),
+			}))
 			Expect(equality.Semantic.DeepEqual(status.Gateway.Resources, ptr.To(manifests.GatewayResources(p)))).To(BeTrue(), "status.gateway.resources %v", status.Gateway.Resources)
 			Expect(equality.Semantic.DeepEqual(status.Workers.Resources, ptr.To(manifests.WorkerResources(p)))).To(BeTrue(), "status.workers.resources %v", status.Workers.Resources)
 
@@ -412,6 +415,10 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			By("adding workers, which the router follows from the membership without a roll")
 			gw, wk = gatewayHash(), workerHash()
 			updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Replicas = ptr.To[int32](4) })
+			Eventually(func() (*int32, error) {
+				s, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
+				return s.Spec.Replicas, err
+			}).Should(HaveValue(Equal(int32(4))), "the new worker's pod starts before it joins the ring")
 			markTiersReady(ctx, p)
 			Eventually(func() (string, error) {
 				cm, err := fetch(ctx, p, &corev1.ConfigMap{}, naming.MembershipConfigMap(p))
@@ -435,6 +442,7 @@ var _ = Describe("DeltaPipeline reconciler", func() {
 			Expect(recorded).To(BeEmpty())
 		},
 		Entry("with an autoscaled gateway", pipelinetest.WithAutoscaling(2, 6)),
+		Entry("with autoscaled workers", pipelinetest.WithWorkerAutoscaling(3, 8, ptr.To[int32](70), ptr.To[int32](80))),
 		Entry("with the load_balancing exporter and the dns resolver", pipelinetest.WithRouter(v1alpha1.GatewayRouterLoadBalancing), pipelinetest.WithResolver(v1alpha1.ResolverDNS)),
 		Entry("without persistence", pipelinetest.WithPersistence(false)),
 		Entry("with a Prometheus pull endpoint", pipelinetest.WithPrometheusExporter(9464)),

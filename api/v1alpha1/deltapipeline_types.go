@@ -15,6 +15,7 @@ const UpstreamGatewayImage = "otel/opentelemetry-collector-contrib:0.161.0"
 // DeltaPipelineSpec is the desired pipeline: how streams are routed, the two
 // tiers, and where cumulative series go.
 // +kubebuilder:validation:XValidation:rule="!has(self.routing.resolver) || self.routing.resolver == 'static' || self.gateway.router == 'loadBalancing'",message="spec.routing.resolver k8s and dns need spec.gateway.router: loadBalancing; the deltapipeline router follows the membership the operator publishes",fieldPath=".routing.resolver"
+// +kubebuilder:validation:XValidation:rule="!has(self.worker) || !has(self.worker.autoscaling) || !has(self.gateway) || !has(self.gateway.router) || self.gateway.router != 'loadBalancing'",message="spec.worker.autoscaling needs spec.gateway.router deltapipeline: rescaling resets the moved series with the upstream load_balancing exporter; state hand-off needs the deltapipeline router",fieldPath=".worker.autoscaling"
 type DeltaPipelineSpec struct {
 	// Routing decides which worker owns a stream.
 	// +kubebuilder:default={}
@@ -365,13 +366,51 @@ type AutoscalingSpec struct {
 	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
 }
 
+// WorkerAutoscalingSpec configures the workers' HorizontalPodAutoscaler.
+// The autoscaler scales the DeltaPipeline itself through its scale
+// subresource, so it writes spec.worker.replicas and the operator stays the
+// only writer of the StatefulSet.
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",message="spec.worker.autoscaling.minReplicas (default 3) must not be greater than maxReplicas",fieldPath=".minReplicas"
+// +kubebuilder:validation:XValidation:rule="has(self.targetCPUUtilizationPercentage) || has(self.targetMemoryUtilizationPercentage)",message="spec.worker.autoscaling must set at least one of targetCPUUtilizationPercentage and targetMemoryUtilizationPercentage"
+type WorkerAutoscalingSpec struct {
+	// MinReplicas is the fewest workers the autoscaler keeps. The default is
+	// the default of spec.worker.replicas, so a new pipeline starts at its
+	// floor and its first rescale (which moves streams) waits for load.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+	// MaxReplicas is the most workers the autoscaler asks for.
+	// +kubebuilder:validation:Minimum=1
+	MaxReplicas int32 `json:"maxReplicas"`
+	// TargetCPUUtilizationPercentage is the average CPU use, in percent of
+	// the worker container's request, kept by scaling.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+	// TargetMemoryUtilizationPercentage is the average memory use, in percent
+	// of the worker container's request, kept by scaling.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TargetMemoryUtilizationPercentage *int32 `json:"targetMemoryUtilizationPercentage,omitempty"`
+}
+
 // WorkerSpec configures tier 2.
 type WorkerSpec struct {
-	// Replicas of the worker StatefulSet.
+	// Replicas of the worker StatefulSet. It is also the scale subresource's
+	// replica count (kubectl scale dpl NAME --replicas N), which the
+	// autoscaler of spec.worker.autoscaling writes.
 	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Autoscaling, when set, adds a HorizontalPodAutoscaler that sets
+	// replicas from the workers' CPU or memory utilization.
+	// +optional
+	Autoscaling *WorkerAutoscalingSpec `json:"autoscaling,omitempty"`
 
 	// Image of the worker; defaults to the worker image of the operator's own
 	// version (manager flag --worker-image).
@@ -714,6 +753,17 @@ type TierStatus struct {
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
+// WorkerTierStatus reports the worker tier; it is the status side of the
+// scale subresource.
+type WorkerTierStatus struct {
+	TierStatus `json:",inline"`
+	// Selector selects the worker pods, in label selector string form: the
+	// scale subresource's selector, which a HorizontalPodAutoscaler uses to
+	// find the pods it measures.
+	// +optional
+	Selector string `json:"selector,omitempty"`
+}
+
 // MembershipStatus is the ring the operator last published to the gateways.
 type MembershipStatus struct {
 	// Epoch grows by one with every change of the members.
@@ -745,8 +795,13 @@ type DeltaPipelineStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// +optional
 	Gateway TierStatus `json:"gateway,omitempty"`
+	// Workers reports the worker tier. Its replicas is spec.replicas of the
+	// worker StatefulSet, the worker count the operator has applied (it may
+	// trail spec.worker.replicas while a rescale is in progress;
+	// spec.worker.replicas until the StatefulSet exists), and the scale
+	// subresource's status replicas.
 	// +optional
-	Workers TierStatus `json:"workers,omitempty"`
+	Workers WorkerTierStatus `json:"workers,omitempty"`
 	// +optional
 	Endpoints Endpoints `json:"endpoints,omitempty"`
 	// Membership is the worker ring published to the gateways, with
@@ -760,6 +815,7 @@ type DeltaPipelineStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.worker.replicas,statuspath=.status.workers.replicas,selectorpath=.status.workers.selector
 // +kubebuilder:resource:shortName=dpl,categories=telemetry
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.status.gateway.summary`

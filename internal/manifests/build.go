@@ -44,6 +44,9 @@ type Worker struct {
 	PDB            *policyv1.PodDisruptionBudget
 	ServiceAccount *corev1.ServiceAccount
 	NetworkPolicy  *networkingv1.NetworkPolicy
+	// HPA is set with spec.worker.autoscaling; it scales the pipeline, not
+	// the StatefulSet.
+	HPA *autoscalingv2.HorizontalPodAutoscaler
 	// Membership is the ring the gateways' router follows and the workers
 	// hand streams over by; nil with the loadBalancing router, as are the
 	// peer token and the Role that lets workers watch the membership.
@@ -55,7 +58,7 @@ type Worker struct {
 
 // Objects are the worker tier's objects, in no particular order.
 func (w Worker) Objects() []client.Object {
-	return present(w.ConfigMap, w.PeerToken, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy, w.Membership, w.Role, w.RoleBinding)
+	return present(w.ConfigMap, w.PeerToken, w.StatefulSet, w.Service, w.PDB, w.ServiceAccount, w.NetworkPolicy, w.HPA, w.Membership, w.Role, w.RoleBinding)
 }
 
 // present drops the nil objects of features that are off. The arguments are
@@ -143,6 +146,7 @@ func BuildWorker(p *v1alpha1.DeltaPipeline, opts Options, creds Credentials, pla
 		PeerToken:      PeerTokenSecret(p, creds.PeerToken),
 		Role:           WorkerMembershipRole(p),
 		RoleBinding:    WorkerMembershipRoleBinding(p),
+		HPA:            WorkerHorizontalPodAutoscaler(p),
 	}
 	if NetworkPoliciesEnabled(p) {
 		w.NetworkPolicy = WorkerNetworkPolicy(p)

@@ -130,6 +130,12 @@ func WorkerReplicas(p *v1alpha1.DeltaPipeline) int32 {
 	return ptr.Deref(p.Spec.Worker.Replicas, 3)
 }
 
+// WorkerSelector selects the worker pods, in the string form of the scale
+// subresource's selector: the selector the worker StatefulSet is built with.
+func WorkerSelector(p *v1alpha1.DeltaPipeline) string {
+	return metav1.FormatLabelSelector(labelSelector(naming.SelectorLabels(p, naming.ComponentWorker)))
+}
+
 // AutoscalingEnabled reports whether the gateway is sized by an HPA.
 func AutoscalingEnabled(p *v1alpha1.DeltaPipeline) bool {
 	return p.Spec.Gateway.Autoscaling != nil

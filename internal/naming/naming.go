@@ -114,6 +114,10 @@ func WorkerPodDisruptionBudget(p Named) string { return suffixed(p, "worker") }
 // WorkerNetworkPolicy limits who may connect to worker pods.
 func WorkerNetworkPolicy(p Named) string { return suffixed(p, "worker") }
 
+// WorkerHorizontalPodAutoscaler scales the workers through the pipeline's
+// scale subresource.
+func WorkerHorizontalPodAutoscaler(p Named) string { return suffixed(p, "worker") }
+
 // WorkerServiceAccount is the identity of worker pods (IRSA, Pod Identity).
 func WorkerServiceAccount(p Named) string { return suffixed(p, "worker") }
 

@@ -118,6 +118,17 @@ func WithAutoscaling(min, max int32) Option {
 	}
 }
 
+// WithWorkerAutoscaling scales the workers between min and max replicas on
+// the given CPU and memory utilization targets; a nil target is left unset.
+func WithWorkerAutoscaling(min, max int32, cpuPercent, memoryPercent *int32) Option {
+	return func(p *v1alpha1.DeltaPipeline) {
+		p.Spec.Worker.Autoscaling = &v1alpha1.WorkerAutoscalingSpec{
+			MinReplicas: ptr.To(min), MaxReplicas: max,
+			TargetCPUUtilizationPercentage: cpuPercent, TargetMemoryUtilizationPercentage: memoryPercent,
+		}
+	}
+}
+
 // WithPersistence turns the workers' state volumes on or off.
 func WithPersistence(enabled bool) Option {
 	return func(p *v1alpha1.DeltaPipeline) { p.Spec.Worker.Persistence.Enabled = ptr.To(enabled) }
