@@ -238,9 +238,6 @@ const (
 	// streamElsewhere: the point belongs to a stream of another worker
 	// (or one being handed over to it); it goes to src.route.dest.
 	streamElsewhere
-	// streamReturning: the stream is being handed over to another worker
-	// but the placement names this one again.
-	streamReturning
 )
 
 // lockStream locks the shard of key and returns it with the stream,
@@ -253,10 +250,10 @@ func (e *Engine) lockStream(enc *encoder, src *descriptorSource, key hash128, at
 		if !s.has(flagMoving) {
 			return sh, s, streamHeld
 		}
-		// Its state is on the way to its new owner, which applies the
+		// Its state is on the way to another worker, which applies the
 		// point after the state: the forward is queued behind it.
-		if src.route == nil || !src.route.placeElsewhere(attrs) {
-			return sh, nil, streamReturning
+		if src.route != nil {
+			src.route.dest = sh.movingTo[key]
 		}
 		return sh, nil, streamElsewhere
 	}
@@ -352,7 +349,7 @@ func (e *Engine) applySums(enc *encoder, src *descriptorSource, dps pmetric.Numb
 		key := enc.hashStream(src.prefix, dp.Attributes())
 		sh, s, outcome := e.lockStream(enc, src, key, dp.Attributes(), kindSum, true)
 		switch outcome {
-		case streamElsewhere, streamReturning, streamLimited:
+		case streamElsewhere, streamLimited:
 			sh.mu.Unlock()
 			e.placedElsewhere(src, outcome, res, func(m pmetric.Metric) { dp.CopyTo(m.Sum().DataPoints().AppendEmpty()) })
 			continue
@@ -397,7 +394,7 @@ func (e *Engine) applyHistograms(enc *encoder, src *descriptorSource, dps pmetri
 		key := enc.hashStream(src.prefix, dp.Attributes())
 		sh, s, outcome := e.lockStream(enc, src, key, dp.Attributes(), kindHistogram, true)
 		switch outcome {
-		case streamElsewhere, streamReturning, streamLimited:
+		case streamElsewhere, streamLimited:
 			sh.mu.Unlock()
 			e.placedElsewhere(src, outcome, res, func(m pmetric.Metric) { dp.CopyTo(m.Histogram().DataPoints().AppendEmpty()) })
 			continue
@@ -448,7 +445,7 @@ func (e *Engine) applyExpHistograms(enc *encoder, src *descriptorSource, dps pme
 			e.placedElsewhere(src, outcome, res, func(m pmetric.Metric) { dp.CopyTo(m.ExponentialHistogram().DataPoints().AppendEmpty()) })
 		}
 		sh, s, outcome := e.lockStream(enc, src, key, dp.Attributes(), kindExpHistogram, false)
-		if outcome == streamElsewhere || outcome == streamReturning {
+		if outcome == streamElsewhere {
 			sh.mu.Unlock()
 			elsewhere(outcome)
 			continue
@@ -464,7 +461,7 @@ func (e *Engine) applyExpHistograms(enc *encoder, src *descriptorSource, dps pme
 			}
 			sh, s, outcome = e.lockStream(enc, src, key, dp.Attributes(), kindExpHistogram, true)
 			switch outcome {
-			case streamElsewhere, streamReturning, streamLimited:
+			case streamElsewhere, streamLimited:
 				sh.mu.Unlock()
 				elsewhere(outcome)
 				continue

@@ -1,6 +1,8 @@
 package convert
 
 import (
+	"fmt"
+
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
@@ -99,8 +101,6 @@ func (e *Engine) placedElsewhere(src *descriptorSource, outcome lockOutcome, res
 	switch outcome {
 	case streamLimited:
 		res.reject(ReasonStreamLimit)
-	case streamReturning:
-		res.reject(ReasonHandoverConflict)
 	case streamElsewhere:
 		r := src.route
 		appendPoint(r.out.metricFor(r))
@@ -231,6 +231,10 @@ func (e *Engine) HandOver(keyer *ring.Keyer, place Placement, send func(dest int
 				continue
 			}
 			s.flags |= flagMoving
+			if sh.movingTo == nil {
+				sh.movingTo = make(map[hash128]int)
+			}
+			sh.movingTo[s.key] = dest
 			send(dest, StreamKey(s.key), buf)
 			moved++
 		}
@@ -266,6 +270,7 @@ func (e *Engine) Forget(keys []StreamKey) {
 		if slot, ok := sh.index.find(key, sh.keyAt); ok {
 			if s := sh.at(slot); s.has(flagMoving) {
 				released = append(released, s.refs)
+				delete(sh.movingTo, key)
 				sh.remove(slot)
 				e.streams.Add(-1)
 			}
@@ -273,6 +278,20 @@ func (e *Engine) Forget(keys []StreamKey) {
 		sh.mu.Unlock()
 	}
 	e.interner.release(released)
+}
+
+// RecordRoutingKey is the routing key of the stream a record holds, so
+// that a worker can tell whether a record sent to it is its own.
+func RecordRoutingKey(keyer *ring.Keyer, record []byte) (ring.Key, error) {
+	d, err := decodeRecord(record)
+	if err != nil {
+		return 0, fmt.Errorf("reading a stream record: %w", err)
+	}
+	src := &d.src
+	res := keyer.ResourceAttributes(src.resourceAttrs)
+	scope := keyer.ScopeParts(res, src.scopeName, src.scopeVersion, src.scopeAttrs)
+	metric := keyer.MetricParts(scope, src.shape.name, src.shape.unit, src.shape.typ, src.shape.temporality, src.shape.monotonic)
+	return keyer.Point(metric, src.pointAttrs), nil
 }
 
 // heldKeys computes the routing keys of held streams from their interned

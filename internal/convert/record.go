@@ -513,8 +513,17 @@ func (e *Engine) RestoreStream(record []byte) error {
 	sh := e.shardFor(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.lookup(key) != nil {
-		return fmt.Errorf("restoring stream of metric %q: %w", src.shape.name, ErrStreamExists)
+	if slot, ok := sh.index.find(key, sh.keyAt); ok {
+		held := sh.at(slot)
+		if !held.has(flagMoving) {
+			return fmt.Errorf("restoring stream of metric %q: %w", src.shape.name, ErrStreamExists)
+		}
+		// The stream comes back from the worker it was handed to, with
+		// everything forwarded after it: newer than the frozen copy.
+		e.interner.release([]streamRefs{held.refs})
+		delete(sh.movingTo, key)
+		sh.remove(slot)
+		e.streams.Add(-1)
 	}
 	if !e.reserveStream() {
 		return fmt.Errorf("restoring stream of metric %q: the stream limit of %d is reached", src.shape.name, e.maxStreams)

@@ -18,9 +18,6 @@ const (
 	// ReasonInvalid: the point is malformed (for example bucket counts do
 	// not match the bounds, the end precedes the start, the value is NaN).
 	ReasonInvalid
-	// ReasonHandoverConflict: the stream is being handed over to another
-	// worker, and the membership now places it here again.
-	ReasonHandoverConflict
 	NumReasons
 )
 
@@ -33,8 +30,6 @@ func (r Reason) String() string {
 		return "out_of_order"
 	case ReasonInvalid:
 		return "invalid"
-	case ReasonHandoverConflict:
-		return "handover_conflict"
 	default:
 		return fmt.Sprintf("reason_%d", uint8(r))
 	}
@@ -48,8 +43,6 @@ func (r Reason) describe() string {
 		return "overlap or precede points already applied to their stream"
 	case ReasonInvalid:
 		return "are invalid"
-	case ReasonHandoverConflict:
-		return "belong to a stream handed over to another worker that the membership places here again"
 	default:
 		return r.String()
 	}

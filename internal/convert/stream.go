@@ -248,6 +248,10 @@ type shard struct {
 	chunks []*[chunkSize]stream
 	free   []uint32
 	used   uint32
+	// movingTo is the worker each moving stream's record went to: its
+	// points follow the record there, even if the ring places the stream
+	// here again meanwhile (the record comes back from there).
+	movingTo map[hash128]int
 }
 
 func (sh *shard) at(slot uint32) *stream {

@@ -411,7 +411,7 @@ func TestNewEngineRejectsBadConfig(t *testing.T) {
 }
 
 func TestReasonNames(t *testing.T) {
-	want := []string{"stream_limit", "out_of_order", "invalid", "handover_conflict"}
+	want := []string{"stream_limit", "out_of_order", "invalid"}
 	for r := Reason(0); r < NumReasons; r++ {
 		if r.String() != want[r] {
 			t.Fatalf("reason %d is %q, want %q", r, r.String(), want[r])

@@ -59,6 +59,10 @@ type Options struct {
 	// Applied is told what applying forwarded points did, for the
 	// worker's own counters.
 	Applied func(convert.Result)
+	// Checkpoint writes a checkpoint of the worker's state; nil when the
+	// worker keeps no durable state. A worker's part of a hand-over ends
+	// with one.
+	Checkpoint func(ctx context.Context) error
 	// MaxForwardBytes bounds forwarded points queued for one peer; beyond
 	// it Forward refuses, and the request is retried by its gateway.
 	MaxForwardBytes int
@@ -87,8 +91,10 @@ type Handoff struct {
 	outbounds map[int]*outbound
 	runCtx    context.Context
 
-	sweepReq    chan struct{}
-	sweptEpoch  atomic.Uint64
+	sweepReq          chan struct{}
+	checkpointReq     chan uint64
+	checkpointedEpoch atomic.Uint64
+	sweptEpoch        atomic.Uint64
 	sweepStart  atomic.Int64 // Unix ns when the epoch being handed over arrived
 	handedOff   atomic.Int64
 	lastHandOff atomic.Int64 // streams the last sweep moved
@@ -134,6 +140,8 @@ func New(opts Options) (*Handoff, error) {
 		logger:    opts.Logger.With("member", opts.Member),
 		outbounds: make(map[int]*outbound),
 		sweepReq:  make(chan struct{}, 1),
+		// Buffered for one epoch's request: noteProgress never blocks.
+		checkpointReq: make(chan uint64, 1),
 	}
 	h.direct = placement{h: h}
 	h.fromPeer = placement{h: h, fromPeer: true}
@@ -174,6 +182,9 @@ func (h *Handoff) Start() {
 	h.mu.Unlock()
 	h.loops.Go(func() { _ = h.server.Serve(h.listener) })
 	h.loops.Go(func() { h.sweepLoop(ctx) })
+	if h.opts.Checkpoint != nil {
+		h.loops.Go(func() { h.checkpointLoop(ctx) })
+	}
 }
 
 // SetReady lets peers' frames in once the worker's state is restored.
@@ -359,10 +370,15 @@ func (h *Handoff) RequestSweep() {
 }
 
 func (h *Handoff) sweepLoop(ctx context.Context) {
+	repeat := time.NewTicker(doneRepeat)
+	defer repeat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-repeat.C:
+			h.repeatDone()
+			continue
 		case <-h.sweepReq:
 		}
 		if !h.ready.Load() {
@@ -373,15 +389,40 @@ func (h *Handoff) sweepLoop(ctx context.Context) {
 	}
 }
 
+// doneRepeat is how often done markers are sent again while streams move.
+const doneRepeat = 2 * time.Second
+
+// repeatDone sends the done marker of a finished sweep again to every
+// member whose queue is empty: a member that restarted since it got the
+// first one forgot it with the journal its checkpoint let go. A done
+// marker stays true when repeated: any record queued since is ahead of it.
+func (h *Handoff) repeatDone() {
+	v := h.view.Load()
+	if v == nil || !v.m.Rescaling() || !h.ready.Load() || h.sweptEpoch.Load() != v.m.Epoch {
+		return
+	}
+	for i := range v.m.Members {
+		if i == h.self {
+			continue
+		}
+		if o := h.outbound(i); func() bool { n, _, _ := o.pending(); return n == 0 }() {
+			o.push(queued{entry: entry{kind: entryDone, payload: donePayload(v.m.Epoch)}})
+		}
+	}
+}
+
 // Sweep hands over, once, every held stream that belongs elsewhere at the
 // current epoch, then queues a done marker for every member while streams
 // move. It returns how many streams it handed over.
-func (h *Handoff) Sweep() int {
+func (h *Handoff) Sweep() int { return h.SweepEngine(h.engine()) }
+
+// SweepEngine is Sweep of engine, the one a restore is filling.
+func (h *Handoff) SweepEngine(engine *convert.Engine) int {
 	v := h.view.Load()
 	if v == nil {
 		return 0
 	}
-	moved := h.engine().HandOver(h.opts.Keyer, h.sweeping, func(dest int, key convert.StreamKey, record []byte) {
+	moved := engine.HandOver(h.opts.Keyer, h.sweeping, func(dest int, key convert.StreamKey, record []byte) {
 		h.outbound(dest).push(queued{entry: entry{kind: entryRecord, payload: append([]byte(nil), record...)}, key: key})
 	})
 	if v.m.Rescaling() {
@@ -401,15 +442,54 @@ func (h *Handoff) Sweep() int {
 	return moved
 }
 
-// noteProgress records the hand-over duration once this worker's part of
-// the epoch is complete.
+// noteProgress checkpoints once this worker's part of a hand-over is
+// done (see Status.Complete), and records how long it took.
 func (h *Handoff) noteProgress() {
-	st := h.Status()
-	if !st.Complete {
+	st := h.progress()
+	if !st.Swept || st.Moving > 0 || st.Pending > 0 || !st.Received {
+		return
+	}
+	if h.opts.Checkpoint != nil && h.checkpointedEpoch.Load() != st.Epoch {
+		select {
+		case h.checkpointReq <- st.Epoch:
+		default:
+		}
 		return
 	}
 	if start := h.sweepStart.Swap(0); start != 0 && st.Rescaling {
 		h.metrics.duration.Observe(time.Since(time.Unix(0, start)).Seconds())
+	}
+}
+
+// checkpointLoop writes the checkpoint that ends a worker's part of a
+// hand-over: from then on no journal entry written while streams moved is
+// replayed, so a restart under the settled ring never replays a point
+// whose stream was elsewhere when it arrived. A failed checkpoint is
+// retried; the hand-over is not complete until one succeeds.
+func (h *Handoff) checkpointLoop(ctx context.Context) {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	for {
+		var epoch uint64
+		select {
+		case <-ctx.Done():
+			return
+		case epoch = <-h.checkpointReq:
+		case <-retry.C:
+			h.noteProgress()
+			continue
+		}
+		if h.checkpointedEpoch.Load() == epoch {
+			continue
+		}
+		if err := h.opts.Checkpoint(ctx); err != nil {
+			if ctx.Err() == nil {
+				h.logger.Warn("the checkpoint that ends this worker's hand-over failed; retrying", "epoch", epoch, "error", err)
+			}
+			continue
+		}
+		h.checkpointedEpoch.Store(epoch)
+		h.noteProgress()
 	}
 }
 
@@ -477,14 +557,25 @@ var unmarshaler pmetric.ProtoUnmarshaler
 // for a frame replayed from the journal.
 func (h *Handoff) applyFrame(engine *convert.Engine, hdr frameHeader, entries []entry, live bool) error {
 	var fwd convert.Forwards
-	restored := false
 	for i, e := range entries {
 		switch e.kind {
 		case entryRecord:
+			key, err := convert.RecordRoutingKey(h.opts.Keyer, e.payload)
+			if err != nil {
+				h.metrics.streamsRefused.Inc()
+				h.logger.Error("refusing a handed-over stream record", "from", hdr.sender, "entry", i, "error", err)
+				continue
+			}
+			if owner := h.sweeping.Place(key); owner != convert.Here {
+				// Sent by a ring older than ours: the stream moves on,
+				// and the points behind it follow.
+				h.outbound(owner).push(queued{entry: entry{kind: entryRecord, payload: append([]byte(nil), e.payload...)}})
+				h.metrics.streamsForwarded.Inc()
+				continue
+			}
 			switch err := engine.RestoreStream(e.payload); {
 			case err == nil:
 				h.metrics.streamsReceived.Inc()
-				restored = true
 			case errors.Is(err, convert.ErrStreamExists):
 				h.metrics.streamsDuplicate.Inc()
 			default:
@@ -518,10 +609,6 @@ func (h *Handoff) applyFrame(engine *convert.Engine, hdr frameHeader, entries []
 			h.markDone(hdr.sender, epoch)
 		}
 	}
-	if restored && hdr.epoch < h.epoch() {
-		// Sent for an older ring: some of it may belong elsewhere now.
-		h.RequestSweep()
-	}
 	return nil
 }
 
@@ -532,6 +619,7 @@ func (h *Handoff) markDone(sender int, epoch uint64) {
 	}
 	if !v.done[sender].Swap(true) {
 		h.logger.Info("a previous owner handed over everything", "epoch", epoch, "from", sender)
+		h.noteProgress()
 	}
 }
 
@@ -563,6 +651,11 @@ type Status struct {
 	Rescaling bool   `json:"rescaling"`
 	// Swept: the streams held at Epoch that belong elsewhere are queued.
 	Swept bool `json:"swept"`
+	// Received: every previous owner this worker gains streams from said
+	// it sent them all (its done marker arrived).
+	Received bool `json:"received"`
+	// Checkpointed: a checkpoint was written since (durable workers).
+	Checkpointed bool `json:"checkpointed"`
 	// Streams held, of which Moving are on their way elsewhere.
 	Streams int `json:"streams"`
 	Moving  int `json:"moving"`
@@ -570,12 +663,19 @@ type Status struct {
 	Pending int `json:"pending"`
 	// HandedOff counts streams handed over since the worker started.
 	HandedOff int64 `json:"handedOff"`
-	// Complete: swept, and every entry acknowledged.
+	// Complete: swept, received, every entry acknowledged and, for a
+	// durable worker, checkpointed.
 	Complete bool `json:"complete"`
 }
 
 // Status reports the progress of the current epoch.
 func (h *Handoff) Status() Status {
+	st := h.progress()
+	st.Complete = st.Swept && st.Received && st.Moving == 0 && st.Pending == 0 && st.Checkpointed
+	return st
+}
+
+func (h *Handoff) progress() Status {
 	st := Status{Member: h.opts.Member, HandedOff: h.handedOff.Load()}
 	v := h.view.Load()
 	if v == nil {
@@ -583,6 +683,15 @@ func (h *Handoff) Status() Status {
 	}
 	st.Epoch, st.Rescaling = v.m.Epoch, v.m.Rescaling()
 	st.Swept = h.sweptEpoch.Load() == v.m.Epoch
+	st.Received = true
+	if h.self < len(v.m.Members) {
+		for i := range v.done {
+			if i != h.self && !v.done[i].Load() {
+				st.Received = false
+			}
+		}
+	}
+	st.Checkpointed = h.opts.Checkpoint == nil || h.checkpointedEpoch.Load() == v.m.Epoch
 	if e := h.engine(); e != nil {
 		st.Streams, st.Moving = e.Streams(), e.Moving()
 	}
@@ -592,7 +701,6 @@ func (h *Handoff) Status() Status {
 		st.Pending += n
 	}
 	h.mu.Unlock()
-	st.Complete = st.Swept && st.Moving == 0 && st.Pending == 0
 	return st
 }
 

@@ -16,6 +16,7 @@ type metrics struct {
 	streamsReceived     prometheus.Counter
 	streamsDuplicate    prometheus.Counter
 	streamsRefused      prometheus.Counter
+	streamsForwarded    prometheus.Counter
 	pointsForwarded     prometheus.Counter
 	forwardRequestsSent prometheus.Counter
 	pointsReceived      prometheus.Counter
@@ -41,6 +42,8 @@ func newMetrics(reg prometheus.Registerer, h *Handoff) (*metrics, error) {
 			Help: "Stream records received for a stream held already (a redelivery); the held state is kept."}),
 		streamsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: n("streams_refused_total"),
 			Help: "Stream records received that could not be restored (malformed, or beyond the stream limit)."}),
+		streamsForwarded: prometheus.NewCounter(prometheus.CounterOpts{Name: n("streams_forwarded_total"),
+			Help: "Stream records received for a stream another worker owns at this worker's epoch, passed on to it."}),
 		pointsForwarded: prometheus.NewCounter(prometheus.CounterOpts{Name: n("points_forwarded_total"),
 			Help: "Points of streams held by another worker, queued for it."}),
 		forwardRequestsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: n("forward_requests_sent_total"),
@@ -72,7 +75,7 @@ func newMetrics(reg prometheus.Registerer, h *Handoff) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.epoch, m.pending, m.streamsSent, m.streamsReceived, m.streamsDuplicate,
-		m.streamsRefused, m.pointsForwarded, m.forwardRequestsSent, m.pointsReceived, m.forwardRefused, m.peerErrors,
+		m.streamsRefused, m.streamsForwarded, m.pointsForwarded, m.forwardRequestsSent, m.pointsReceived, m.forwardRefused, m.peerErrors,
 		m.refused, m.membershipErrors, m.duration, moving} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering the hand-over metrics: %w", err)

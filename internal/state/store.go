@@ -257,13 +257,25 @@ type RestoreReport struct {
 // continues from the log alone; see ErrDiscardSink for the one case where
 // the caller must supply a fresh sink.
 func (s *Store) Restore(ctx context.Context, sink StreamSink, apply ApplyFunc) (RestoreReport, error) {
-	return s.RestoreWithFrames(ctx, sink, apply, nil)
+	return s.RestoreReplaying(ctx, sink, Replay{Requests: apply})
 }
 
-// RestoreWithFrames is Restore for a worker that also journals hand-over
-// frames (RecordFrame): those are replayed through frames, in log order
-// with the requests.
-func (s *Store) RestoreWithFrames(ctx context.Context, sink StreamSink, apply ApplyFunc, frames FrameFunc) (RestoreReport, error) {
+// Replay is how a restore folds the write-ahead log back in.
+type Replay struct {
+	// Requests applies journaled requests.
+	Requests ApplyFunc
+	// Frames applies journaled hand-over frames (RecordFrame), in log
+	// order with the requests; nil for a worker that hands nothing over.
+	Frames FrameFunc
+	// Loaded, when set, runs once the checkpoint is loaded and before the
+	// log is replayed: a worker hands over the checkpoint's streams that
+	// are no longer its own there, so that replayed points of those
+	// streams follow their records to the new owner.
+	Loaded func()
+}
+
+// RestoreReplaying is Restore with the log replayed through r.
+func (s *Store) RestoreReplaying(ctx context.Context, sink StreamSink, r Replay) (RestoreReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -280,7 +292,10 @@ func (s *Store) RestoreWithFrames(ctx context.Context, sink StreamSink, apply Ap
 	if err := ctx.Err(); err != nil {
 		return report, fmt.Errorf("restoring worker state: %w", err)
 	}
-	if err := s.replay(ctx, from, apply, frames, &report); err != nil {
+	if r.Loaded != nil {
+		r.Loaded()
+	}
+	if err := s.replay(ctx, from, r.Requests, r.Frames, &report); err != nil {
 		return report, err
 	}
 	l, err := wal.Open(s.walDir, from, wal.Options{OnSync: s.metrics.observeSync})

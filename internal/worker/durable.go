@@ -46,13 +46,13 @@ func (w *Worker) restore(ctx context.Context) error {
 	}
 	w.readiness.NotReady("restoring state from " + w.cfg.State.Directory)
 	engine := w.currentEngine()
-	report, err := w.store.RestoreWithFrames(ctx, engine, w.replayInto(engine), w.replayFrames(engine))
+	report, err := w.store.RestoreReplaying(ctx, engine, w.replay(engine))
 	if errors.Is(err, state.ErrDiscardSink) {
 		w.logger.Warn("checkpoint refused part way; restoring from the write-ahead log alone", "error", err)
 		if engine, err = w.newEngine(); err != nil {
 			return fmt.Errorf("restoring worker state: %w", err)
 		}
-		report, err = w.store.RestoreWithFrames(ctx, engine, w.replayInto(engine), w.replayFrames(engine))
+		report, err = w.store.RestoreReplaying(ctx, engine, w.replay(engine))
 	}
 	if err != nil {
 		return fmt.Errorf("restoring worker state: %w", err)
@@ -79,21 +79,18 @@ func (w *Worker) runCheckpoints(ctx context.Context) {
 	}
 }
 
-// replayInto applies replayed requests; re-applying what the checkpoint
-// already holds is harmless because the engine recognises applied intervals.
-func (w *Worker) replayInto(engine *convert.Engine) state.ApplyFunc {
+// replay folds the write-ahead log into engine. Re-applying what the
+// checkpoint already holds is harmless because the engine recognises
+// applied intervals. With a hand-over, points of streams held elsewhere go
+// there again (their holder recognises those it has), and so do the
+// checkpoint's streams that are no longer this worker's, before the log.
+func (w *Worker) replay(engine *convert.Engine) state.Replay {
 	if w.handoff == nil {
-		return func(md pmetric.Metrics) { engine.Apply(md) }
+		return state.Replay{Requests: func(md pmetric.Metrics) { engine.Apply(md) }}
 	}
-	// Points of streams held elsewhere go there again; their holder
-	// recognises those it has.
-	return func(md pmetric.Metrics) { w.handoff.ReplayRequest(engine, md) }
-}
-
-// replayFrames applies journaled hand-over frames, nil without a hand-over.
-func (w *Worker) replayFrames(engine *convert.Engine) state.FrameFunc {
-	if w.handoff == nil {
-		return nil
+	return state.Replay{
+		Requests: func(md pmetric.Metrics) { w.handoff.ReplayRequest(engine, md) },
+		Frames:   func(frame []byte) { w.handoff.ReplayFrame(engine, frame) },
+		Loaded:   func() { w.handoff.SweepEngine(engine) },
 	}
-	return func(frame []byte) { w.handoff.ReplayFrame(engine, frame) }
 }

@@ -45,6 +45,10 @@ func (w *Worker) buildHandoff() error {
 	}
 	if w.store != nil {
 		opts.Journal = w.store.RecordFrame
+		opts.Checkpoint = func(ctx context.Context) error {
+			_, err := w.store.Checkpoint(ctx, checkpointSource{w})
+			return err
+		}
 	}
 	w.handoff, err = handoff.New(opts)
 	return err
