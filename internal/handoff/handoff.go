@@ -95,9 +95,9 @@ type Handoff struct {
 	checkpointReq     chan uint64
 	checkpointedEpoch atomic.Uint64
 	sweptEpoch        atomic.Uint64
-	sweepStart  atomic.Int64 // Unix ns when the epoch being handed over arrived
-	handedOff   atomic.Int64
-	lastHandOff atomic.Int64 // streams the last sweep moved
+	sweepStart        atomic.Int64 // Unix ns when the epoch being handed over arrived
+	handedOff         atomic.Int64
+	lastHandOff       atomic.Int64 // streams the last sweep moved
 
 	server   *grpc.Server
 	listener net.Listener
