@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -34,7 +35,28 @@ type config struct {
 	exportInterval time.Duration
 	seed           uint64
 	keep           bool
+	rescale        []int
 }
+
+// parseRescale reads --rescale: worker counts to scale to while the
+// clients send, one after the other.
+func parseRescale(v string) ([]int, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var out []int
+	for part := range strings.SplitSeq(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 || n > maxWorkers {
+			return nil, fmt.Errorf("--rescale %q: each count must be a number from 1 to %d", v, maxWorkers)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// maxWorkers bounds --rescale: the receiver is started for that many.
+const maxWorkers = 8
 
 func main() {
 	var c config
@@ -45,7 +67,13 @@ func main() {
 	flag.DurationVar(&c.exportInterval, "export-interval", time.Second, "client export interval (Claude Code's default is 60s)")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the clients' identities and values")
 	flag.BoolVar(&c.keep, "keep", false, "keep the run directory (configurations, logs, state) instead of removing it")
+	rescale := flag.String("rescale", "5,2", "worker counts to scale to (spec.worker.replicas) while the clients send, evenly spaced; empty for none")
 	flag.Parse()
+	var err error
+	if c.rescale, err = parseRescale(*rescale); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -82,6 +110,7 @@ func run(ctx context.Context, c config, out io.Writer) (err error) {
 		harness.WithDir(dir),
 		harness.WithCRDDir(c.crdDir),
 		harness.WithBinaries(binaries),
+		harness.WithMaxWorkers(maxWorkers),
 		harness.WithLog(out),
 	)
 	if err != nil {
@@ -103,7 +132,12 @@ func run(ctx context.Context, c config, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	rescaled := make(chan error, 1)
+	go func() { rescaled <- rescaleDuring(ctx, pipeline, c, out) }()
 	watch(ctx, pipeline, load, out)
+	if err := <-rescaled; err != nil && ctx.Err() == nil {
+		return err
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(out, "interrupted: stopping the clients; they deliver what they recorded")
 		_ = load.Stop(30 * time.Second)
@@ -119,13 +153,41 @@ func run(ctx context.Context, c config, out io.Writer) (err error) {
 	if ctx.Err() != nil {
 		timeout = 10 * time.Second
 	}
-	report := pipeline.WaitForTotals(waitCtx, sent, timeout)
+	report := pipeline.WaitForTotals(waitCtx, sent, timeout).AllowingMoves(len(c.rescale))
 	printTable(out, sent, pipeline.Receiver.LastValues())
 	fmt.Fprintln(out, report.Figures())
+	if len(c.rescale) > 0 {
+		fmt.Fprintf(out, "%d series moved to another worker with their state during the rescales and continued there\n", len(report.Moved))
+	}
 	if problems := report.Problems(); len(problems) > 0 {
 		return fmt.Errorf("what was exported differs from what was sent:\n  %s", strings.Join(problems, "\n  "))
 	}
 	fmt.Fprintf(out, "every series exact: %d of %d\n", report.ExactMatches, report.SentSeries)
+	return nil
+}
+
+// rescaleDuring changes spec.worker.replicas to each count of c.rescale,
+// evenly spaced over the clients' run, each once the previous rescale
+// settled, and says how long each took.
+func rescaleDuring(ctx context.Context, p *harness.Pipeline, c config, out io.Writer) error {
+	if len(c.rescale) == 0 {
+		return nil
+	}
+	step := c.duration / time.Duration(len(c.rescale)+1)
+	for _, n := range c.rescale {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(step):
+		}
+		start := time.Now()
+		epoch, err := p.ScaleWorkers(ctx, n)
+		if err != nil {
+			return fmt.Errorf("rescaling to %d workers: %w", n, err)
+		}
+		fmt.Fprintf(out, "rescaled to %d workers: streams handed over, ring settled at membership epoch %d in %s\n",
+			n, epoch, time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
 

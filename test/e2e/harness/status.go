@@ -37,13 +37,16 @@ type Status struct {
 // Status scrapes every gateway and worker. A process that is down or does
 // not answer counts as down rather than failing the look.
 func (p *Pipeline) Status(ctx context.Context) Status {
-	s := Status{At: time.Now(), WorkerStreams: make([]float64, len(p.Workers))}
+	p.workersMu.Lock()
+	workers := append([]*Worker(nil), p.Workers...)
+	p.workersMu.Unlock()
+	s := Status{At: time.Now(), WorkerStreams: make([]float64, len(workers))}
 	for _, g := range p.Gateways {
 		if m, err := ScrapeMetrics(ctx, g.MetricsURL); err == nil {
 			s.GatewayAcceptedPoints += m.Sum(gatewayAcceptedPoints, nil)
 		}
 	}
-	for i, w := range p.Workers {
+	for i, w := range workers {
 		m, err := ScrapeMetrics(ctx, w.MetricsURL())
 		if err != nil || !w.Running() {
 			s.WorkerStreams[i] = -1
