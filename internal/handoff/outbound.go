@@ -147,11 +147,9 @@ func (o *outbound) run(ctx context.Context) {
 		if client == nil {
 			c, err := o.connect(addr)
 			if err != nil {
-				o.failed(err)
-				if !sleep(ctx, backoff) {
+				if !o.backOff(ctx, err, &backoff) {
 					return
 				}
-				backoff = min(2*backoff, retryMax)
 				continue
 			}
 			client = c
@@ -165,19 +163,25 @@ func (o *outbound) run(ctx context.Context) {
 		err := client.deliver(callCtx, buf)
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !o.backOff(ctx, err, &backoff) {
 				return
 			}
-			o.failed(err)
-			if !sleep(ctx, backoff) {
-				return
-			}
-			backoff = min(2*backoff, retryMax)
 			continue
 		}
 		backoff = retryMin
 		o.acknowledged(batch)
 	}
+}
+
+// backOff counts a failed attempt and waits before the next one, longer
+// each time; false when ctx ended meanwhile.
+func (o *outbound) backOff(ctx context.Context, err error, backoff *time.Duration) bool {
+	o.failed(err)
+	if !sleep(ctx, *backoff) {
+		return false
+	}
+	*backoff = min(2**backoff, retryMax)
+	return true
 }
 
 func (o *outbound) connect(addr string) (*peerClient, error) {

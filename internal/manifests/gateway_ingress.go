@@ -204,16 +204,8 @@ func gatewayIngressVolumes(p *v1alpha1.DeltaPipeline) ([]corev1.Volume, []corev1
 	var volumes []corev1.Volume
 	var mounts []corev1.VolumeMount
 	add := func(volume, secret, dir string, keys ...string) {
-		items := make([]corev1.KeyToPath, len(keys))
-		for i, k := range keys {
-			items[i] = corev1.KeyToPath{Key: k, Path: k}
-		}
-		volumes = append(volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName:  secret,
-			Items:       items,
-			DefaultMode: ptr.To[int32](0o440),
-		}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true})
+		v, m := secretFiles(volume, secret, dir, keys...)
+		volumes, mounts = append(volumes, v), append(mounts, m)
 	}
 	if t := p.Spec.Gateway.TLS; t != nil {
 		add(gatewayTLSVolume, t.SecretName, GatewayTLSDir, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
@@ -232,12 +224,23 @@ func workerTokenVolumes(p *v1alpha1.DeltaPipeline) ([]corev1.Volume, []corev1.Vo
 	if !WorkerAuthenticationEnabled(p) {
 		return nil, nil
 	}
-	return []corev1.Volume{{Name: workerTokenVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName:  naming.WorkerTokenSecret(p),
-			Items:       []corev1.KeyToPath{{Key: WorkerTokenFile, Path: WorkerTokenFile}},
+	v, m := secretFiles(workerTokenVolume, naming.WorkerTokenSecret(p), WorkerTokenMountPath, WorkerTokenFile)
+	return []corev1.Volume{v}, []corev1.VolumeMount{m}
+}
+
+// secretFiles mounts keys of a Secret as files of dir, read only, readable
+// by the pod's group only.
+func secretFiles(volume, secret, dir string, keys ...string) (corev1.Volume, corev1.VolumeMount) {
+	items := make([]corev1.KeyToPath, len(keys))
+	for i, k := range keys {
+		items[i] = corev1.KeyToPath{Key: k, Path: k}
+	}
+	return corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName:  secret,
+			Items:       items,
 			DefaultMode: ptr.To[int32](0o440),
-		}}}},
-		[]corev1.VolumeMount{{Name: workerTokenVolume, MountPath: WorkerTokenMountPath, ReadOnly: true}}
+		}}},
+		corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: true}
 }
 
 // ValidateOIDCIssuer checks what the CRD's CEL rule checks, for objects

@@ -2,7 +2,6 @@ package manifests
 
 import (
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/deltapipeline/deltapipeline/api/v1alpha1"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
@@ -24,21 +23,13 @@ func PeerTokenSecret(p *v1alpha1.DeltaPipeline, token string) *corev1.Secret {
 	if !HandoffEnabled(p) {
 		return nil
 	}
-	return &corev1.Secret{
-		ObjectMeta: objectMeta(p, naming.PeerTokenSecret(p), naming.ComponentWorker),
-		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{PeerTokenFile: []byte(token)},
-	}
+	return tokenSecret(p, naming.PeerTokenSecret(p), naming.ComponentWorker, PeerTokenFile, token)
 }
 
 func peerTokenVolumes(p *v1alpha1.DeltaPipeline) ([]corev1.Volume, []corev1.VolumeMount) {
 	if !HandoffEnabled(p) {
 		return nil, nil
 	}
-	return []corev1.Volume{{Name: peerTokenVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName:  naming.PeerTokenSecret(p),
-			Items:       []corev1.KeyToPath{{Key: PeerTokenFile, Path: PeerTokenFile}},
-			DefaultMode: ptr.To[int32](0o440),
-		}}}},
-		[]corev1.VolumeMount{{Name: peerTokenVolume, MountPath: PeerTokenMountPath, ReadOnly: true}}
+	v, m := secretFiles(peerTokenVolume, naming.PeerTokenSecret(p), PeerTokenMountPath, PeerTokenFile)
+	return []corev1.Volume{v}, []corev1.VolumeMount{m}
 }

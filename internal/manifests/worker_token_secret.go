@@ -16,9 +16,14 @@ func WorkerTokenSecret(p *v1alpha1.DeltaPipeline, token string) *corev1.Secret {
 	if !WorkerAuthenticationEnabled(p) {
 		return nil
 	}
+	return tokenSecret(p, naming.WorkerTokenSecret(p), naming.ComponentShared, WorkerTokenFile, token)
+}
+
+// tokenSecret holds one generated token under key.
+func tokenSecret(p *v1alpha1.DeltaPipeline, name, component, key, token string) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: objectMeta(p, naming.WorkerTokenSecret(p), naming.ComponentShared),
+		ObjectMeta: objectMeta(p, name, component),
 		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{WorkerTokenFile: []byte(token)},
+		Data:       map[string][]byte{key: []byte(token)},
 	}
 }
