@@ -2,15 +2,30 @@ package routerexporter
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/xpdata/entity"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 
 	"github.com/deltapipeline/deltapipeline/internal/ring"
 )
@@ -460,4 +475,154 @@ func dumpMetrics(md pmetric.Metrics) string {
 		}
 	}
 	return b.String()
+}
+
+// The encoded requests travel like any OTLP client's: compressed when
+// configured, with the worker token, and a worker decodes them to the
+// points routed to it.
+func TestEncodedRequestsCarryCompressionAndToken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var encodings, tokens []string
+	w := &recordingWorker{addr: l.Addr().String()}
+	w.srv = grpc.NewServer(grpc.StatsHandler(compressionSeen{func(c string) {
+		mu.Lock()
+		encodings = append(encodings, c)
+		mu.Unlock()
+	}}), grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		mu.Lock()
+		tokens = append(tokens, md.Get("authorization")...)
+		mu.Unlock()
+		return h(ctx, req)
+	}))
+	pmetricotlp.RegisterGRPCServer(w.srv, w)
+	go func() { _ = w.srv.Serve(l) }()
+	t.Cleanup(w.srv.Stop)
+
+	cfg, path := fileConfig(t, ring.KeyStreamID)
+	cfg.Compression = compressionGzip
+	cfg.BearerTokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(cfg.BearerTokenFile, []byte("secret-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeMembership(t, path, membershipOf(1, []*recordingWorker{w}))
+	s := startRouter(t, cfg)
+	waitFor(t, 5*time.Second, "epoch 1", func() bool { return epochOf(s.router) == 1 })
+
+	md := richMetrics(rand.New(rand.NewPCG(11, 11)), 400)
+	want, total := pointsOf(md), md.DataPointCount()
+	if err := s.exp.ConsumeMetrics(context.Background(), md); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "delivery", func() bool { return w.receivedPoints() == total })
+	w.mu.Lock()
+	var got []string
+	for _, r := range w.received {
+		got = append(got, pointsOf(r)...)
+	}
+	w.mu.Unlock()
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the worker decoded %d points of sums, gauges and histograms, %d were sent, or they differ", len(got), len(want))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(encodings) == 0 || encodings[0] != "gzip" {
+		t.Errorf("requests arrived with compression %q, want gzip", encodings)
+	}
+	if len(tokens) == 0 || tokens[0] != "Bearer secret-token" {
+		t.Errorf("requests arrived with authorization %v, want the file's token", tokens)
+	}
+}
+
+// compressionSeen reports the compression of every request a server
+// receives, which gRPC keeps out of the request's metadata.
+type compressionSeen struct{ seen func(string) }
+
+func (c compressionSeen) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (c compressionSeen) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if h, ok := s.(*stats.InHeader); ok {
+		c.seen(h.Compression)
+	}
+}
+func (c compressionSeen) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (c compressionSeen) HandleConn(context.Context, stats.ConnStats) {}
+
+// partialWorker accepts every request and reports some of its points
+// rejected, as a worker does for points it refuses.
+type partialWorker struct {
+	pmetricotlp.UnimplementedGRPCServer
+	rejected int64
+}
+
+func (w *partialWorker) Export(context.Context, pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	resp := pmetricotlp.NewExportResponse()
+	resp.PartialSuccess().SetRejectedDataPoints(w.rejected)
+	resp.PartialSuccess().SetErrorMessage("too old")
+	return resp, nil
+}
+
+// The worker's response is decoded: points it rejected in a partial
+// success are counted as dropped, the rest as sent.
+func TestPartialSuccessIsCounted(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pmetricotlp.RegisterGRPCServer(srv, &partialWorker{rejected: 3})
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+
+	cfg, path := fileConfig(t, ring.KeyStreamID)
+	writeMembership(t, path, ring.Membership{Epoch: 1, Members: []ring.Member{{Name: "w0", Endpoint: l.Addr().String()}}})
+	reader := sdkmetric.NewManualReader()
+	set := exportertest.NewNopSettings(NewFactory().Type())
+	set.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	r, err := newRouter(cfg, set.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := newExporter(context.Background(), set, cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exp.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
+	waitFor(t, 5*time.Second, "epoch 1", func() bool { return epochOf(r) == 1 })
+
+	md := randomMetrics(rand.New(rand.NewPCG(4, 4)), 100)
+	total := md.DataPointCount()
+	if err := exp.ConsumeMetrics(context.Background(), md); err != nil {
+		t.Fatal(err)
+	}
+	counter := func(name string) int64 {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+					for _, dp := range sum.DataPoints {
+						n += dp.Value
+					}
+				}
+			}
+		}
+		return n
+	}
+	waitFor(t, 5*time.Second, "the request answered", func() bool { return counter(metricSent) > 0 })
+	if sent, dropped := counter(metricSent), counter(metricDropped); sent != int64(total-3) || dropped != 3 {
+		t.Fatalf("sent %d and dropped %d of %d points, want %d and 3", sent, dropped, total, total-3)
+	}
 }
