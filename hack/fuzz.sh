@@ -42,18 +42,35 @@ rate() {
 	echo "fuzz rate: ${summary[-1]}"
 }
 
+# modroot is the directory of the go.mod that holds directory $1: the
+# gateway distribution (cmd/gateway) is a module of its own, whose packages
+# go test finds only from inside it.
+modroot() {
+	local d=$1
+	while [[ ! -f $d/go.mod && $d != . && $d != / ]]; do
+		d=$(dirname "$d")
+	done
+	echo "$d"
+}
+
 for file in $(grep -rl --include='*_test.go' '^func Fuzz' "$@" | sort); do
-	pkg=./$(dirname "$file")
+	dir=$(dirname "$file")
+	mod=$(modroot "$dir")
+	if [[ $mod == . ]]; then
+		pkg=./$dir
+	else
+		pkg=./${dir#"$mod"/}
+	fi
 	for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
-		echo "fuzz $pkg $target ($fuzztime)"
-		if "$go_cmd" test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimizetime" "$pkg" 2>&1 | tee "$log"; then
+		echo "fuzz $pkg $target ($fuzztime, module $mod)"
+		if (cd "$mod" && GOWORK=off "$go_cmd" test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimizetime" "$pkg") 2>&1 | tee "$log"; then
 			rate "$pkg" "$target"
 			continue
 		fi
 		rate "$pkg" "$target"
 		if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
 			echo "fuzz $pkg $target: stopped by the -fuzztime shutdown race (go.dev/issue/75804), no failing input; replaying its corpus"
-			"$go_cmd" test -count=1 -run "^${target}\$" "$pkg"
+			(cd "$mod" && GOWORK=off "$go_cmd" test -count=1 -run "^${target}\$" "$pkg")
 			continue
 		fi
 		exit 1

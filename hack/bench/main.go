@@ -62,6 +62,8 @@ type settings struct {
 	upstreamMemoryStreams int
 	only                  string
 	workerEnv             string
+	gatewayEnv            string
+	routerCompression     string
 	repeat                int
 	roundStep, dataAge    time.Duration
 }
@@ -96,6 +98,8 @@ func main() {
 	flag.IntVar(&s.expHistogramMemory, "exp-histogram-memory-streams", 250_000, "exponential histogram streams (160 buckets) in the durable worker's memory phase; 0 skips it")
 	flag.IntVar(&s.upstreamMemoryStreams, "upstream-memory-streams", 1_000_000, "streams in upstream's memory phase; 0 skips it")
 	flag.IntVar(&s.repeat, "repeat", 3, "throughput rounds; the pipelines take turns in each round and the median is reported, which evens out other load on the machine")
+	flag.StringVar(&s.gatewayEnv, "gateway-env", "", "--pipeline: extra environment of our gateway processes, NAME=VALUE[,NAME=VALUE] (for example GOGC=200)")
+	flag.StringVar(&s.routerCompression, "router-compression", "", "--pipeline: measure our gateways with this compression of the gateway to worker leg (none or gzip) instead of the rendered one; for choosing the default")
 	flag.StringVar(&s.workerEnv, "worker-env", "", "extra environment of the worker process, NAME=VALUE[,NAME=VALUE] (for example GOGC=50)")
 	flag.DurationVar(&s.roundStep, "round-step", time.Minute, "data-time length of each round's interval: every round is one export of every stream, once a minute like Claude Code's by default")
 	flag.DurationVar(&s.dataAge, "data-age", 30*24*time.Hour, "how long before now the first round's interval starts; with --round-step 10ms --data-age 0 the intervals follow the wall clock and are denser than any SDK exports")

@@ -142,6 +142,9 @@ func runPipelines(ctx context.Context, s settings, out io.Writer) error {
 		s.streams, s.batch, s.connections, s.senders, s.warmup, s.duration)
 	fmt.Fprintf(out, "ours: %d x %s (gateway configuration as the operator renders it) -> %d x %s (worker configuration as the operator renders it, state on local disk under %s)\n",
 		pipelineGateways, s.gatewayBin, pipelineWorkers, s.workerBin, dir)
+	if s.routerCompression != "" || s.gatewayEnv != "" {
+		fmt.Fprintf(out, "ours departs from the rendered gateways: router compression %q, environment %q\n", s.routerCompression, s.gatewayEnv)
+	}
 	fmt.Fprintf(out, "seed: %d x %s (load_balancing exporter, defaults) -> %d x %s (delta_to_cumulative, defaults except max_streams)\n\n",
 		pipelineGateways, s.otelcolBin, pipelineWorkers, s.otelcolBin)
 
@@ -359,12 +362,21 @@ func startOurs(s settings, shared *sinkProcess, dir string) (*topology, error) {
 		if err != nil {
 			return topo, err
 		}
+		if s.routerCompression != "" {
+			if config, err = withRouterCompression(config, s.routerCompression); err != nil {
+				return topo, err
+			}
+		}
 		if i == 0 && s.gatewayProfile != "" {
 			if config, topo.profileURL, err = withPprof(config); err != nil {
 				return topo, err
 			}
 		}
-		proc, err := startCollector(fmt.Sprintf("gateway %d", i), s.gatewayBin, config, filepath.Join(dir, fmt.Sprintf("ours-gateway-%d.yaml", i)), ports[0])
+		var env []string
+		if s.gatewayEnv != "" {
+			env = strings.Split(s.gatewayEnv, ",")
+		}
+		proc, err := startCollectorEnv(fmt.Sprintf("gateway %d", i), s.gatewayBin, config, filepath.Join(dir, fmt.Sprintf("ours-gateway-%d.yaml", i)), ports[0], env)
 		if proc != nil {
 			gateways.procs = append(gateways.procs, proc)
 		}
@@ -431,10 +443,15 @@ func startSeed(s settings, shared *sinkProcess, dir string) (*topology, error) {
 // startCollector writes config to path and starts a collector binary on it,
 // ready once it accepts connections on grpcAddr.
 func startCollector(name, binary, config, path, grpcAddr string) (*process, error) {
+	return startCollectorEnv(name, binary, config, path, grpcAddr, nil)
+}
+
+// startCollectorEnv is startCollector with extra environment.
+func startCollectorEnv(name, binary, config, path, grpcAddr string, env []string) (*process, error) {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	proc, err := startProcess(name, []string{binary, "--config", "file:" + path}, nil)
+	proc, err := startProcess(name, []string{binary, "--config", "file:" + path}, env)
 	if err != nil {
 		return nil, err
 	}
@@ -620,4 +637,25 @@ func fetchProfile(ctx context.Context, url string, d time.Duration, path string)
 		return fmt.Errorf("writing the gateway profile: %w", err)
 	}
 	return f.Close()
+}
+
+// withRouterCompression sets the router's compression of the gateway to
+// worker leg in a gateway configuration, to measure another choice than
+// the rendered one.
+func withRouterCompression(config, compression string) (string, error) {
+	var cfg map[string]any
+	if err := yaml.Unmarshal([]byte(config), &cfg); err != nil {
+		return "", fmt.Errorf("setting the router's compression: %w", err)
+	}
+	exporters, _ := cfg["exporters"].(map[string]any)
+	router, _ := exporters["deltapipeline_router"].(map[string]any)
+	if router == nil {
+		return "", errors.New("setting the router's compression: the gateway configuration has no deltapipeline_router exporter")
+	}
+	router["compression"] = compression
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("setting the router's compression: %w", err)
+	}
+	return string(out), nil
 }

@@ -172,29 +172,31 @@ func (r *router) consume(_ context.Context, md pmetric.Metrics) error {
 	}
 	sp := r.splitters.Get().(*splitter)
 	defer r.splitters.Put(sp)
-	parts, points := sp.split(md, t.membership)
-	for o := range parts {
-		if points[o] == 0 {
+	parts := sp.split(md, t.membership)
+	for o, p := range parts {
+		if p.points == 0 {
 			continue
 		}
 		if !t.queues[o].reserve() {
-			for p := range o {
-				if points[p] > 0 {
-					t.queues[p].unreserve()
-				}
-			}
 			total := 0
-			for _, n := range points {
-				total += n
+			for q, part := range parts {
+				if q < o && part.points > 0 {
+					t.queues[q].unreserve()
+				}
+				total += part.points
+				part.buf.recycle()
 			}
 			r.tel.refused(reasonQueueFull, total)
 			return fmt.Errorf("the queue for worker %s is full (%d requests); retry later",
 				t.membership.Members[o].Name, r.cfg.Queue.Size)
 		}
 	}
-	for o := range parts {
-		if points[o] > 0 {
-			t.queues[o].push(queued{md: parts[o], points: points[o]})
+	for o, p := range parts {
+		if p.points > 0 {
+			t.queues[o].push(queued{buf: p.buf, points: p.points})
+		} else {
+			// Only resources without points went there.
+			p.buf.recycle()
 		}
 	}
 	return nil

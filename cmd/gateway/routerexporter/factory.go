@@ -34,8 +34,9 @@ func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Con
 
 func newExporter(ctx context.Context, set exporter.Settings, cfg *Config, r *router) (exporter.Metrics, error) {
 	return exporterhelper.NewMetrics(ctx, set, cfg, r.consume,
-		// Splitting moves the points out of the request.
-		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: true}),
+		// Splitting only reads the request: it encodes each worker's
+		// share from it.
+		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
 		exporterhelper.WithStart(func(ctx context.Context, host component.Host) error {
 			tel, err := newTelemetry(set.MeterProvider, r)
 			if err != nil {

@@ -1,222 +1,242 @@
 package routerexporter
 
 import (
+	"sync"
+
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/deltapipeline/deltapipeline/internal/ring"
 )
 
-// splitter divides one request into one request per owning worker. It
-// moves what it can whole (a resource whose points all share a key, a
-// metric whose points all go to one worker) and copies only the headers
-// above a point when a metric's points are spread over workers, so no point
-// is copied. A splitter is reused by one goroutine at a time.
+// wireBuf is the encoded ExportMetricsServiceRequest of one worker's share:
+// a sequence of resource_metrics (field 1) entries. Two of them written
+// back to back are one valid request holding both, which is how a sender
+// batches queued requests without copying them.
+type wireBuf struct{ b []byte }
+
+// maxPooledBuf bounds the buffers kept for reuse, so one unusually large
+// request does not pin its memory for the life of the process.
+const maxPooledBuf = 8 << 20
+
+var wireBufs = sync.Pool{New: func() any { return &wireBuf{b: make([]byte, 0, 64<<10)} }}
+
+func getWireBuf() *wireBuf { return wireBufs.Get().(*wireBuf) }
+
+// recycle returns w for reuse once nothing reads its bytes any more.
+func (w *wireBuf) recycle() {
+	if w == nil || cap(w.b) > maxPooledBuf {
+		return
+	}
+	w.b = w.b[:0]
+	wireBufs.Put(w)
+}
+
+// wirePart is one worker's share of the request being split.
+type wirePart struct {
+	buf    *wireBuf
+	points int
+	// Body starts of the messages open in buf for the current source
+	// resource, scope and metric (and the metric's data message); zero
+	// while closed. A body never starts at 0: its tag precedes it.
+	rm, sm, metric, data int
+}
+
+// splitter divides one request into one encoded request per owning worker.
+// It walks the request once and appends each point, in protobuf wire
+// format, to its owner's buffer, writing each resource, scope and metric
+// header once per worker that gets one of its points; no pdata is built
+// for a worker's share. A splitter is reused by one goroutine at a time.
 type splitter struct {
 	keyer *ring.Keyer
-	// owners of the current metric's points, reused between metrics.
-	owners []int32
-	// parts[o] is the request for the worker of ordinal o; nil until
-	// the first point for it.
-	parts []pmetric.Metrics
-	// per worker, where the current source resource and scope go.
-	rms []pmetric.ResourceMetrics
-	sms []pmetric.ScopeMetrics
-	// whether rms[o] / sms[o] already belong to the current source.
-	metrics      []pmetric.Metric
-	rmSet, smSet []bool
-	metricSet    []bool
-	points       []int
+	parts []wirePart
+	// ordinals with an open resource, scope and metric message, in the
+	// order they were opened.
+	openRM, openSM, openMetric []int
 }
 
 func newSplitter(k *ring.Keyer) *splitter { return &splitter{keyer: k} }
 
-// split moves md's points into one request per owner and returns them,
-// indexed by ordinal (a worker without points has a zero value), with each
-// one's point count. md is left empty. The returned slices are valid until
-// the next call.
-func (s *splitter) split(md pmetric.Metrics, m ring.Membership) ([]pmetric.Metrics, []int) {
+// split encodes md's points into one request per owner and returns them,
+// indexed by ordinal (a worker without points has a nil buffer or no
+// points), with each one's point count. md is only read. The caller owns
+// the returned buffers; the slice is valid until the next call.
+func (s *splitter) split(md pmetric.Metrics, m ring.Membership) []wirePart {
 	n := len(m.Members)
-	s.reset(n)
+	if cap(s.parts) < n {
+		s.parts = make([]wirePart, n)
+	}
+	s.parts = s.parts[:n]
+	clear(s.parts)
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
 		rm := rms.At(i)
 		rl := s.keyer.Resource(rm.Resource())
 		if !s.keyer.PerPoint() {
-			rm.MoveTo(s.part(m.Owner(s.keyer.ResourceKey(rl))).ResourceMetrics().AppendEmpty())
+			s.appendWholeResource(m.Owner(s.keyer.ResourceKey(rl)), rm)
 			continue
 		}
-		clear(s.rmSet)
 		sms := rm.ScopeMetrics()
 		for j := range sms.Len() {
 			sm := sms.At(j)
 			sl := s.keyer.Scope(rl, sm.Scope())
-			clear(s.smSet)
 			metrics := sm.Metrics()
 			for k := range metrics.Len() {
-				s.splitMetric(rm, sm, metrics.At(k), s.keyer.Metric(sl, metrics.At(k)), m)
+				metric := metrics.At(k)
+				s.splitMetric(rm, sm, metric, s.keyer.Metric(sl, metric), m)
 			}
-		}
-	}
-	if !s.keyer.PerPoint() {
-		// Whole resources were moved; their points are counted once, here.
-		for o, part := range s.parts {
-			if part != (pmetric.Metrics{}) {
-				s.points[o] = part.DataPointCount()
+			for _, o := range s.openSM {
+				p := &s.parts[o]
+				p.buf.b = appendStringField(p.buf.b, 3, sm.SchemaUrl())
+				p.buf.b = endMessage(p.buf.b, p.sm, reserveLarge)
+				p.sm = 0
 			}
+			s.openSM = s.openSM[:0]
 		}
+		for _, o := range s.openRM {
+			p := &s.parts[o]
+			p.buf.b = appendStringField(p.buf.b, 3, rm.SchemaUrl())
+			p.buf.b = endMessage(p.buf.b, p.rm, reserveLarge)
+			p.rm = 0
+		}
+		s.openRM = s.openRM[:0]
 	}
-	return s.parts, s.points
+	return s.parts
 }
 
-func (s *splitter) reset(n int) {
-	if cap(s.parts) < n {
-		s.parts = make([]pmetric.Metrics, n)
-		s.rms = make([]pmetric.ResourceMetrics, n)
-		s.sms = make([]pmetric.ScopeMetrics, n)
-		s.rmSet = make([]bool, n)
-		s.smSet = make([]bool, n)
-		s.metrics = make([]pmetric.Metric, n)
-		s.metricSet = make([]bool, n)
-		s.points = make([]int, n)
+func (s *splitter) buffer(o int) *wirePart {
+	p := &s.parts[o]
+	if p.buf == nil {
+		p.buf = getWireBuf()
 	}
-	s.parts, s.rms, s.sms = s.parts[:n], s.rms[:n], s.sms[:n]
-	s.rmSet, s.smSet, s.points = s.rmSet[:n], s.smSet[:n], s.points[:n]
-	s.metrics, s.metricSet = s.metrics[:n], s.metricSet[:n]
-	clear(s.parts)
-	clear(s.points)
+	return p
 }
 
-func (s *splitter) part(o int) pmetric.Metrics {
-	if s.parts[o] == (pmetric.Metrics{}) {
-		s.parts[o] = pmetric.NewMetrics()
+// appendWholeResource encodes rm as it is for worker o: routing by
+// resource or service sends a resource's points to one worker.
+func (s *splitter) appendWholeResource(o int, rm pmetric.ResourceMetrics) {
+	p := s.buffer(o)
+	b, rmStart := beginMessage(p.buf.b, 1, reserveLarge)
+	b = appendResource(b, rm.Resource())
+	sms := rm.ScopeMetrics()
+	for j := range sms.Len() {
+		sm := sms.At(j)
+		var smStart int
+		b, smStart = beginMessage(b, 2, reserveLarge)
+		b = appendScope(b, sm.Scope())
+		metrics := sm.Metrics()
+		for k := range metrics.Len() {
+			metric := metrics.At(k)
+			var mStart int
+			b, mStart = beginMessage(b, 2, reserveLarge)
+			b = appendMetricHeader(b, metric)
+			if field := metricDataField(metric.Type()); field != 0 {
+				var dStart int
+				b, dStart = beginMessage(b, field, reserveLarge)
+				var n int
+				b, n = appendAllPoints(b, metric)
+				p.points += n
+				b = appendMetricDataTrailer(b, metric)
+				b = endMessage(b, dStart, reserveLarge)
+			}
+			b = endMessage(b, mStart, reserveLarge)
+		}
+		b = appendStringField(b, 3, sm.SchemaUrl())
+		b = endMessage(b, smStart, reserveLarge)
 	}
-	return s.parts[o]
+	b = appendStringField(b, 3, rm.SchemaUrl())
+	p.buf.b = endMessage(b, rmStart, reserveLarge)
 }
 
-// scopeFor is where worker o's points of the current source scope go,
-// created with copies of the resource and scope on first use.
-func (s *splitter) scopeFor(o int, rm pmetric.ResourceMetrics, sm pmetric.ScopeMetrics) pmetric.ScopeMetrics {
-	if !s.rmSet[o] {
-		dst := s.part(o).ResourceMetrics().AppendEmpty()
-		rm.Resource().CopyTo(dst.Resource())
-		dst.SetSchemaUrl(rm.SchemaUrl())
-		s.rms[o], s.rmSet[o] = dst, true
+func appendAllPoints(b []byte, metric pmetric.Metric) ([]byte, int) {
+	switch metric.Type() {
+	case pmetric.MetricTypeSum:
+		return appendEach(b, metric.Sum().DataPoints(), appendNumberPoint)
+	case pmetric.MetricTypeGauge:
+		return appendEach(b, metric.Gauge().DataPoints(), appendNumberPoint)
+	case pmetric.MetricTypeHistogram:
+		return appendEach(b, metric.Histogram().DataPoints(), appendHistogramPoint)
+	case pmetric.MetricTypeExponentialHistogram:
+		return appendEach(b, metric.ExponentialHistogram().DataPoints(), appendExponentialHistogramPoint)
+	case pmetric.MetricTypeSummary:
+		return appendEach(b, metric.Summary().DataPoints(), appendSummaryPoint)
 	}
-	if !s.smSet[o] {
-		dst := s.rms[o].ScopeMetrics().AppendEmpty()
-		sm.Scope().CopyTo(dst.Scope())
-		dst.SetSchemaUrl(sm.SchemaUrl())
-		s.sms[o], s.smSet[o] = dst, true
+	return b, 0
+}
+
+func appendEach[S pointSlice[P], P point](b []byte, points S, enc func([]byte, P) []byte) ([]byte, int) {
+	for i := range points.Len() {
+		b = enc(b, points.At(i))
 	}
-	return s.sms[o]
+	return b, points.Len()
+}
+
+// point is what splitting needs of any kind of data point.
+type point interface{ Attributes() pcommon.Map }
+
+type pointSlice[P point] interface {
+	Len() int
+	At(int) P
 }
 
 func (s *splitter) splitMetric(rm pmetric.ResourceMetrics, sm pmetric.ScopeMetrics, metric pmetric.Metric, ml ring.MetricLevel, m ring.Membership) {
-	var uniform bool
 	switch metric.Type() {
 	case pmetric.MetricTypeSum:
-		uniform = ownersOf(s, metric.Sum().DataPoints(), ml, m)
+		routePoints(s, rm, sm, metric, metric.Sum().DataPoints(), ml, m, appendNumberPoint)
 	case pmetric.MetricTypeGauge:
-		uniform = ownersOf(s, metric.Gauge().DataPoints(), ml, m)
+		routePoints(s, rm, sm, metric, metric.Gauge().DataPoints(), ml, m, appendNumberPoint)
 	case pmetric.MetricTypeHistogram:
-		uniform = ownersOf(s, metric.Histogram().DataPoints(), ml, m)
+		routePoints(s, rm, sm, metric, metric.Histogram().DataPoints(), ml, m, appendHistogramPoint)
 	case pmetric.MetricTypeExponentialHistogram:
-		uniform = ownersOf(s, metric.ExponentialHistogram().DataPoints(), ml, m)
+		routePoints(s, rm, sm, metric, metric.ExponentialHistogram().DataPoints(), ml, m, appendExponentialHistogramPoint)
 	case pmetric.MetricTypeSummary:
-		uniform = ownersOf(s, metric.Summary().DataPoints(), ml, m)
+		routePoints(s, rm, sm, metric, metric.Summary().DataPoints(), ml, m, appendSummaryPoint)
 	default:
 		// A metric without data carries nothing to convert.
 		return
 	}
-	if len(s.owners) == 0 {
-		return
+	for _, o := range s.openMetric {
+		p := &s.parts[o]
+		p.buf.b = appendMetricDataTrailer(p.buf.b, metric)
+		p.buf.b = endMessage(p.buf.b, p.data, reserveLarge)
+		p.buf.b = endMessage(p.buf.b, p.metric, reserveLarge)
+		p.metric, p.data = 0, 0
 	}
-	if uniform {
-		o := int(s.owners[0])
-		s.points[o] += len(s.owners)
-		metric.MoveTo(s.scopeFor(o, rm, sm).Metrics().AppendEmpty())
-		return
-	}
-	// Per worker, the metric's header is copied once and the points moved.
-	clear(s.metricSet)
-	dstFor := func(o int) pmetric.Metric {
-		if !s.metricSet[o] {
-			d := s.scopeFor(o, rm, sm).Metrics().AppendEmpty()
-			copyHeader(metric, d)
-			s.metrics[o], s.metricSet[o] = d, true
-		}
-		return s.metrics[o]
-	}
-	switch metric.Type() {
-	case pmetric.MetricTypeSum:
-		movePoints(s, metric.Sum().DataPoints(), func(o int) pmetric.NumberDataPointSlice { return dstFor(o).Sum().DataPoints() })
-	case pmetric.MetricTypeGauge:
-		movePoints(s, metric.Gauge().DataPoints(), func(o int) pmetric.NumberDataPointSlice { return dstFor(o).Gauge().DataPoints() })
-	case pmetric.MetricTypeHistogram:
-		movePoints(s, metric.Histogram().DataPoints(), func(o int) pmetric.HistogramDataPointSlice { return dstFor(o).Histogram().DataPoints() })
-	case pmetric.MetricTypeExponentialHistogram:
-		movePoints(s, metric.ExponentialHistogram().DataPoints(), func(o int) pmetric.ExponentialHistogramDataPointSlice {
-			return dstFor(o).ExponentialHistogram().DataPoints()
-		})
-	case pmetric.MetricTypeSummary:
-		movePoints(s, metric.Summary().DataPoints(), func(o int) pmetric.SummaryDataPointSlice { return dstFor(o).Summary().DataPoints() })
-	}
+	s.openMetric = s.openMetric[:0]
 }
 
-// copyHeader gives dst everything of src but its points.
-func copyHeader(src, dst pmetric.Metric) {
-	dst.SetName(src.Name())
-	dst.SetDescription(src.Description())
-	dst.SetUnit(src.Unit())
-	src.Metadata().CopyTo(dst.Metadata())
-	switch src.Type() {
-	case pmetric.MetricTypeSum:
-		d := dst.SetEmptySum()
-		d.SetAggregationTemporality(src.Sum().AggregationTemporality())
-		d.SetIsMonotonic(src.Sum().IsMonotonic())
-	case pmetric.MetricTypeGauge:
-		dst.SetEmptyGauge()
-	case pmetric.MetricTypeHistogram:
-		dst.SetEmptyHistogram().SetAggregationTemporality(src.Histogram().AggregationTemporality())
-	case pmetric.MetricTypeExponentialHistogram:
-		dst.SetEmptyExponentialHistogram().SetAggregationTemporality(src.ExponentialHistogram().AggregationTemporality())
-	case pmetric.MetricTypeSummary:
-		dst.SetEmptySummary()
-	}
-}
-
-// point is what splitting needs of any kind of data point.
-type point[P any] interface {
-	Attributes() pcommon.Map
-	MoveTo(P)
-}
-
-type pointSlice[P point[P]] interface {
-	Len() int
-	At(int) P
-	AppendEmpty() P
-}
-
-// ownersOf records each point's owner in s.owners and reports whether they
-// are all the same worker.
-func ownersOf[S pointSlice[P], P point[P]](s *splitter, points S, ml ring.MetricLevel, m ring.Membership) bool {
-	s.owners = s.owners[:0]
-	uniform := true
+func routePoints[S pointSlice[P], P point](s *splitter, rm pmetric.ResourceMetrics, sm pmetric.ScopeMetrics, metric pmetric.Metric,
+	points S, ml ring.MetricLevel, m ring.Membership, enc func([]byte, P) []byte,
+) {
 	for i := range points.Len() {
-		o := int32(m.Owner(s.keyer.Point(ml, points.At(i).Attributes())))
-		if i > 0 && o != s.owners[0] {
-			uniform = false
-		}
-		s.owners = append(s.owners, o)
+		dp := points.At(i)
+		p := s.metricFor(m.Owner(s.keyer.Point(ml, dp.Attributes())), rm, sm, metric)
+		p.buf.b = enc(p.buf.b, dp)
+		p.points++
 	}
-	return uniform
 }
 
-func movePoints[S pointSlice[P], P point[P]](s *splitter, src S, dst func(o int) S) {
-	for i := range src.Len() {
-		o := int(s.owners[i])
-		s.points[o]++
-		src.At(i).MoveTo(dst(o).AppendEmpty())
+// metricFor is worker o's part with the current resource, scope and
+// metric open, their headers written on first use.
+func (s *splitter) metricFor(o int, rm pmetric.ResourceMetrics, sm pmetric.ScopeMetrics, metric pmetric.Metric) *wirePart {
+	p := &s.parts[o]
+	if p.metric != 0 {
+		return p
 	}
+	p = s.buffer(o)
+	if p.rm == 0 {
+		p.buf.b, p.rm = beginMessage(p.buf.b, 1, reserveLarge)
+		p.buf.b = appendResource(p.buf.b, rm.Resource())
+		s.openRM = append(s.openRM, o)
+	}
+	if p.sm == 0 {
+		p.buf.b, p.sm = beginMessage(p.buf.b, 2, reserveLarge)
+		p.buf.b = appendScope(p.buf.b, sm.Scope())
+		s.openSM = append(s.openSM, o)
+	}
+	p.buf.b, p.metric = beginMessage(p.buf.b, 2, reserveLarge)
+	p.buf.b = appendMetricHeader(p.buf.b, metric)
+	p.buf.b, p.data = beginMessage(p.buf.b, metricDataField(metric.Type()), reserveLarge)
+	s.openMetric = append(s.openMetric, o)
+	return p
 }

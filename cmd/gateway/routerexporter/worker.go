@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -32,9 +31,9 @@ const (
 	reasonNoMembership    = "no_membership"
 )
 
-// queued is one split request waiting for its worker.
+// queued is one split request, encoded, waiting for its worker.
 type queued struct {
-	md     pmetric.Metrics
+	buf    *wireBuf
 	points int
 }
 
@@ -48,8 +47,9 @@ type workerQueue struct {
 	token  *tokenSource
 	log    *zap.Logger
 
-	conn   *grpc.ClientConn
-	client pmetricotlp.GRPCClient
+	conn *grpc.ClientConn
+	// req is the request being sent, reused between calls.
+	req wireRequest
 
 	// reserved counts queue slots promised to callers of reserve; it
 	// never exceeds the channel's capacity, so a send after a successful
@@ -79,7 +79,6 @@ func newWorkerQueue(member ring.Member, cfg *Config, tel *telemetry, token *toke
 		items: make(chan queued, cfg.Queue.Size),
 		stop:  make(chan struct{}), abort: make(chan struct{}), done: make(chan struct{}),
 	}
-	q.client = pmetricotlp.NewGRPCClient(conn)
 	go q.run()
 	return q, nil
 }
@@ -121,27 +120,35 @@ func (q *workerQueue) run() {
 				return
 			}
 		}
-		batch, points, taken := q.coalesce(first)
-		q.send(batch, points)
+		points, taken := q.coalesce(first)
+		if q.send(points) {
+			// The worker answered, so gRPC no longer reads the bytes.
+			for _, p := range q.req.pieces {
+				p.recycle()
+			}
+		}
+		clear(q.req.pieces)
 		q.reserved.Add(-int64(taken))
 	}
 }
 
-// coalesce appends whatever else is already queued, up to MaxBatchPoints,
-// so a busy worker gets few large calls rather than many small ones.
-func (q *workerQueue) coalesce(first queued) (pmetric.Metrics, int, int) {
-	md, points, taken := first.md, first.points, 1
+// coalesce makes q.req of first and whatever else is already queued, up
+// to MaxBatchPoints, so a busy worker gets few large calls rather than
+// many small ones. Encoded requests sent back to back are one request.
+func (q *workerQueue) coalesce(first queued) (int, int) {
+	q.req.pieces = append(q.req.pieces[:0], first.buf)
+	points, taken := first.points, 1
 	for points < q.cfg.Queue.MaxBatchPoints {
 		select {
 		case next := <-q.items:
-			next.md.ResourceMetrics().MoveAndAppendTo(md.ResourceMetrics())
+			q.req.pieces = append(q.req.pieces, next.buf)
 			points += next.points
 			taken++
 		default:
-			return md, points, taken
+			return points, taken
 		}
 	}
-	return md, points, taken
+	return points, taken
 }
 
 func (q *workerQueue) dropQueued(reason string) {
@@ -149,6 +156,7 @@ func (q *workerQueue) dropQueued(reason string) {
 		select {
 		case item := <-q.items:
 			q.tel.dropped(q.member.Name, reason, item.points)
+			item.buf.recycle()
 			q.reserved.Add(-1)
 		default:
 			return
@@ -156,27 +164,27 @@ func (q *workerQueue) dropQueued(reason string) {
 	}
 }
 
-// send delivers one request, retrying what the worker may take later.
-func (q *workerQueue) send(md pmetric.Metrics, points int) {
-	req := pmetricotlp.NewExportRequestFromMetrics(md)
+// send delivers q.req, retrying what the worker may take later, and
+// reports whether the worker answered it (accepted, in whole or in part).
+func (q *workerQueue) send(points int) bool {
 	backoff := q.cfg.Retry.InitialInterval
 	started := time.Now()
 	for attempt := 0; ; attempt++ {
-		err := q.export(req, points)
+		err := q.export(points)
 		if err == nil {
 			q.tel.sent(q.member.Name, points)
-			return
+			return true
 		}
 		if !retryable(err) {
 			q.log.Error("worker refused a request; its points are dropped", zap.Int("points", points), zap.Error(err))
 			q.tel.dropped(q.member.Name, reasonRefusedByWorker, points)
-			return
+			return false
 		}
 		if q.cfg.Retry.MaxElapsedTime > 0 && time.Since(started)+backoff > q.cfg.Retry.MaxElapsedTime {
 			q.log.Error("worker unreachable for the whole retry budget; its points are dropped",
 				zap.Int("points", points), zap.Duration("budget", q.cfg.Retry.MaxElapsedTime), zap.Error(err))
 			q.tel.dropped(q.member.Name, reasonRetryExhausted, points)
-			return
+			return false
 		}
 		if attempt == 0 {
 			q.log.Warn("worker did not take a request; retrying", zap.Int("points", points), zap.Error(err))
@@ -186,13 +194,13 @@ func (q *workerQueue) send(md pmetric.Metrics, points int) {
 		case <-time.After(backoff):
 		case <-q.abort:
 			q.tel.dropped(q.member.Name, reasonShutdown, points)
-			return
+			return false
 		}
 		backoff = min(2*backoff, q.cfg.Retry.MaxInterval)
 	}
 }
 
-func (q *workerQueue) export(req pmetricotlp.ExportRequest, points int) error {
+func (q *workerQueue) export(points int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), q.cfg.Timeout)
 	defer cancel()
 	if t, err := q.token.get(); err != nil {
@@ -200,8 +208,8 @@ func (q *workerQueue) export(req pmetricotlp.ExportRequest, points int) error {
 	} else if t != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+t)
 	}
-	resp, err := q.client.Export(ctx, req)
-	if err != nil {
+	resp := pmetricotlp.NewExportResponse()
+	if err := q.conn.Invoke(ctx, exportMethod, &q.req, &resp, grpc.ForceCodecV2(wireCodec{})); err != nil {
 		return err
 	}
 	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() > 0 {
