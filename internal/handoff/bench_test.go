@@ -115,7 +115,7 @@ type peer struct {
 	frameBytes, frames atomic.Int64
 }
 
-func newPeer(b *testing.B, ordinal int, keyer *ring.Keyer, tokenFile string) *peer {
+func newPeer(b testing.TB, ordinal int, keyer *ring.Keyer, tokenFile string) *peer {
 	b.Helper()
 	var defaults workerconfig.Config
 	defaults.ApplyDefaults()
@@ -156,7 +156,7 @@ func newPeer(b *testing.B, ordinal int, keyer *ring.Keyer, tokenFile string) *pe
 	return p
 }
 
-func (p *peer) close(b *testing.B) {
+func (p *peer) close(b testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.h.Close(ctx); err != nil {
@@ -175,7 +175,7 @@ type pair struct {
 	members []ring.Member
 }
 
-func newPair(b *testing.B, streams int) *pair {
+func newPair(b testing.TB, streams int) *pair {
 	b.Helper()
 	keyer, err := ring.NewKeyer(ring.KeyStreamID, nil)
 	if err != nil {
@@ -208,7 +208,7 @@ func newPair(b *testing.B, streams int) *pair {
 // publish installs m on worker 1 first: a worker refuses frames of an
 // epoch it has not seen yet, so the new owner learns of it before the old
 // one starts sending.
-func (p *pair) publish(b *testing.B, m ring.Membership) {
+func (p *pair) publish(b testing.TB, m ring.Membership) {
 	b.Helper()
 	doc, err := m.Marshal()
 	if err != nil {
@@ -223,13 +223,13 @@ func (p *pair) publish(b *testing.B, m ring.Membership) {
 
 // grow publishes epoch 2, the ring of both workers handing over from
 // worker 0 alone.
-func (p *pair) grow(b *testing.B) {
+func (p *pair) grow(b testing.TB) {
 	p.publish(b, ring.Membership{Epoch: 2, Members: p.members, Previous: p.members[:1]})
 }
 
 // awaitComplete waits until both workers report their part of epoch
 // complete, as the operator reads it from /handoff.
-func (p *pair) awaitComplete(b *testing.B, epoch uint64, timeout time.Duration) {
+func (p *pair) awaitComplete(b testing.TB, epoch uint64, timeout time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -252,7 +252,7 @@ func (p *pair) awaitComplete(b *testing.B, epoch uint64, timeout time.Duration) 
 	}
 }
 
-func (p *pair) close(b *testing.B) {
+func (p *pair) close(b testing.TB) {
 	for _, w := range p.workers {
 		w.close(b)
 	}
