@@ -262,8 +262,8 @@ fuzz: ## Run every fuzz target (func Fuzz... under cmd/ and internal/) for FUZZT
 BENCH_FLAGS ?=
 
 .PHONY: bench
-bench: build-worker otelcol ## Run the engine, state and worker benchmarks, then compare bin/worker (durable and in memory) with upstream bin/otelcol and a discard sink (hack/bench).
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/convert ./internal/state ./internal/worker
+bench: build-worker otelcol ## Run the engine, state, worker and hand-over benchmarks, then compare bin/worker (durable and in memory) with upstream bin/otelcol and a discard sink (hack/bench).
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/convert ./internal/state ./internal/worker ./internal/handoff
 	$(GO) build -o $(LOCALBIN)/bench ./hack/bench
 	$(LOCALBIN)/bench --worker $(LOCALBIN)/worker --otelcol $(LOCALBIN)/otelcol $(BENCH_FLAGS)
 

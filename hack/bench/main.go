@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/deltapipeline/deltapipeline/internal/localconfig"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
 type settings struct {
@@ -352,7 +353,21 @@ func startWorker(s settings, name, grpcAddr, sinkAddr, dir string, maxStreams in
 	if err != nil {
 		return nil, err
 	}
-	addrs := localconfig.WorkerAddresses{OTLPGRPC: grpcAddr, OTLPHTTP: httpAddr, Telemetry: telemetryAddr, OTLPExporter: sinkAddr}
+	peerAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	// A worker fed directly is the only member of its own ring: it holds
+	// every stream, as one worker of a one-replica pipeline does.
+	p := benchPipeline(renderOptions{sink: sinkAddr, persistence: name == pipeDurable, maxStreams: maxStreams, interval: s.interval, workers: 1})
+	membership := filepath.Join(dir, name+"-membership.json")
+	if err := writeLocalMembership(p, []localWorker{{endpoint: grpcAddr, peer: peerAddr}}, membership); err != nil {
+		return nil, err
+	}
+	addrs := localconfig.WorkerAddresses{
+		OTLPGRPC: grpcAddr, OTLPHTTP: httpAddr, Telemetry: telemetryAddr, OTLPExporter: sinkAddr,
+		Peer: peerAddr, Member: naming.WorkerPod(p, 0), MembershipFile: membership,
+	}
 	if name == pipeDurable {
 		// A fresh directory per start: every measurement begins with an
 		// empty journal, as a new pod's volume does.
@@ -364,7 +379,6 @@ func startWorker(s settings, name, grpcAddr, sinkAddr, dir string, maxStreams in
 			return nil, fmt.Errorf("creating the worker's state directory: %w", err)
 		}
 	}
-	p := benchPipeline(renderOptions{sink: sinkAddr, persistence: name == pipeDurable, maxStreams: maxStreams, interval: s.interval})
 	config, err := renderWorker(p, addrs)
 	if err != nil {
 		return nil, err

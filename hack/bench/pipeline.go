@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/deltapipeline/deltapipeline/internal/localconfig"
+	"github.com/deltapipeline/deltapipeline/internal/naming"
 )
 
 // The whole-pipeline comparison (--pipeline, `make bench-pipeline`): the
@@ -311,9 +312,20 @@ func startOurs(s settings, shared *sinkProcess, dir string) (*topology, error) {
 	gateways := &tier{name: "gateways"}
 	workers := &tier{name: "workers"}
 	topo.tiers = []*tier{gateways, workers}
+	// Every worker's addresses are known before any starts: the membership
+	// names them all, and a worker waits for its membership before it is
+	// ready.
+	locals, err := localWorkers(pipelineWorkers)
+	if err != nil {
+		return topo, err
+	}
+	membership := filepath.Join(dir, "ours-membership.json")
+	if err := writeLocalMembership(p, locals, membership); err != nil {
+		return topo, err
+	}
 	var workerAddrs, telemetry []string
-	for i := range pipelineWorkers {
-		ports, err := freeAddrs(3)
+	for i, local := range locals {
+		ports, err := freeAddrs(2)
 		if err != nil {
 			return topo, err
 		}
@@ -322,7 +334,8 @@ func startOurs(s settings, shared *sinkProcess, dir string) (*topology, error) {
 			return topo, fmt.Errorf("creating worker %d's state directory: %w", i, err)
 		}
 		config, err := renderWorker(p, localconfig.WorkerAddresses{
-			OTLPGRPC: ports[0], OTLPHTTP: ports[1], Telemetry: ports[2], OTLPExporter: shared.grpc, StateDirectory: stateDir,
+			OTLPGRPC: local.endpoint, OTLPHTTP: ports[0], Telemetry: ports[1], OTLPExporter: shared.grpc, StateDirectory: stateDir,
+			Peer: local.peer, Member: naming.WorkerPod(p, i), MembershipFile: membership,
 		})
 		if err != nil {
 			return topo, err
@@ -340,15 +353,16 @@ func startOurs(s settings, shared *sinkProcess, dir string) (*topology, error) {
 			return topo, err
 		}
 		workers.procs = append(workers.procs, proc)
-		if err := proc.waitHTTP("http://"+ports[2]+"/readyz", 60*time.Second); err != nil {
+		workerAddrs = append(workerAddrs, local.endpoint)
+		telemetry = append(telemetry, "http://"+ports[1]+"/metrics")
+	}
+	// The workers start together and are waited on once all run: each
+	// becomes ready once it read the membership, which needs none of the
+	// others.
+	for i, proc := range workers.procs {
+		if err := proc.waitHTTP(strings.TrimSuffix(telemetry[i], "/metrics")+"/readyz", 60*time.Second); err != nil {
 			return topo, err
 		}
-		workerAddrs = append(workerAddrs, ports[0])
-		telemetry = append(telemetry, "http://"+ports[2]+"/metrics")
-	}
-	membership := filepath.Join(dir, "ours-membership.json")
-	if err := writeLocalMembership(p, workerAddrs, membership); err != nil {
-		return topo, err
 	}
 	for i := range pipelineGateways {
 		ports, err := freeAddrs(4)

@@ -62,8 +62,9 @@ func benchPipeline(o renderOptions) *v1alpha1.DeltaPipeline {
 }
 
 // renderWorker is the worker configuration the operator renders for p,
-// with a's addresses and state directory, and the gateway-to-worker token
-// at a local path (benchWorkerToken).
+// with a's addresses, state directory, member name and membership file,
+// and the gateway-to-worker and peer tokens at local paths
+// (benchWorkerToken, benchPeerToken).
 func renderWorker(p *v1alpha1.DeltaPipeline, a localconfig.WorkerAddresses) (string, error) {
 	rendered, err := manifests.WorkerConfigYAML(p)
 	if err != nil {
@@ -95,46 +96,92 @@ func renderGateway(p *v1alpha1.DeltaPipeline, a localconfig.GatewayAddresses) (s
 // pipeline; the load generator sends it when it feeds a worker directly.
 const benchWorkerToken = "bench-gateway-to-worker-token"
 
+// benchPeerToken is the token the benchmarked workers present to each
+// other when they hand streams over.
+const benchPeerToken = "bench-worker-peer-token"
+
 var (
-	tokenOnce sync.Once
-	tokenPath string
-	tokenErr  error
+	tokenOnce     sync.Once
+	tokenPath     string
+	peerTokenPath string
+	tokenErr      error
 )
 
-// withLocalToken points the token path of the pods (the Secret's mount) at
-// a local file holding benchWorkerToken, as the pods read the Secret.
+// withLocalToken points the token paths of the pods (the Secrets' mounts)
+// at local files holding benchWorkerToken and benchPeerToken, as the pods
+// read the Secrets.
 func withLocalToken(config string) (string, error) {
 	tokenOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "deltapipeline-bench-token-")
 		if err != nil {
-			tokenErr = fmt.Errorf("creating the local worker token: %w", err)
+			tokenErr = fmt.Errorf("creating the local worker tokens: %w", err)
 			return
 		}
 		tokenPath = filepath.Join(dir, manifests.WorkerTokenFile)
-		tokenErr = os.WriteFile(tokenPath, []byte(benchWorkerToken), 0o600)
+		if err := os.WriteFile(tokenPath, []byte(benchWorkerToken), 0o600); err != nil {
+			tokenErr = fmt.Errorf("writing the local worker token: %w", err)
+			return
+		}
+		// Both Secrets mount their token under the same file name: the peer
+		// token gets a directory of its own.
+		peerDir := filepath.Join(dir, "peer")
+		if err := os.Mkdir(peerDir, 0o700); err != nil {
+			tokenErr = fmt.Errorf("creating the local peer token: %w", err)
+			return
+		}
+		peerTokenPath = filepath.Join(peerDir, manifests.PeerTokenFile)
+		if err := os.WriteFile(peerTokenPath, []byte(benchPeerToken), 0o600); err != nil {
+			tokenErr = fmt.Errorf("writing the local peer token: %w", err)
+		}
 	})
 	if tokenErr != nil {
 		return "", tokenErr
 	}
+	config = strings.ReplaceAll(config, manifests.PeerTokenPath, peerTokenPath)
 	return strings.ReplaceAll(config, manifests.WorkerTokenPath, tokenPath), nil
 }
 
+// localWorker is where one local worker receives OTLP and its peers' hand-
+// over frames.
+type localWorker struct{ endpoint, peer string }
+
+// localWorkers allocates the addresses of n local workers.
+func localWorkers(n int) ([]localWorker, error) {
+	out := make([]localWorker, n)
+	for i := range out {
+		addrs, err := freeAddrs(2)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = localWorker{endpoint: addrs[0], peer: addrs[1]}
+	}
+	return out, nil
+}
+
 // writeLocalMembership writes the membership the operator publishes for p
-// with the local workers' addresses, for the router to read (in a cluster
-// it watches the ConfigMap).
-func writeLocalMembership(p *v1alpha1.DeltaPipeline, workers []string, path string) error {
+// with the local workers' OTLP and peer addresses, for the routers and the
+// workers to read (in a cluster they watch the ConfigMap). It is written
+// before the workers start: a worker that hands streams over is not ready
+// until it has its membership.
+func writeLocalMembership(p *v1alpha1.DeltaPipeline, workers []localWorker, path string) error {
 	m := manifests.Membership(p, manifests.SteadyRing(1))
 	if len(m.Members) != len(workers) {
 		return fmt.Errorf("the membership lists %d workers, %d run locally", len(m.Members), len(workers))
 	}
 	for i := range m.Members {
-		m.Members[i].Endpoint = workers[i]
+		m.Members[i].Endpoint, m.Members[i].Peer = workers[i].endpoint, workers[i].peer
 	}
 	doc, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, doc, 0o600); err != nil {
+	// Written whole, then renamed: a reader polling the file never sees a
+	// part of it.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, doc, 0o600); err != nil {
+		return fmt.Errorf("writing the local membership: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("writing the local membership: %w", err)
 	}
 	return nil
