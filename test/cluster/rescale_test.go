@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -48,6 +50,9 @@ type rescaleWatch struct {
 	reasons     []string
 	unreachable int
 	lastMessage string
+	// events are the reasons of the pipeline's Events since the rescale
+	// began (eventReasons).
+	events []string
 }
 
 func (w *rescaleWatch) observe(p *v1alpha1.DeltaPipeline) {
@@ -67,8 +72,8 @@ func (w *rescaleWatch) observe(p *v1alpha1.DeltaPipeline) {
 }
 
 func (w *rescaleWatch) String() string {
-	return fmt.Sprintf("Rescaling reasons %s, %d progress messages naming an unreachable worker",
-		strings.Join(w.reasons, " -> "), w.unreachable)
+	return fmt.Sprintf("Rescaling reasons polled %s, Events %s, %d progress messages naming an unreachable worker",
+		strings.Join(w.reasons, " -> "), strings.Join(w.events, " -> "), w.unreachable)
 }
 
 // workerClaimName is the StatefulSet's claim of ordinal i: template name,
@@ -110,4 +115,40 @@ func admittedFrom(np *networkingv1.NetworkPolicy, port int32) (everyone bool, pe
 		return false, nil, fmt.Errorf("no ingress rule of NetworkPolicy %s names port %d", np.Name, port)
 	}
 	return false, peers, nil
+}
+
+// eventReasons are the reasons of the Events about DeltaPipeline name seen
+// at or after since, oldest first. The operator records one when a rescale
+// starts a phase and when it completes (controllers/rescale.go); a phase of
+// a second is easily missed by polling the condition, never by the Events.
+func eventReasons(events []corev1.Event, name string, since time.Time) []string {
+	type seen struct {
+		at     time.Time
+		reason string
+	}
+	var found []seen
+	for _, e := range events {
+		if e.InvolvedObject.Kind != "DeltaPipeline" || e.InvolvedObject.Name != name {
+			continue
+		}
+		at := e.CreationTimestamp.Time
+		for _, t := range []time.Time{e.EventTime.Time, e.LastTimestamp.Time} {
+			if t.After(at) {
+				at = t
+			}
+		}
+		if e.Series != nil && e.Series.LastObservedTime.After(at) {
+			at = e.Series.LastObservedTime.Time
+		}
+		// The API server keeps whole seconds of CreationTimestamp.
+		if !at.Before(since.Truncate(time.Second)) {
+			found = append(found, seen{at, e.Reason})
+		}
+	}
+	slices.SortStableFunc(found, func(a, b seen) int { return a.at.Compare(b.at) })
+	reasons := make([]string, len(found))
+	for i, f := range found {
+		reasons[i] = f.reason
+	}
+	return reasons
 }
