@@ -77,6 +77,15 @@ func startLoad(binary, dir string, l clusterLoad) (*loadRun, error) {
 		logFile.Close()
 		r.done <- err
 	}()
+	// A spec that fails before waiting for the run must not leave it
+	// sending to a cluster that is torn down: the process would outlive
+	// the suite (and keep what it inherited, such as a build lock).
+	DeferCleanup(func() {
+		if r.running() {
+			_ = r.cmd.Process.Kill()
+			<-r.done
+		}
+	})
 	return r, nil
 }
 
