@@ -110,6 +110,8 @@ func (r *loadRun) wait(ctx context.Context) (totals.Totals, error) {
 		_ = r.cmd.Process.Kill()
 		return totals.Totals{}, fmt.Errorf("loadgen %s still running: %w", r.load.name, ctx.Err())
 	case exitErr = <-r.done:
+		// Kept for running, which the cleanup of startLoad asks.
+		r.done <- exitErr
 	}
 	sent, err := totals.Read(r.totalsPath)
 	if err != nil {
