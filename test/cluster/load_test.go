@@ -83,7 +83,7 @@ func startLoad(binary, dir string, l clusterLoad) (*loadRun, error) {
 	DeferCleanup(func() {
 		if r.running() {
 			_ = r.cmd.Process.Kill()
-			<-r.done
+			fmt.Fprintf(GinkgoWriter, "load %s killed, still running after its spec: %v\n", l.name, <-r.done)
 		}
 	})
 	return r, nil
