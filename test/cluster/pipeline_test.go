@@ -528,9 +528,12 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		Expect(err).NotTo(HaveOccurred())
 		receivedUp, err := scrapeSum(ctx, handoffReceivedMetric, 3, 4)
 		Expect(err).NotTo(HaveOccurred())
+		duplicateUp, err := scrapeSum(ctx, handoffDuplicateMetric, 3, 4)
+		Expect(err).NotTo(HaveOccurred())
 		Expect(sentUp).To(BeNumerically(">", 0), "streams handed over on the scale-up")
-		fmt.Fprintf(GinkgoWriter, "FIGURES kubectl scale 3 -> 5 workers under load: settled at epoch %d in %s; %v streams handed over, %v received by workers 3 and 4; %s\n",
-			up.Status.Membership.Epoch, upTook.Round(time.Millisecond), sentUp, receivedUp, upWatch)
+		// A sender that restarted lost its count of what it sent.
+		fmt.Fprintf(GinkgoWriter, "FIGURES kubectl scale 3 -> 5 workers under load: settled at epoch %d in %s; %v streams handed over, %v received by workers 3 and 4 (%v duplicates); worker restarts %s; %s\n",
+			up.Status.Membership.Epoch, upTook.Round(time.Millisecond), sentUp, receivedUp, duplicateUp, restartCounts(workerPods(ctx)), upWatch)
 
 		time.Sleep(8 * time.Second)
 		By("scaling to 2 workers with kubectl scale under load")
@@ -562,8 +565,8 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		receivedDown, err := scrapeSum(ctx, handoffReceivedMetric, 0, 1)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(receivedDown).To(BeNumerically(">", receivedBefore), "streams handed to the remaining workers on the scale-down")
-		fmt.Fprintf(GinkgoWriter, "FIGURES kubectl scale 5 -> 2 workers under load: settled at epoch %d in %s, load still running when settled %v; %v streams received by workers 0 and 1 from the leaving ones; %s\n",
-			down.Status.Membership.Epoch, downTook.Round(time.Millisecond), stillLoaded, receivedDown-receivedBefore, downWatch)
+		fmt.Fprintf(GinkgoWriter, "FIGURES kubectl scale 5 -> 2 workers under load: settled at epoch %d in %s, load still running when settled %v; %v streams received by workers 0 and 1 from the leaving ones; worker restarts %s; %s\n",
+			down.Status.Membership.Epoch, downTook.Round(time.Millisecond), stillLoaded, receivedDown-receivedBefore, restartCounts(workerPods(ctx)), downWatch)
 
 		By("stopping the load and finding every series exact")
 		rescaled, err := run.wait(ctx)

@@ -21,7 +21,24 @@ const (
 	handoffSentMetric     = "deltapipeline_worker_handoff_streams_sent_total"
 	handoffReceivedMetric = "deltapipeline_worker_handoff_streams_received_total"
 	handoffEpochMetric    = "deltapipeline_worker_handoff_membership_epoch"
+	// handoffDuplicateMetric counts records of streams held already: a
+	// redelivery.
+	handoffDuplicateMetric = "deltapipeline_worker_handoff_streams_duplicate_total"
 )
+
+// restartCounts reads as "claude-code-worker-0=0 claude-code-worker-1=2".
+func restartCounts(pods []corev1.Pod) string {
+	parts := make([]string, 0, len(pods))
+	for _, pod := range pods {
+		var n int32
+		for _, s := range pod.Status.ContainerStatuses {
+			n += s.RestartCount
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d", pod.Name, n))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}
 
 // ringSettled reports whether p's status describes a finished rescale to
 // workers: the status is of the current generation, Rescaling is False and
