@@ -225,11 +225,16 @@ CLUSTER_SUITE_ENV = HELM="$(HELM)" KUBECTL="$(PINNED_KUBECTL)" CHART_DIR="$(CURD
 	UPGRADE_MANAGER_IMG="$(IMG_REGISTRY)/deltapipeline-operator:$(UPGRADE_VERSION)" UPGRADE_WORKER_IMG="$(IMG_REGISTRY)/deltapipeline-worker:$(UPGRADE_VERSION)" \
 	GATEWAY_IMG="$(GATEWAY_IMG)" $(RECEIVER_ENV) LOADGEN_IMG="$(LOADGEN_IMG)" CLUSTER_VOLUMES_DIR="/tmp/deltapipeline-cluster/volumes" NODE_NAME=node0
 
+# Extra flags of the cluster suite's test binary, e.g. to run some specs of
+# its ordered container (the recipe's shell reads the inner quotes):
+# make test-cluster CLUSTER_TEST_FLAGS="-ginkgo.focus='Claude Code sample|kubectl scale'"
+CLUSTER_TEST_FLAGS ?=
+
 .PHONY: test-cluster
 test-cluster: envtest helm otelcol cluster-binaries loadgen cluster-images ## Run the cluster suite: the operator installed with Helm on a real single-node cluster, real pods, Prometheus as the receiver (test/cluster; needs root).
 	$(GO) test -c -o $(LOCALBIN)/cluster.test ./test/cluster
 	cd test/cluster && $(CLUSTER_ENV) CLUSTER_IMAGES="$(CLUSTER_IMAGE_ARCHIVES)" $(CLUSTER_SUITE_ENV) \
-		../../hack/cluster/run.sh $(LOCALBIN)/cluster.test -test.timeout 30m -ginkgo.v
+		../../hack/cluster/run.sh $(LOCALBIN)/cluster.test -test.timeout 30m -ginkgo.v $(CLUSTER_TEST_FLAGS)
 
 # Seconds each fuzz target runs in `make fuzz`; the committed seeds under
 # testdata/fuzz also run as plain tests in go-test.

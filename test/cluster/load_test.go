@@ -77,6 +77,15 @@ func startLoad(binary, dir string, l clusterLoad) (*loadRun, error) {
 		logFile.Close()
 		r.done <- err
 	}()
+	// A spec that fails before waiting for the run must not leave it
+	// sending to a cluster that is torn down: the process would outlive
+	// the suite (and keep what it inherited, such as a build lock).
+	DeferCleanup(func() {
+		if r.running() {
+			_ = r.cmd.Process.Kill()
+			fmt.Fprintf(GinkgoWriter, "load %s killed, still running after its spec: %v\n", l.name, <-r.done)
+		}
+	})
 	return r, nil
 }
 
@@ -101,6 +110,8 @@ func (r *loadRun) wait(ctx context.Context) (totals.Totals, error) {
 		_ = r.cmd.Process.Kill()
 		return totals.Totals{}, fmt.Errorf("loadgen %s still running: %w", r.load.name, ctx.Err())
 	case exitErr = <-r.done:
+		// Kept for running, which the cleanup of startLoad asks.
+		r.done <- exitErr
 	}
 	sent, err := totals.Read(r.totalsPath)
 	if err != nil {

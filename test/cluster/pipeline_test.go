@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -26,6 +28,7 @@ import (
 	"github.com/deltapipeline/deltapipeline/cmd/loadgen/totals"
 	"github.com/deltapipeline/deltapipeline/internal/manifests"
 	"github.com/deltapipeline/deltapipeline/internal/naming"
+	"github.com/deltapipeline/deltapipeline/internal/workerconfig"
 	"github.com/deltapipeline/deltapipeline/test/e2e/harness"
 )
 
@@ -397,6 +400,186 @@ var _ = Describe("The operator installed with Helm on a single-node cluster", Or
 		Expect(report.ExactMatches).To(Equal(report.SentSeries))
 		expectNothingDropped(ctx)
 	}, SpecTimeout(10*time.Minute))
+
+	It("rescales the workers 3 -> 5 -> 2 with kubectl scale under load: streams handed over, every series exact, the removed ordinals' claims deleted", func(ctx SpecContext) {
+		stsName := naming.WorkerStatefulSet(pipeline)
+		getPipeline := func(ctx context.Context) (*v1alpha1.DeltaPipeline, error) {
+			var got v1alpha1.DeltaPipeline
+			err := k8s.Get(ctx, client.ObjectKeyFromObject(pipeline), &got)
+			return &got, err
+		}
+		// scrapeSum sums a metric over the named worker pods, at their pod IPs.
+		scrapeSum := func(ctx context.Context, metric string, ordinals ...int) (float64, error) {
+			var sum float64
+			for _, i := range ordinals {
+				var pod corev1.Pod
+				if err := k8s.Get(ctx, client.ObjectKey{Namespace: pipelineNamespace, Name: naming.WorkerPod(pipeline, i)}, &pod); err != nil {
+					return 0, err
+				}
+				m, err := harness.ScrapeMetrics(ctx, fmt.Sprintf("http://%s:8888/metrics", pod.Status.PodIP))
+				if err != nil {
+					return 0, fmt.Errorf("scraping %s: %w", pod.Name, err)
+				}
+				sum += m.Sum(metric, nil)
+			}
+			return sum, nil
+		}
+		// rescale runs kubectl scale and waits for the ring to settle on
+		// workers with that many ready pods, noting what Rescaling said.
+		// Settling after a hand-over means the operator read every
+		// worker's /handoff on its telemetry port through cluster DNS: an
+		// unreachable worker keeps the hand-over unfinished.
+		rescale := func(ctx context.Context, workers int32) (time.Duration, *rescaleWatch) {
+			GinkgoHelper()
+			watch := &rescaleWatch{}
+			start := time.Now()
+			kubectl(ctx, "-n", pipelineNamespace, "scale", "dpl", pipeline.Name, "--replicas", fmt.Sprint(workers))
+			eventually(ctx, 5*time.Minute, fmt.Sprintf("the ring settled on %d workers", workers), func(ctx context.Context) error {
+				got, err := getPipeline(ctx)
+				if err != nil {
+					return err
+				}
+				watch.observe(got)
+				if ptr.Deref(got.Spec.Worker.Replicas, 0) != workers {
+					return StopTrying(fmt.Sprintf("spec.worker.replicas is %d after kubectl scale --replicas %d", ptr.Deref(got.Spec.Worker.Replicas, 0), workers))
+				}
+				if err := ringSettled(got, workers); err != nil {
+					return err
+				}
+				var s appsv1.StatefulSet
+				if err := k8s.Get(ctx, client.ObjectKey{Namespace: pipelineNamespace, Name: stsName}, &s); err != nil {
+					return err
+				}
+				if ptr.Deref(s.Spec.Replicas, 0) != workers {
+					return fmt.Errorf("statefulset %s has spec.replicas %d", stsName, ptr.Deref(s.Spec.Replicas, 0))
+				}
+				if err := statefulSetRolledOut(&s); err != nil {
+					return err
+				}
+				if pods := workerPods(ctx); len(pods) != int(workers) {
+					return fmt.Errorf("%d worker pods", len(pods))
+				}
+				return nil
+			})
+			took := time.Since(start)
+			eventually(ctx, time.Minute, "Events of a hand-over and a completed rescale", func(ctx context.Context) error {
+				var events corev1.EventList
+				if err := k8s.List(ctx, &events, client.InNamespace(pipelineNamespace)); err != nil {
+					return err
+				}
+				watch.events = eventReasons(events.Items, pipeline.Name, start)
+				handingOver := slices.Index(watch.events, v1alpha1.ReasonHandingOver)
+				if handingOver < 0 || !slices.Contains(watch.events[handingOver:], "RescaleComplete") {
+					return fmt.Errorf("events %v since kubectl scale, want HandingOver then RescaleComplete", watch.events)
+				}
+				return nil
+			})
+			return took, watch
+		}
+
+		By("finding the ring steady on the sample's 3 workers")
+		before, err := getPipeline(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ringSettled(before, 3)).To(Succeed())
+		Expect(before.Status.Membership.Epoch).To(BeNumerically(">", 0))
+
+		By("admitting every source to the workers' telemetry port, the operator's namespace included, with telemetryFrom empty")
+		Expect(before.Spec.NetworkPolicy.TelemetryFrom).To(BeEmpty())
+		var policy networkingv1.NetworkPolicy
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: pipelineNamespace, Name: naming.WorkerNetworkPolicy(pipeline)}, &policy)).To(Succeed())
+		everyone, _, err := admittedFrom(&policy, workerconfig.DefaultTelemetryPort)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(everyone).To(BeTrue(), "the worker NetworkPolicy admits every source to %d", workerconfig.DefaultTelemetryPort)
+		peerEveryone, peerFrom, err := admittedFrom(&policy, workerconfig.DefaultPeerPort)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(peerEveryone).To(BeFalse(), "the peer port admits only the pipeline's workers")
+		Expect(peerFrom).To(HaveLen(1))
+		Expect(peerFrom[0].PodSelector).NotTo(BeNil())
+		Expect(peerFrom[0].PodSelector.MatchLabels).To(Equal(naming.SelectorLabels(pipeline, naming.ComponentWorker)))
+
+		By("providing volumes for the two added ordinals")
+		for _, name := range []string{"pv4", "pv5"} {
+			dir := filepath.Join(env.VolumesDir, name)
+			Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+			Expect(k8s.Create(ctx, localVolume("local-"+name, dir, env.NodeName))).To(Succeed())
+		}
+
+		run, err := startLoad(env.Loadgen, runDir, clusterLoad{
+			name: "rescale", endpoint: gatewayEndpoint, sessions: 30, sharedSessions: 5, rounds: 90, interval: time.Second, seed: 11,
+		})
+		Expect(err).NotTo(HaveOccurred())
+		time.Sleep(10 * time.Second)
+
+		By("scaling to 5 workers with kubectl scale under load")
+		Expect(run.running()).To(BeTrue(), "the load ran before the scale-up")
+		upTook, upWatch := rescale(ctx, 5)
+		up, err := getPipeline(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(up.Status.Membership.Epoch).To(BeNumerically(">", before.Status.Membership.Epoch))
+		Expect(up.Status.Workers.Replicas).To(Equal(int32(5)))
+		// The gateways read the ring from the membership ConfigMap; the
+		// workers watch it with their ServiceAccount's Role.
+		for i := range 5 {
+			epoch, err := scrapeSum(ctx, handoffEpochMetric, i)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(epoch).To(BeNumerically("==", up.Status.Membership.Epoch), "membership epoch worker %d acts on", i)
+		}
+		sentUp, err := scrapeSum(ctx, handoffSentMetric, 0, 1, 2, 3, 4)
+		Expect(err).NotTo(HaveOccurred())
+		receivedUp, err := scrapeSum(ctx, handoffReceivedMetric, 3, 4)
+		Expect(err).NotTo(HaveOccurred())
+		duplicateUp, err := scrapeSum(ctx, handoffDuplicateMetric, 3, 4)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(sentUp).To(BeNumerically(">", 0), "streams handed over on the scale-up")
+		// A sender that restarted lost its count of what it sent.
+		fmt.Fprintf(GinkgoWriter, "FIGURES kubectl scale 3 -> 5 workers under load: settled at epoch %d in %s; %v streams handed over, %v received by workers 3 and 4 (%v duplicates); worker restarts %s; %s\n",
+			up.Status.Membership.Epoch, upTook.Round(time.Millisecond), sentUp, receivedUp, duplicateUp, restartCounts(workerPods(ctx)), upWatch)
+
+		time.Sleep(8 * time.Second)
+		By("scaling to 2 workers with kubectl scale under load")
+		Expect(run.running()).To(BeTrue(), "the load still ran before the scale-down")
+		receivedBefore, err := scrapeSum(ctx, handoffReceivedMetric, 0, 1)
+		Expect(err).NotTo(HaveOccurred())
+		downTook, downWatch := rescale(ctx, 2)
+		stillLoaded := run.running()
+		down, err := getPipeline(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(down.Status.Workers.Replicas).To(Equal(int32(2)))
+		// Later checks count pods and claims against the local copy.
+		pipeline.Spec.Worker.Replicas = ptr.To[int32](2)
+
+		By("deleting the claims of the removed ordinals (PVC retention WhenScaled: Delete)")
+		eventually(ctx, 2*time.Minute, "only the claims of workers 0 and 1 left", func(ctx context.Context) error {
+			var claims corev1.PersistentVolumeClaimList
+			if err := k8s.List(ctx, &claims, client.InNamespace(pipelineNamespace), client.MatchingLabels{naming.LabelInstance: pipeline.Name}); err != nil {
+				return err
+			}
+			if names, want := claimNames(claims.Items), []string{workerClaimName(pipeline, 0), workerClaimName(pipeline, 1)}; !slices.Equal(names, want) {
+				return fmt.Errorf("claims %v (all %d, deleting ones included), want %v", names, len(claims.Items), want)
+			}
+			if len(claims.Items) != 2 {
+				return fmt.Errorf("%d claims, some still being deleted", len(claims.Items))
+			}
+			return nil
+		})
+		receivedDown, err := scrapeSum(ctx, handoffReceivedMetric, 0, 1)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(receivedDown).To(BeNumerically(">", receivedBefore), "streams handed to the remaining workers on the scale-down")
+		fmt.Fprintf(GinkgoWriter, "FIGURES kubectl scale 5 -> 2 workers under load: settled at epoch %d in %s, load still running when settled %v; %v streams received by workers 0 and 1 from the leaving ones; worker restarts %s; %s\n",
+			down.Status.Membership.Epoch, downTook.Round(time.Millisecond), stillLoaded, receivedDown-receivedBefore, restartCounts(workerPods(ctx)), downWatch)
+
+		By("stopping the load and finding every series exact")
+		rescaled, err := run.wait(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rescaled.FailedExports).To(BeZero(), "no export was refused for good")
+		sent = sent.Merge(rescaled)
+		report := waitForTotals(ctx, sent)
+		fmt.Fprintf(GinkgoWriter, "FIGURES after kubectl scale 3 -> 5 -> 2 workers under load: %s\n", report.Figures())
+		Expect(report.Problems()).To(BeEmpty())
+		Expect(report.ExactMatches).To(Equal(report.SentSeries))
+		Expect(report.Decreasing).To(BeEmpty(), "no series ever decreases")
+		expectNothingDropped(ctx)
+	}, SpecTimeout(15*time.Minute))
 
 	It("moves the workers to the new release's image with helm upgrade, without a reset", func(ctx SpecContext) {
 		helm(ctx, append([]string{"upgrade", releaseName, env.ChartDir, "-n", operatorNamespace, "--wait", "--timeout", "3m"},
