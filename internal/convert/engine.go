@@ -49,6 +49,8 @@ type Engine struct {
 	shards   [numShards]shard
 	interner *interner
 	streams  atomic.Int64
+	// moving counts the streams handed over and not yet forgotten.
+	moving atomic.Int64
 	// emitFloorMs is the earliest sample time, in Unix milliseconds, of any
 	// point emitted from now on; see EmitAfter.
 	emitFloorMs atomic.Int64

@@ -235,6 +235,7 @@ func (e *Engine) HandOver(keyer *ring.Keyer, place Placement, send func(dest int
 				sh.movingTo = make(map[hash128]int)
 			}
 			sh.movingTo[s.key] = dest
+			e.moving.Add(1)
 			send(dest, StreamKey(s.key), buf)
 			moved++
 		}
@@ -244,20 +245,7 @@ func (e *Engine) HandOver(keyer *ring.Keyer, place Placement, send func(dest int
 }
 
 // Moving is the number of streams handed over and not yet forgotten.
-func (e *Engine) Moving() int {
-	n := 0
-	for i := range e.shards {
-		sh := &e.shards[i]
-		sh.mu.Lock()
-		for slot := uint32(0); slot < sh.used; slot++ {
-			if sh.at(slot).has(flagMoving) {
-				n++
-			}
-		}
-		sh.mu.Unlock()
-	}
-	return n
-}
+func (e *Engine) Moving() int { return int(e.moving.Load()) }
 
 // Forget removes streams handed over once their new owner has them
 // durably. A key that is not moving (a stream restored since) is left.
@@ -273,6 +261,7 @@ func (e *Engine) Forget(keys []StreamKey) {
 				delete(sh.movingTo, key)
 				sh.remove(slot)
 				e.streams.Add(-1)
+				e.moving.Add(-1)
 			}
 		}
 		sh.mu.Unlock()

@@ -524,6 +524,7 @@ func (e *Engine) RestoreStream(record []byte) error {
 		delete(sh.movingTo, key)
 		sh.remove(slot)
 		e.streams.Add(-1)
+		e.moving.Add(-1)
 	}
 	if !e.reserveStream() {
 		return fmt.Errorf("restoring stream of metric %q: the stream limit of %d is reached", src.shape.name, e.maxStreams)

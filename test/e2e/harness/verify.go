@@ -57,10 +57,12 @@ type Report struct {
 // workers at once.
 func (r Report) AllowingMoves(rescales int) Report {
 	r.movesAllowed = true
-	r.SplitAcrossWorkers = nil
+	r.SplitAcrossWorkers, r.Moved = nil, nil
 	for _, key := range slices.Sorted(maps.Keys(r.runs)) {
 		if runs := r.runs[key]; len(runs)-1 > rescales {
 			r.SplitAcrossWorkers = append(r.SplitAcrossWorkers, fmt.Sprintf("%s (writers in time order %v)", key, runs))
+		} else {
+			r.Moved = append(r.Moved, fmt.Sprintf("%s (workers in time order %v)", key, runs))
 		}
 	}
 	return r
