@@ -42,6 +42,16 @@ type InputSeries struct {
 // RunbookBase is where the runbook anchors point.
 const RunbookBase = "https://github.com/deltapipeline/deltapipeline/blob/main/docs/operations.md#"
 
+// RescalingFailureCases is the part of docs/rescaling.md the hand-over
+// alerts point to: what each failure of a hand-over does and how it ends.
+const RescalingFailureCases = "https://github.com/deltapipeline/deltapipeline/blob/main/docs/rescaling.md#failure-cases"
+
+// HandoverStuckFor is how long a worker may have streams moving or entries
+// pending before DeltaPipelineWorkerHandoverStuck fires: the operator's
+// bound before it reports the Rescaling condition as HandoverStalled
+// (controllers/rescale.go), so that both say so at the same time.
+const HandoverStuckFor = 10 * time.Minute
+
 // Severities.
 const (
 	SeverityWarning  = "warning"
@@ -149,6 +159,108 @@ func Alerts() []Alert {
 						{series(WorkerWALWritable, workerLabels()), "1x5"},
 						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "journal")), "0x5"},
 						{series(WorkerRefusedRequests, workerLabels("transport", "grpc", "reason", "overloaded")), "0 5 10 15 20 25"},
+					}},
+			},
+		},
+		{
+			Name: "DeltaPipelineWorkerHandoverStuck",
+			// Either gauge keeps the alert pending: a hand-over whose streams
+			// were acknowledged but whose forwards or done markers still wait
+			// is as stuck as one whose streams do not move.
+			Expr: fmt.Sprintf("max by (namespace, pod) (%s) > 0 or max by (namespace, pod) (%s) > 0",
+				HandoffMovingStreams, HandoffPendingEntries),
+			For:      HandoverStuckFor,
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline worker's hand-over has not finished for 10 minutes.",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} has had streams handed over and not acknowledged, " +
+				"or entries waiting for a peer, for 10 minutes: a peer is unreachable, refuses its calls or cannot make them durable. " +
+				"Nothing is dropped while it waits, but the rescale does not complete. Read the DeltaPipeline's Rescaling condition " +
+				"(it names the workers waited for) and deltapipeline_worker_handoff_peer_errors_total by reason, then fix the peer: " +
+				RescalingFailureCases + ".",
+			Tests: []AlertTest{
+				// Active from the first evaluation, so firing exactly at the bound.
+				{Name: "streams that never leave", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffMovingStreams, workerLabels()), "120x15"},
+						{series(HandoffPendingEntries, workerLabels()), "0x15"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				{Name: "entries pending for a peer that does not answer", EvalTime: 15 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffMovingStreams, workerLabels()), "0x15"},
+						{series(HandoffPendingEntries, workerLabels()), "3x15"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				// Streams acknowledged after 6 minutes, then their done marker
+				// waits: the hand-over never stopped.
+				{Name: "moving, then pending, without a gap", EvalTime: 13 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffMovingStreams, workerLabels()), "50x6 0x7"},
+						{series(HandoffPendingEntries, workerLabels()), "0x6 1x7"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				// Still pending at its last minute: a shorter For would fire here.
+				{Name: "a hand-over that lasts 9 minutes", EvalTime: 9 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffMovingStreams, workerLabels()), "800x9 0x6"},
+						{series(HandoffPendingEntries, workerLabels()), "40x9 0x6"},
+					}},
+				// 15 minutes with streams moving, but not continuously.
+				{Name: "two short hand-overs in a row", EvalTime: 15 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffMovingStreams, workerLabels()), "30x7 0 30x7"},
+						{series(HandoffPendingEntries, workerLabels()), "0x15"},
+					}},
+			},
+		},
+		{
+			Name: "DeltaPipelineWorkerPeerRefused",
+			Expr: fmt.Sprintf("sum by (namespace, pod) (increase(%s[10m])) > 0",
+				selector(HandoffPeerRefused, fmt.Sprintf("reason=%q", PeerRefusedUnauthenticated))),
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline worker's peer port is called without the peer token.",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} refused peer calls without a valid peer token in the last 10 minutes: " +
+				"something other than the pipeline's workers reaches port 4319 (the worker NetworkPolicy is not enforced, or was widened). " +
+				"Right after the NAME-peer-token Secret was generated again, workers disagree for up to a minute and this stops by itself. " +
+				"Find the caller in the worker's log and check the NetworkPolicy: " + RescalingFailureCases + ".",
+			Tests: []AlertTest{
+				{Name: "calls without the token", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffPeerRefused, workerLabels("reason", "unauthenticated")), "0x5 1 2 2 2 2"},
+						{series(HandoffPeerRefused, workerLabels("reason", "epoch_ahead")), "0x10"},
+					},
+					Fires: []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				// epoch_ahead is the receiver waiting for its membership watch:
+				// part of every rescale, retried by the sender.
+				{Name: "refusals that are part of a rescale", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffPeerRefused, workerLabels("reason", "unauthenticated")), "0x10"},
+						{series(HandoffPeerRefused, workerLabels("reason", "epoch_ahead")), "0 4 9 9 12 12 12 12 12 12 12"},
+					}},
+				{Name: "an unauthenticated call older than the window", EvalTime: 30 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffPeerRefused, workerLabels("reason", "unauthenticated")), "0 1x30"},
+					}},
+			},
+		},
+		{
+			Name:     "DeltaPipelineWorkerHandoverStreamsRefused",
+			Expr:     fmt.Sprintf("sum by (namespace, pod) (increase(%s[10m])) > 0", HandoffStreamsRefused),
+			Severity: SeverityWarning,
+			Summary:  "A DeltaPipeline worker could not restore streams handed over to it.",
+			Description: "Worker {{ $labels.namespace }}/{{ $labels.pod }} received stream records in the last 10 minutes that it could not restore: " +
+				"it holds conversion.maxStreams streams already, or the record does not decode (workers of different versions). " +
+				"The running totals of those streams are lost, not retried: their series restart from their next point. " +
+				"The worker's log names each record's sender and the error; raise spec.worker.conversion.maxStreams, " +
+				"or finish rolling the workers to one version before rescaling: " + RescalingFailureCases + ".",
+			Tests: []AlertTest{
+				{Name: "records beyond the stream limit", EvalTime: 6 * time.Minute,
+					Series: []InputSeries{{series(HandoffStreamsRefused, workerLabels()), "0 0 0 0 25 25 25"}},
+					Fires:  []map[string]string{{"namespace": "telemetry", "pod": "claude-worker-0"}}},
+				{Name: "every record restored", EvalTime: 10 * time.Minute,
+					Series: []InputSeries{
+						{series(HandoffStreamsRefused, workerLabels()), "0x10"},
+						{series(HandoffStreamsReceived, workerLabels()), "0 300 900 1200x8"},
 					}},
 			},
 		},

@@ -26,15 +26,15 @@ func quantile(q float64, histogram, by, legend string) Query {
 
 // PipelineHealth is what the people running the pipeline look at: points in
 // and out of each tier, what was refused or dropped and why, streams per
-// worker, the gateways' per-worker delivery, exporters, journal and
-// checkpoints.
+// worker, the gateways' per-worker delivery, the hand-over between workers,
+// exporters, journal and checkpoints.
 func PipelineHealth() Dashboard {
 	return Dashboard{
 		UID:   "deltapipeline-health",
 		Title: "DeltaPipeline health",
 		File:  "deltapipeline-health.json",
 		Description: "Gateway tier (DeltaPipeline gateway) and worker tier (DeltaPipeline worker) " +
-			"of every DeltaPipeline: throughput, refusals and drops, streams, exporters, journal and checkpoints.",
+			"of every DeltaPipeline: throughput, refusals and drops, streams, hand-over between workers, exporters, journal and checkpoints.",
 		Tags:      []string{"deltapipeline"},
 		Variables: []Variable{namespaceVariable},
 		Rows: []Row{
@@ -100,6 +100,47 @@ func PipelineHealth() Dashboard {
 				{Title: "Dropped points by exporter and reason", Kind: TimeSeries, Unit: "short", Width: 8,
 					Description: "Points per second an exporter gave up on.",
 					Queries:     []Query{rateBy(WorkerExportDropped, "exporter, reason", "{{exporter}} {{reason}}")}},
+			}},
+			// Hand-over: what moves between workers while the ring rescales
+			// (docs/rescaling.md). Flat outside a rescale.
+			{Title: "Hand-over", Panels: []Panel{
+				{Title: "Membership epoch per worker", Kind: TimeSeries, Unit: "none", Width: 8,
+					Description: "The membership epoch each worker acts on. During a rescale the workers step to the new epoch " +
+						"together; a worker that stays behind has not seen the published membership (see membership errors).",
+					Queries: []Query{{Expr: fmt.Sprintf("max by (pod) (%s)", selector(HandoffEpoch, ns())), Legend: "{{pod}}"}}},
+				{Title: "Moving streams and pending entries", Kind: TimeSeries, Unit: "short", Width: 8,
+					Description: "Streams each worker handed over and its new owner has not acknowledged, and records, forwarded " +
+						"requests and done markers waiting for a peer. Both return to 0 when a hand-over completes; 10 minutes above 0 " +
+						"fires DeltaPipelineWorkerHandoverStuck.",
+					Queries: []Query{
+						{Expr: fmt.Sprintf("max by (pod) (%s)", selector(HandoffMovingStreams, ns())), Legend: "moving {{pod}}"},
+						{Expr: fmt.Sprintf("max by (pod) (%s)", selector(HandoffPendingEntries, ns())), Legend: "pending {{pod}}"},
+					}},
+				{Title: "Streams handed over", Kind: TimeSeries, Unit: "short", Width: 8,
+					Description: "Streams per second each worker handed over (acknowledged by their new owner), received from their " +
+						"previous owner, and could not restore (their running totals are lost; DeltaPipelineWorkerHandoverStreamsRefused).",
+					Queries: []Query{
+						rateBy(HandoffStreamsSent, "pod", "sent {{pod}}"),
+						rateBy(HandoffStreamsReceived, "pod", "received {{pod}}"),
+						rateBy(HandoffStreamsRefused, "pod", "refused {{pod}}"),
+					}},
+				{Title: "Points forwarded between workers", Kind: TimeSeries, Unit: "short", Width: 12,
+					Description: "Points per second that reached a worker which does not hold their stream and were queued for its holder, " +
+						"points received from peers, and points refused (retryable, the gateway retries) because the queue to the holder was full.",
+					Queries: []Query{
+						rateBy(HandoffPointsForwarded, "pod", "forwarded {{pod}}"),
+						rateBy(HandoffPointsReceived, "pod", "received {{pod}}"),
+						rateBy(HandoffForwardRefused, "pod", "refused, queue full {{pod}}"),
+					}},
+				{Title: "Peer errors by reason", Kind: TimeSeries, Unit: "short", Width: 12,
+					Description: "Failed calls to a peer per second (retried), peer calls refused by the receiving worker " +
+						"(unauthenticated fires DeltaPipelineWorkerPeerRefused; epoch_ahead and not_ready are part of a rescale), " +
+						"and published memberships a worker could not act on.",
+					Queries: []Query{
+						rateBy(HandoffPeerErrors, "reason", "call failed {{reason}}"),
+						rateBy(HandoffPeerRefused, "reason", "refused {{reason}}"),
+						{Expr: fmt.Sprintf("sum(rate(%s[$__rate_interval]))", selector(HandoffMembershipErrors, ns())), Legend: "membership not acted on"},
+					}},
 			}},
 			{Title: "Exporters", Panels: []Panel{
 				{Title: "Export latency (p50, p99)", Kind: TimeSeries, Unit: "s", Width: 8,

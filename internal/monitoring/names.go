@@ -60,6 +60,23 @@ const (
 	WorkerWALWritable = "deltapipeline_worker_wal_writable"
 )
 
+// The worker's hand-over self-metrics (internal/handoff), registered when
+// the worker has a handoff section (router deltapipeline).
+const (
+	HandoffEpoch            = "deltapipeline_worker_handoff_membership_epoch"
+	HandoffMovingStreams    = "deltapipeline_worker_handoff_moving_streams"
+	HandoffPendingEntries   = "deltapipeline_worker_handoff_pending_entries"
+	HandoffStreamsSent      = "deltapipeline_worker_handoff_streams_sent_total"
+	HandoffStreamsReceived  = "deltapipeline_worker_handoff_streams_received_total"
+	HandoffStreamsRefused   = "deltapipeline_worker_handoff_streams_refused_total"
+	HandoffPointsForwarded  = "deltapipeline_worker_handoff_points_forwarded_total"
+	HandoffPointsReceived   = "deltapipeline_worker_handoff_points_received_total"
+	HandoffForwardRefused   = "deltapipeline_worker_handoff_points_forward_refused_total"
+	HandoffPeerErrors       = "deltapipeline_worker_handoff_peer_errors_total"
+	HandoffPeerRefused      = "deltapipeline_worker_handoff_peer_requests_refused_total"
+	HandoffMembershipErrors = "deltapipeline_worker_handoff_membership_errors_total"
+)
+
 // Reason label values the rules single out.
 const (
 	// RefusedJournal: a request refused because the write-ahead log could not
@@ -67,6 +84,9 @@ const (
 	RefusedJournal = "journal"
 	// ExportOutcomeFailure is the outcome label of a failed export request.
 	ExportOutcomeFailure = "failure"
+	// PeerRefusedUnauthenticated: a peer call without the pipeline's peer
+	// token (internal/handoff).
+	PeerRefusedUnauthenticated = "unauthenticated"
 )
 
 // The gateway's self-metrics: the collector's own telemetry (collector
@@ -103,6 +123,10 @@ var MetricNames = []string{
 	WorkerExportRequests, WorkerExportDuration, WorkerExportRetries, WorkerExportedPoints,
 	WorkerExportDropped, WorkerExportQueueLength, WorkerExportQueueCap, WorkerWALFsyncDuration,
 	WorkerCheckpointSuccess, WorkerCheckpointInterval, WorkerCheckpointFailures, WorkerWALWritable,
+
+	HandoffEpoch, HandoffMovingStreams, HandoffPendingEntries, HandoffStreamsSent, HandoffStreamsReceived,
+	HandoffStreamsRefused, HandoffPointsForwarded, HandoffPointsReceived, HandoffForwardRefused,
+	HandoffPeerErrors, HandoffPeerRefused, HandoffMembershipErrors,
 
 	GatewayAcceptedPoints, GatewayRefusedPoints, GatewaySentPoints, GatewaySendFailedPoints,
 	GatewayRouterSentPoints, GatewayRouterDroppedPoints, GatewayRouterRefusedPoints,
