@@ -97,7 +97,6 @@ type Handoff struct {
 	sweptEpoch        atomic.Uint64
 	sweepStart        atomic.Int64 // Unix ns when the epoch being handed over arrived
 	handedOff         atomic.Int64
-	lastHandOff       atomic.Int64 // streams the last sweep moved
 
 	server   *grpc.Server
 	listener net.Listener
@@ -344,7 +343,7 @@ func (h *Handoff) forward(fwd *convert.Forwards, bounded bool) error {
 		return err
 	}
 	for _, p := range parts {
-		if _, _, queued := h.outbound(p.dest).pending(); bounded && queued+len(p.payload) > h.opts.MaxForwardBytes {
+		if _, queued := h.outbound(p.dest).pending(); bounded && queued+len(p.payload) > h.opts.MaxForwardBytes {
 			h.metrics.forwardRefused.Add(float64(p.points))
 			return fmt.Errorf("%w: %d bytes of forwarded points wait for worker %d already", ErrForwardQueueFull, queued, p.dest)
 		}
@@ -405,7 +404,8 @@ func (h *Handoff) repeatDone() {
 		if i == h.self {
 			continue
 		}
-		if o := h.outbound(i); func() bool { n, _, _ := o.pending(); return n == 0 }() {
+		o := h.outbound(i)
+		if n, _ := o.pending(); n == 0 {
 			o.push(queued{entry: entry{kind: entryDone, payload: donePayload(v.m.Epoch)}})
 		}
 	}
@@ -433,7 +433,6 @@ func (h *Handoff) SweepEngine(engine *convert.Engine) int {
 		}
 	}
 	h.handedOff.Add(int64(moved))
-	h.lastHandOff.Store(int64(moved))
 	h.sweptEpoch.Store(v.m.Epoch)
 	if moved > 0 {
 		h.logger.Info("handing streams over", "epoch", v.m.Epoch, "streams", moved)
@@ -626,7 +625,7 @@ func (h *Handoff) markDone(sender int, epoch uint64) {
 // AwaitSent returns once every entry queued so far was acknowledged by its
 // peer, or when ctx ends. A checkpoint waits for it: journaled requests
 // whose points were forwarded may be dropped from the log only once their
-// new holder has them.
+// new holder has them; so does a shutdown, before its final checkpoint.
 func (h *Handoff) AwaitSent(ctx context.Context) error {
 	h.mu.Lock()
 	marks := make(map[*outbound]uint64, len(h.outbounds))
@@ -636,7 +635,7 @@ func (h *Handoff) AwaitSent(ctx context.Context) error {
 	h.mu.Unlock()
 	for o, mark := range marks {
 		if err := o.awaitAcked(ctx, mark); err != nil {
-			items, _, _ := o.pending()
+			items, _ := o.pending()
 			return fmt.Errorf("waiting for worker %d to acknowledge %d hand-over entries: %w", o.dest, items, err)
 		}
 	}
@@ -697,7 +696,7 @@ func (h *Handoff) progress() Status {
 	}
 	h.mu.Lock()
 	for _, o := range h.outbounds {
-		n, _, _ := o.pending()
+		n, _ := o.pending()
 		st.Pending += n
 	}
 	h.mu.Unlock()
@@ -711,11 +710,6 @@ func (h *Handoff) StatusHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(h.Status())
 	})
 }
-
-// Drain waits until everything queued was acknowledged, or ctx ends: at
-// shutdown, so that forwarded points reach their holder before the final
-// checkpoint lets the journal go.
-func (h *Handoff) Drain(ctx context.Context) error { return h.AwaitSent(ctx) }
 
 // Close stops the peer server and the senders. What is still queued stays
 // recoverable: moving streams are in the checkpoint, and forwarded points

@@ -37,7 +37,6 @@ type outbound struct {
 	addr         string
 	client       *peerClient
 	items        []queued
-	records      int
 	forwardBytes int
 	// enqueued and acked count entries ever queued and acknowledged; a
 	// waiter for everything queued so far waits for acked to reach the
@@ -70,10 +69,7 @@ func (o *outbound) setAddr(addr string) {
 func (o *outbound) push(items ...queued) {
 	o.mu.Lock()
 	for _, it := range items {
-		switch it.kind {
-		case entryRecord:
-			o.records++
-		case entryPoints:
+		if it.kind == entryPoints {
 			o.forwardBytes += len(it.payload)
 		}
 	}
@@ -87,12 +83,11 @@ func (o *outbound) push(items ...queued) {
 	}
 }
 
-// pending returns what waits: entries, of which records, and the bytes of
-// forwarded points.
-func (o *outbound) pending() (items, records, forwardBytes int) {
+// pending returns what waits: entries, and the bytes of forwarded points.
+func (o *outbound) pending() (items, forwardBytes int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.items), o.records, o.forwardBytes
+	return len(o.items), o.forwardBytes
 }
 
 // mark is the count of entries queued so far, for awaitAcked.
@@ -235,7 +230,6 @@ func (o *outbound) acknowledged(batch []queued) {
 	o.mu.Lock()
 	clear(o.items[:len(batch)])
 	o.items = o.items[len(batch):]
-	o.records -= records
 	o.forwardBytes -= forwardBytes
 	o.acked += uint64(len(batch))
 	close(o.ackedCh)

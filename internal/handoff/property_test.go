@@ -255,7 +255,7 @@ func (c *propCluster) stop(w *propWorker, clean bool) {
 	defer cancel()
 	w.h.SetReady(false)
 	if clean {
-		_ = w.h.Drain(ctx)
+		_ = w.h.AwaitSent(ctx)
 		_ = w.store.Close(ctx, afterSent{w, w.engine})
 		_ = w.h.Close(ctx)
 	} else {

@@ -133,7 +133,7 @@ func (w *Worker) drainHandoff(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	if err := w.handoff.Drain(ctx); err != nil {
+	if err := w.handoff.AwaitSent(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("hand-over entries still queued at shutdown; the journal keeps them: %w", err))
 	}
 	if err := w.handoff.Close(ctx); err != nil {

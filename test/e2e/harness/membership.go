@@ -28,19 +28,17 @@ import (
 type membershipRelay struct {
 	pipeline *Pipeline
 	path     string
-	cancel   context.CancelFunc
-	done     chan struct{}
+	loop     *loop
 
-	mu       sync.Mutex
-	relayed  uint64
-	lastProb string
+	mu      sync.Mutex
+	relayed uint64
 }
 
 // relayInterval is how often the relay reads the ConfigMap.
 const relayInterval = 100 * time.Millisecond
 
 func startMembershipRelay(ctx context.Context, p *Pipeline) (*membershipRelay, error) {
-	r := &membershipRelay{pipeline: p, path: p.membershipPath(), done: make(chan struct{})}
+	r := &membershipRelay{pipeline: p, path: p.membershipPath()}
 	// The first membership is written before any gateway starts.
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -53,37 +51,11 @@ func startMembershipRelay(ctx context.Context, p *Pipeline) (*membershipRelay, e
 		}
 		time.Sleep(relayInterval)
 	}
-	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r.cancel = cancel
-	go func() {
-		defer close(r.done)
-		tick := time.NewTicker(relayInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-relayCtx.Done():
-				return
-			case <-tick.C:
-			}
-			if err := r.relayOnce(relayCtx); err != nil && relayCtx.Err() == nil {
-				r.mu.Lock()
-				if err.Error() != r.lastProb {
-					p.logf("membership relay: %v", err)
-					r.lastProb = err.Error()
-				}
-				r.mu.Unlock()
-			}
-		}
-	}()
+	r.loop = startLoop(ctx, p, "membership relay", relayInterval, r.relayOnce)
 	return r, nil
 }
 
-func (r *membershipRelay) stop() {
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
-	}
-}
+func (r *membershipRelay) stop() { r.loop.stop() }
 
 // epoch is the epoch last written for the gateways.
 func (r *membershipRelay) epoch() uint64 {

@@ -24,46 +24,22 @@ import (
 // status, which the operator waits for before new workers join the ring.
 type statefulSetFollower struct {
 	pipeline *Pipeline
-	cancel   context.CancelFunc
-	done     chan struct{}
+	loop     *loop
 }
 
 // followInterval is how often the follower reads the StatefulSet.
 const followInterval = 100 * time.Millisecond
 
 func followStatefulSet(ctx context.Context, p *Pipeline) (*statefulSetFollower, error) {
-	f := &statefulSetFollower{pipeline: p, done: make(chan struct{})}
+	f := &statefulSetFollower{pipeline: p}
 	if err := f.reconcile(ctx); err != nil {
 		return nil, err
 	}
-	followCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f.cancel = cancel
-	go func() {
-		defer close(f.done)
-		var lastErr string
-		tick := time.NewTicker(followInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-followCtx.Done():
-				return
-			case <-tick.C:
-			}
-			if err := f.reconcile(followCtx); err != nil && followCtx.Err() == nil && err.Error() != lastErr {
-				lastErr = err.Error()
-				p.logf("statefulset: %v", err)
-			}
-		}
-	}()
+	f.loop = startLoop(ctx, p, "statefulset", followInterval, f.reconcile)
 	return f, nil
 }
 
-func (f *statefulSetFollower) stop() {
-	if f.cancel != nil {
-		f.cancel()
-		<-f.done
-	}
-}
+func (f *statefulSetFollower) stop() { f.loop.stop() }
 
 // reconcile brings the processes to spec.replicas, one ordinal at a time,
 // and writes the status.
