@@ -139,6 +139,68 @@ func BenchmarkApplyExpHistogram(b *testing.B) {
 	benchmarkApply(b, pmetric.MetricTypeExponentialHistogram)
 }
 
+// benchmarkIngest measures what the worker does with one received request
+// of streams it holds: decoding it into pdata and applying it, or reading
+// the points from the bytes in place (ReadEncoded, ApplyHeld).
+func benchmarkIngest(b *testing.B, kind pmetric.MetricType, inPlace bool) {
+	const streams, batch = 10_000, 1_000
+	e := newTestEngine(b)
+	var marshaler pmetric.ProtoMarshaler
+	var unmarshaler pmetric.ProtoUnmarshaler
+	requests := make([][]byte, 0, streams/batch)
+	for first := 0; first < streams; first += batch {
+		e.Apply(claudeCodeBatch(first, batch, 0, kind))
+		encoded, err := marshaler.MarshalMetrics(claudeCodeBatch(first, batch, 0, kind))
+		if err != nil {
+			b.Fatal(err)
+		}
+		requests = append(requests, encoded)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		encoded := requests[i%len(requests)]
+		// A new interval of every stream of the request each round.
+		shiftEncodedTimes(encoded, uint64(time.Minute))
+		b.StartTimer()
+		var res Result
+		if inPlace {
+			r, ok := ReadEncoded(encoded)
+			if !ok {
+				b.Fatal("ReadEncoded declined")
+			}
+			var rest []byte
+			if res, rest = e.ApplyHeld(r); rest != nil {
+				b.Fatal("points left for the pdata path")
+			}
+			r.Release()
+		} else {
+			md, err := unmarshaler.UnmarshalMetrics(encoded)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res = e.Apply(md)
+		}
+		if res.Applied != batch {
+			b.Fatalf("applied %d of %d: %s", res.Applied, batch, res.Message())
+		}
+	}
+	b.StopTimer()
+	perPoint := float64(b.Elapsed().Nanoseconds()) / float64(b.N*batch)
+	b.ReportMetric(perPoint, "ns/point")
+	b.ReportMetric(1e9/perPoint, "points/s")
+}
+
+func BenchmarkIngestDecodedSum(b *testing.B) { benchmarkIngest(b, pmetric.MetricTypeSum, false) }
+func BenchmarkIngestInPlaceSum(b *testing.B) { benchmarkIngest(b, pmetric.MetricTypeSum, true) }
+func BenchmarkIngestDecodedHistogram(b *testing.B) {
+	benchmarkIngest(b, pmetric.MetricTypeHistogram, false)
+}
+func BenchmarkIngestInPlaceHistogram(b *testing.B) {
+	benchmarkIngest(b, pmetric.MetricTypeHistogram, true)
+}
+
 // BenchmarkApplyNewStreams measures the cost of creating streams.
 func BenchmarkApplyNewStreams(b *testing.B) {
 	const batch = 1_000

@@ -114,3 +114,18 @@ type EmitResult struct {
 	// Expired streams forgotten for staleness.
 	Expired int
 }
+
+// Add counts o's points in r as well, for a request applied in parts.
+func (r *Result) Add(o Result) {
+	r.Applied += o.Applied
+	r.Duplicates += o.Duplicates
+	r.Passthrough += o.Passthrough
+	r.Forwarded += o.Forwarded
+	r.NoRecordedValue += o.NoRecordedValue
+	for i := range r.Rejected {
+		r.Rejected[i] += o.Rejected[i]
+	}
+	if r.FirstInvalid == "" {
+		r.FirstInvalid = o.FirstInvalid
+	}
+}
