@@ -3,11 +3,19 @@ package receive
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
+
+	"github.com/deltapipeline/deltapipeline/internal/telemetry/telemetrytest"
 )
 
 // encodedRecorder keeps what an EncodedConsumer was handed.
@@ -24,12 +32,16 @@ func (r *encodedRecorder) Consume(context.Context, pmetric.Metrics) (Outcome, er
 	return Outcome{}, nil
 }
 
-func (r *encodedRecorder) ConsumeEncoded(_ context.Context, _ pmetric.Metrics, encoded []byte) (Outcome, error) {
+func (r *encodedRecorder) ConsumeEncoded(_ context.Context, encoded []byte) (int, Outcome, error) {
+	md, err := Decode(encoded)
+	if err != nil {
+		return 0, Outcome{}, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Only valid during the call: keep a copy.
 	r.encoded = append(r.encoded, bytes.Clone(encoded))
-	return Outcome{}, nil
+	return md.DataPointCount(), Outcome{}, nil
 }
 
 // A request that arrives as protobuf reaches an EncodedConsumer with its
@@ -71,6 +83,38 @@ func TestEncodedConsumerGetsTheProtobufBytesAsReceived(t *testing.T) {
 	for i, got := range rec.encoded {
 		if !bytes.Equal(got, pb) {
 			t.Errorf("request %d: the consumer got %d bytes that are not the %d sent", i, len(got), len(pb))
+		}
+	}
+}
+
+// An EncodedConsumer decodes what it must itself; the request it finds
+// malformed is refused as the transports refuse one they cannot decode,
+// and the points it read are counted as received.
+func TestEncodedConsumerRefusesMalformedRequests(t *testing.T) {
+	f := newFixture(t, withConsumer(&encodedRecorder{}))
+	malformed := []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}
+	_, conn := f.grpcClient(t)
+	in, out := rawMessage(malformed), rawMessage(nil)
+	err := conn.Invoke(t.Context(), "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", &in, &out,
+		grpc.ForceCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")}))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "decoding OTLP") {
+		t.Fatalf("gRPC: %v, want InvalidArgument saying what failed", err)
+	}
+	if a, body := post(t, f.httpURL, "application/x-protobuf", "", malformed); a.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "decoding OTLP") {
+		t.Fatalf("HTTP: status %d (%s), want 400 saying what failed", a.StatusCode, body)
+	}
+	client, _ := f.grpcClient(t)
+	if _, err := client.Export(t.Context(), pmetricotlp.NewExportRequestFromMetrics(sampleMetrics(3))); err != nil {
+		t.Fatal(err)
+	}
+	got := telemetrytest.Exposition(t, f.registry)
+	for _, want := range []string{
+		`deltapipeline_worker_refused_requests_total{reason="malformed",transport="grpc"} 1`,
+		`deltapipeline_worker_refused_requests_total{reason="malformed",transport="http"} 1`,
+		`deltapipeline_worker_received_points_total{transport="grpc"} 3`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("self-metrics lack %q:\n%s", want, got)
 		}
 	}
 }

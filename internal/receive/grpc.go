@@ -2,15 +2,16 @@ package receive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // senders compress with gzip by default
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -29,8 +30,7 @@ type rawMessage []byte
 // arrive at full speed, and a fresh copy of each would be garbage the
 // collector has to keep up with. The handler calls release once the
 // request was consumed: pdata copies every string and byte field it keeps,
-// and the consumer may journal these bytes as received (EncodedConsumer)
-// until it returns.
+// and an EncodedConsumer reads and journals these bytes until it returns.
 type requestBytes struct{ buf mem.Buffer }
 
 func (r *requestBytes) bytes() []byte {
@@ -62,7 +62,7 @@ func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if r, ok := v.(*requestBytes); ok {
 		// A request received in one piece is only referenced, not copied;
 		// gRPC frees data when this returns, so the reference keeps it.
-		r.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
+		r.buf = data.MaterializeToBuffer(receivePool)
 		return nil
 	}
 	return c.proto.Unmarshal(data, v)
@@ -85,6 +85,7 @@ func listenGRPC(opts Options, in *ingest) (*grpcServer, error) {
 	g.srv = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRecvMsgSize),
 		grpc.ForceServerCodecV2(rawCodec{proto: encoding.GetCodecV2("proto")}),
+		experimental.BufferPool(receivePool),
 	)
 	g.srv.RegisterService(&metricsServiceDesc, g)
 	return g, nil
@@ -114,17 +115,18 @@ var metricsServiceDesc = grpc.ServiceDesc{
 	Metadata: "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
 }
 
-// export decodes one Export call, ingests it and encodes the answer.
+// export ingests one Export call and encodes the answer.
 func (g *grpcServer) export(ctx context.Context, body *requestBytes) (*rawMessage, error) {
-	req := pmetricotlp.NewExportRequest()
-	encoded := body.bytes()
-	if err := req.UnmarshalProto(encoded); err != nil {
-		g.in.refused(transportGRPC, reasonMalformed)
-		return nil, status.Errorf(codes.InvalidArgument, "decoding OTLP ExportMetricsServiceRequest: %v", err)
-	}
-	resp, refusal := g.in.export(ctx, transportGRPC, req, encoded)
-	if refusal != nil {
+	resp, err := g.in.exportEncoded(ctx, transportGRPC, body.bytes())
+	var malformed *MalformedError
+	var refusal *UnavailableError
+	switch {
+	case errors.As(err, &malformed):
+		return nil, status.Error(codes.InvalidArgument, malformed.Error())
+	case errors.As(err, &refusal):
 		return nil, unavailableStatus(refusal)
+	case err != nil:
+		return nil, status.Error(codes.Internal, err.Error())
 	}
 	out, err := resp.MarshalProto()
 	if err != nil {

@@ -112,25 +112,29 @@ func (h *httpServer) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	req := pmetricotlp.NewExportRequest()
-	// encoded is the request's protobuf encoding when it arrived as one, so
-	// that a consumer journaling it need not encode it again.
-	var encoded []byte
+	var resp pmetricotlp.ExportResponse
 	if enc == encodingJSON {
-		err = req.UnmarshalJSON(body)
+		req := pmetricotlp.NewExportRequest()
+		if err := req.UnmarshalJSON(body); err != nil {
+			h.refuse(w, enc, reasonMalformed, http.StatusBadRequest, codes.InvalidArgument,
+				(&MalformedError{Err: err}).Error())
+			return
+		}
+		resp, err = h.in.export(r.Context(), transportHTTP, req.Metrics())
 	} else {
-		err = req.UnmarshalProto(body)
-		encoded = body
+		resp, err = h.in.exportEncoded(r.Context(), transportHTTP, body)
 	}
-	if err != nil {
-		h.refuse(w, enc, reasonMalformed, http.StatusBadRequest, codes.InvalidArgument,
-			fmt.Sprintf("decoding OTLP ExportMetricsServiceRequest: %v", err))
+	var malformed *MalformedError
+	var refusal *UnavailableError
+	switch {
+	case errors.As(err, &malformed):
+		writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, malformed.Error(), 0)
 		return
-	}
-
-	resp, refusal := h.in.export(r.Context(), transportHTTP, req, encoded)
-	if refusal != nil {
+	case errors.As(err, &refusal):
 		writeStatus(w, enc, http.StatusServiceUnavailable, codes.Unavailable, refusal.Error(), refusal.RetryAfter)
+		return
+	case err != nil:
+		h.refuse(w, enc, reasonInternal, http.StatusInternalServerError, codes.Internal, err.Error())
 		return
 	}
 	var out []byte

@@ -2,9 +2,11 @@ package receive
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/deltapipeline/deltapipeline/internal/bearertoken"
@@ -73,26 +75,51 @@ func (in *ingest) authenticate(transport string, authorization []string) bool {
 	return false
 }
 
-// export admits req, counts its points, hands them to the consumer and
-// returns the OTLP response, with the partial success of what the consumer
-// refused, or why the whole request must be retried later. encoded is req's
-// protobuf encoding as received, nil when it arrived in another encoding;
-// it stays valid until export returns.
-func (in *ingest) export(ctx context.Context, transport string, req pmetricotlp.ExportRequest, encoded []byte) (pmetricotlp.ExportResponse, *UnavailableError) {
+// export admits one decoded request, counts its points, hands them to the
+// consumer and returns the OTLP response, with the partial success of what
+// the consumer refused, or why the whole request must be retried later
+// (an *UnavailableError).
+func (in *ingest) export(ctx context.Context, transport string, md pmetric.Metrics) (pmetricotlp.ExportResponse, error) {
+	return in.admitted(ctx, transport, func() (Outcome, error) {
+		in.metrics.receivedPoints.WithLabelValues(transport).Add(float64(md.DataPointCount()))
+		return in.consumer.Consume(ctx, md)
+	})
+}
+
+// exportEncoded is export for a request received as protobuf, which an
+// EncodedConsumer takes undecoded. It may also refuse the request as
+// malformed (a *MalformedError). encoded stays valid until it returns.
+func (in *ingest) exportEncoded(ctx context.Context, transport string, encoded []byte) (pmetricotlp.ExportResponse, error) {
+	ec, ok := in.consumer.(EncodedConsumer)
+	if !ok {
+		md, err := Decode(encoded)
+		if err != nil {
+			in.refused(transport, reasonMalformed)
+			return pmetricotlp.ExportResponse{}, err
+		}
+		return in.export(ctx, transport, md)
+	}
+	return in.admitted(ctx, transport, func() (Outcome, error) {
+		points, outcome, err := ec.ConsumeEncoded(ctx, encoded)
+		in.metrics.receivedPoints.WithLabelValues(transport).Add(float64(points))
+		return outcome, err
+	})
+}
+
+// admitted runs consume under the concurrency limit and turns its outcome
+// into the response.
+func (in *ingest) admitted(ctx context.Context, transport string, consume func() (Outcome, error)) (pmetricotlp.ExportResponse, error) {
 	if !in.admission.tryAcquire() {
 		in.refused(transport, reasonOverloaded)
 		return pmetricotlp.ExportResponse{}, &UnavailableError{Reason: reasonOverloaded, RetryAfter: DefaultRetryAfter, Err: errOverloaded}
 	}
 	defer in.admission.release()
 
-	md := req.Metrics()
-	in.metrics.receivedPoints.WithLabelValues(transport).Add(float64(md.DataPointCount()))
-	var outcome Outcome
-	var err error
-	if ec, ok := in.consumer.(EncodedConsumer); ok && encoded != nil {
-		outcome, err = ec.ConsumeEncoded(ctx, md, encoded)
-	} else {
-		outcome, err = in.consumer.Consume(ctx, md)
+	outcome, err := consume()
+	var malformed *MalformedError
+	if errors.As(err, &malformed) {
+		in.refused(transport, reasonMalformed)
+		return pmetricotlp.ExportResponse{}, malformed
 	}
 	if err != nil {
 		u := unavailableFrom(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 )
 
 // Consumer takes one decoded request. It may modify md.
@@ -21,15 +22,37 @@ type Consumer interface {
 	Consume(ctx context.Context, md pmetric.Metrics) (Outcome, error)
 }
 
-// EncodedConsumer is a Consumer that can use a request's protobuf encoding
-// as it was received (an OTLP ExportMetricsServiceRequest, which has the
-// wire format of a MetricsData message), for example to journal it without
-// encoding md again. The receivers call ConsumeEncoded instead of Consume
-// when they have that encoding (OTLP/gRPC, OTLP/HTTP protobuf); encoded is
-// only valid until ConsumeEncoded returns.
+// EncodedConsumer is a Consumer that takes requests which arrived as
+// protobuf (OTLP/gRPC, OTLP/HTTP protobuf) undecoded, as the bytes of the
+// ExportMetricsServiceRequest (the wire format of a MetricsData message):
+// it may read what it needs from them in place and decode only the rest,
+// with Decode. encoded is only valid until ConsumeEncoded returns. points is
+// the number of data points in the request, counted as received whatever
+// the outcome; a request that does not decode is refused with the
+// *MalformedError that Decode returns.
 type EncodedConsumer interface {
 	Consumer
-	ConsumeEncoded(ctx context.Context, md pmetric.Metrics, encoded []byte) (Outcome, error)
+	ConsumeEncoded(ctx context.Context, encoded []byte) (points int, outcome Outcome, err error)
+}
+
+// MalformedError refuses a request that does not decode; the sender gets
+// InvalidArgument (HTTP 400) and must not retry it.
+type MalformedError struct{ Err error }
+
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("decoding OTLP ExportMetricsServiceRequest: %v", e.Err)
+}
+
+func (e *MalformedError) Unwrap() error { return e.Err }
+
+// Decode decodes an ExportMetricsServiceRequest, or says why it does not
+// decode with a *MalformedError.
+func Decode(encoded []byte) (pmetric.Metrics, error) {
+	req := pmetricotlp.NewExportRequest()
+	if err := req.UnmarshalProto(encoded); err != nil {
+		return pmetric.Metrics{}, &MalformedError{Err: err}
+	}
+	return req.Metrics(), nil
 }
 
 // ConsumerFunc adapts a function to Consumer.

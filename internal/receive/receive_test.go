@@ -476,3 +476,23 @@ func TestReceiversCountPointsAndRefusals(t *testing.T) {
 		}
 	}
 }
+
+func TestReceivePoolHandsOutBuffersOfTheLengthAsked(t *testing.T) {
+	p := newSizeClassPool()
+	for _, n := range []int{0, 1, 255, 256, 257, 4096, 360_000, 64 << 20, 64<<20 + 1} {
+		b := p.Get(n)
+		if len(*b) != n || cap(*b) < n {
+			t.Fatalf("Get(%d): len %d cap %d", n, len(*b), cap(*b))
+		}
+		p.Put(b)
+		again := p.Get(n)
+		if len(*again) != n {
+			t.Fatalf("Get(%d) after Put: len %d", n, len(*again))
+		}
+	}
+	foreign := make([]byte, 1000)
+	p.Put(&foreign) // not of a class: dropped, not handed out short
+	if b := p.Get(1000); cap(*b) != 1024 {
+		t.Fatalf("Get(1000) gave capacity %d, want its class, 1024", cap(*b))
+	}
+}

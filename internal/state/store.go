@@ -463,6 +463,21 @@ func (s *Store) RecordEncoded(ctx context.Context, md pmetric.Metrics, encoded [
 	return done, nil
 }
 
+// RecordConverted is Record for a request received as protobuf every
+// metric of which the engine converts (convert.ReadEncoded read it): the
+// bytes as received are the journal record. encoded must stay unchanged
+// until RecordConverted returns.
+func (s *Store) RecordConverted(ctx context.Context, encoded []byte) (done func(), err error) {
+	l := s.wal.Load()
+	if l == nil {
+		return nil, errors.New("journaling a request: worker state not restored yet")
+	}
+	if done, err = l.Append(ctx, encoded); err != nil {
+		return nil, fmt.Errorf("journaling a request: %w", err)
+	}
+	return done, nil
+}
+
 // RecordFrame makes a hand-over frame received from a peer durable before
 // it is applied, as RecordEncoded does for a request; the frame is
 // journaled as it is. done must be called after it was applied.
