@@ -118,6 +118,10 @@ const (
 	tagAnyString     = fieldAnyString<<3 | byte(otlpwire.Bytes)
 )
 
+// maxEncodedDepth bounds the nesting of attribute values read in place; a
+// deeper value is left to pdata's decoder.
+const maxEncodedDepth = 32
+
 // temporalityDelta is AGGREGATION_TEMPORALITY_DELTA on the wire.
 const temporalityDelta = 1
 
@@ -138,6 +142,8 @@ type EncodedRequest struct {
 	buf      []byte
 	kvs      []wireKeyValue
 	rest     []byte
+	// depth is how deeply the value being read is nested in arrays and maps.
+	depth int
 	// order and sortScratch sort attributes that do not come sorted.
 	order       keyOrder
 	sortScratch []wireKeyValue
@@ -222,6 +228,7 @@ func (r *EncodedRequest) Release() {
 	r.metrics = r.metrics[:0]
 	r.points = r.points[:0]
 	r.kvs = r.kvs[:0]
+	r.depth = 0
 	r.order.keys = r.order.keys[:0]
 	clear(r.deferred)
 	r.rest = r.rest[:0]
@@ -875,7 +882,11 @@ func (r *EncodedRequest) appendValue(b []byte, value []byte) ([]byte, bool) {
 		return binary.LittleEndian.AppendUint64(append(b, tagDouble), f.Value), true
 	case f.Num == fieldAnyBytes && f.Type == otlpwire.Bytes:
 		return appendBytesString(append(b, tagBytes), f.Data), true
+	case (f.Num == fieldAnyArray || f.Num == fieldAnyKVList) && r.depth >= maxEncodedDepth:
+		return b, false
 	case f.Num == fieldAnyArray && f.Type == otlpwire.Bytes:
+		r.depth++
+		defer func() { r.depth-- }()
 		n := 0
 		for list := f.Data; len(list) > 0; n++ {
 			e, next, ok := otlpwire.Next(list)
@@ -894,6 +905,8 @@ func (r *EncodedRequest) appendValue(b []byte, value []byte) ([]byte, bool) {
 		}
 		return b, true
 	case f.Num == fieldAnyKVList && f.Type == otlpwire.Bytes:
+		r.depth++
+		defer func() { r.depth-- }()
 		base := len(r.kvs)
 		for list := f.Data; len(list) > 0; {
 			e, next, ok := otlpwire.Next(list)

@@ -433,3 +433,23 @@ func FuzzApplyHeld(f *testing.F) {
 		}
 	})
 }
+
+func TestReadEncodedLeavesDeeplyNestedValuesToPdata(t *testing.T) {
+	nest := func(levels int) []byte {
+		req := newRequest().deltaSum("tokens", 0, 10, 1)
+		m := req.sm.Metrics().At(0).Sum().DataPoints().At(0).Attributes().PutEmptyMap("deep")
+		for range levels - 1 {
+			m = m.PutEmptyMap("deeper")
+		}
+		return encode(t, req.md)
+	}
+	if r, ok := ReadEncoded(nest(maxEncodedDepth)); !ok {
+		t.Fatalf("declined %d levels", maxEncodedDepth)
+	} else {
+		r.Release()
+	}
+	if r, ok := ReadEncoded(nest(maxEncodedDepth + 1)); ok {
+		r.Release()
+		t.Fatalf("read %d levels", maxEncodedDepth+1)
+	}
+}

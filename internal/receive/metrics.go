@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		receivedPoints: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "received_points_total",
-			Help: "Data points decoded from OTLP requests, by transport (grpc, http).",
+			Help: "Data points in the OTLP requests received, decoded or read in place, by transport (grpc, http).",
 		}, []string{"transport"}),
 		refusedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "refused_requests_total",
