@@ -17,6 +17,7 @@ type engineMetrics struct {
 	appliedPoints     prometheus.Counter
 	duplicatePoints   prometheus.Counter
 	passthroughPoints prometheus.Counter
+	inPlacePoints     prometheus.Counter
 	rejectedPoints    *prometheus.CounterVec // by reason
 	emittedPoints     prometheus.Counter
 	expiredStreams    prometheus.Counter
@@ -38,6 +39,10 @@ func newEngineMetrics(reg prometheus.Registerer, streams func() int) (*engineMet
 			Namespace: telemetry.Namespace, Name: "passthrough_points_total",
 			Help: "Points that need no conversion (cumulative, gauge, summary) forwarded unchanged to the exporters.",
 		}),
+		inPlacePoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: telemetry.Namespace, Name: "in_place_points_total",
+			Help: "Points of held streams read from the request's protobuf bytes in place, without decoding them; the other received points were decoded.",
+		}),
 		rejectedPoints: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: telemetry.Namespace, Name: "rejected_points_total",
 			Help: "Points refused by the converter and reported as OTLP partial success, by reason.",
@@ -56,7 +61,7 @@ func newEngineMetrics(reg prometheus.Registerer, streams func() int) (*engineMet
 		Help: "Streams whose running total the converter holds.",
 	}, func() float64 { return float64(streams()) })
 	for _, c := range []prometheus.Collector{
-		m.appliedPoints, m.duplicatePoints, m.passthroughPoints, m.rejectedPoints,
+		m.appliedPoints, m.duplicatePoints, m.passthroughPoints, m.inPlacePoints, m.rejectedPoints,
 		m.emittedPoints, m.expiredStreams, activeStreams,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -358,9 +358,13 @@ func (w *Worker) consumeEncoded(ctx context.Context, encoded []byte) (int, recei
 func (w *Worker) applyEncoded(ctx context.Context, r *convert.EncodedRequest) (convert.Result, error) {
 	res, rest := w.currentEngine().ApplyHeld(r)
 	if rest == nil {
+		w.metrics.inPlacePoints.Add(float64(r.Points()))
 		return res, nil
 	}
 	md, err := receive.Decode(rest)
+	if err == nil {
+		w.metrics.inPlacePoints.Add(float64(r.Points() - md.DataPointCount()))
+	}
 	if err != nil {
 		// ReadEncoded read it, so pdata decodes it (FuzzApplyHeld); a
 		// retry is the sender's best chance should that ever not hold.

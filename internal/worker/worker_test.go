@@ -564,3 +564,29 @@ func grepLines(text, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Points of held streams are read in place, a new stream's point and a
+// request with passthrough data are decoded; both count as received and
+// applied alike.
+func TestHeldStreamsAreReadInPlace(t *testing.T) {
+	h := startWorker(t, withStateDirectory(t.TempDir()))
+	reg := h.w.Registry()
+	h.sendGRPC(t, deltaTokens("a", 0, 1, 1)) // a new stream: decoded
+	next := deltaTokens("a", 1, 2, 2)        // held: read in place
+	deltaTokens("b", 1, 2, 3).ResourceMetrics().MoveAndAppendTo(next.ResourceMetrics())
+	h.sendGRPC(t, next) // one held, one new
+	withGauge := deltaTokens("a", 2, 3, 4)
+	g := withGauge.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().AppendEmpty()
+	g.SetName("process.memory.usage")
+	g.SetEmptyGauge().DataPoints().AppendEmpty().SetIntValue(1)
+	h.sendGRPC(t, withGauge) // passthrough: decoded whole
+	for name, want := range map[string]float64{
+		"deltapipeline_worker_received_points_total": 5,
+		"deltapipeline_worker_in_place_points_total": 1,
+		"deltapipeline_worker_applied_points_total":  4,
+	} {
+		if got := metricSum(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
