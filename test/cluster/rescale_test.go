@@ -26,7 +26,9 @@ const (
 	handoffDuplicateMetric = "deltapipeline_worker_handoff_streams_duplicate_total"
 )
 
-// restartCounts reads as "claude-code-worker-0=0 claude-code-worker-1=2".
+// restartCounts reads as "claude-code-worker-0=0@16:02:11 claude-code-worker-1=2@15:58:40":
+// container restarts and when the pod started, which tells a pod replaced
+// since (its counters start over) from one that only restarted.
 func restartCounts(pods []corev1.Pod) string {
 	parts := make([]string, 0, len(pods))
 	for _, pod := range pods {
@@ -34,7 +36,11 @@ func restartCounts(pods []corev1.Pod) string {
 		for _, s := range pod.Status.ContainerStatuses {
 			n += s.RestartCount
 		}
-		parts = append(parts, fmt.Sprintf("%s=%d", pod.Name, n))
+		started := "-"
+		if pod.Status.StartTime != nil {
+			started = pod.Status.StartTime.UTC().Format(time.TimeOnly)
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d@%s", pod.Name, n, started))
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, " ")
