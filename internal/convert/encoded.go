@@ -1,12 +1,8 @@
 package convert
 
 import (
-	"bytes"
-	"encoding/binary"
 	"math"
-	"slices"
 	"sync"
-	"unsafe"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
@@ -34,17 +30,13 @@ import (
 const (
 	fieldRequestResourceMetrics = 1
 
-	fieldRMResource     = 1
 	fieldRMScopeMetrics = 2
-	fieldRMSchemaURL    = 3
 
 	fieldResourceAttributes = 1
 	fieldResourceDropped    = 2
 	fieldResourceEntityRefs = 3
 
-	fieldSMScope     = 1
-	fieldSMMetrics   = 2
-	fieldSMSchemaURL = 3
+	fieldSMMetrics = 2
 
 	fieldScopeName       = 1
 	fieldScopeVersion    = 2
@@ -172,8 +164,8 @@ type encodedPoint struct {
 	inRest bool
 	iv     interval
 	// A sum's delta: an int64 or float64's bits.
-	isInt bool
-	value uint64
+	hasValue, isInt bool
+	value           uint64
 	// A histogram's delta; counts and bounds are packed fixed64 fields.
 	count                  uint64
 	sum, min, max          float64
@@ -247,44 +239,68 @@ func (o *once) first(field int) bool {
 	return !seen
 }
 
-func (r *EncodedRequest) readResourceMetrics(b []byte) bool {
+// ResourceMetrics and ScopeMetrics have one shape: the resource or scope
+// (1), the scope metrics or metrics below it (2), a schema URL (3).
+const (
+	fieldLevelHeader    = 1
+	fieldLevelChildren  = 2
+	fieldLevelSchemaURL = 3
+)
+
+// levelHeader finds the resource or scope of a ResourceMetrics or
+// ScopeMetrics and checks its other fields. The header may follow the
+// children on the wire, and every point below needs its identity, so it is
+// found first.
+func levelHeader(b []byte) (header []byte, ok bool) {
 	var seen once
-	var resource []byte
-	for rest := b; len(rest) > 0; {
-		f, next, ok := otlpwire.Next(rest)
+	for len(b) > 0 {
+		f, next, ok := otlpwire.Next(b)
 		if !ok || f.Type != otlpwire.Bytes {
-			return false
+			return nil, false
 		}
 		switch f.Num {
-		case fieldRMResource:
-			resource = f.Data
-		case fieldRMScopeMetrics:
-			rest = next
+		case fieldLevelHeader:
+			header = f.Data
+		case fieldLevelChildren:
+			b = next
 			continue
-		case fieldRMSchemaURL:
+		case fieldLevelSchemaURL:
 		default:
-			return false
+			return nil, false
 		}
 		if !seen.first(f.Num) {
+			return nil, false
+		}
+		b = next
+	}
+	return header, true
+}
+
+// eachChild calls read for each child of a ResourceMetrics or ScopeMetrics
+// that levelHeader checked, until one fails.
+func eachChild(b []byte, read func(child []byte) bool) bool {
+	for len(b) > 0 {
+		f, next, _ := otlpwire.Next(b)
+		if f.Num == fieldLevelChildren && !read(f.Data) {
 			return false
 		}
-		rest = next
+		b = next
+	}
+	return true
+}
+
+func (r *EncodedRequest) readResourceMetrics(b []byte) bool {
+	resource, ok := levelHeader(b)
+	if !ok {
+		return false
 	}
 	var prefix streamPrefix
-	var ok bool
 	if prefix.resource, ok = r.hashResource(resource); !ok {
 		return false
 	}
 	r.resources = append(r.resources, encodedParent{raw: b, parent: -1})
 	index := int32(len(r.resources) - 1)
-	for rest := b; len(rest) > 0; {
-		f, next, _ := otlpwire.Next(rest)
-		if f.Num == fieldRMScopeMetrics && !r.readScopeMetrics(f.Data, index, prefix) {
-			return false
-		}
-		rest = next
-	}
-	return true
+	return eachChild(b, func(sm []byte) bool { return r.readScopeMetrics(sm, index, prefix) })
 }
 
 func (r *EncodedRequest) hashResource(b []byte) (hash128, bool) {
@@ -328,42 +344,16 @@ func validEntityRef(b []byte) bool {
 }
 
 func (r *EncodedRequest) readScopeMetrics(b []byte, resource int32, prefix streamPrefix) bool {
-	var seen once
-	var scope []byte
-	for rest := b; len(rest) > 0; {
-		f, next, ok := otlpwire.Next(rest)
-		if !ok || f.Type != otlpwire.Bytes {
-			return false
-		}
-		switch f.Num {
-		case fieldSMScope:
-			scope = f.Data
-		case fieldSMMetrics:
-			rest = next
-			continue
-		case fieldSMSchemaURL:
-		default:
-			return false
-		}
-		if !seen.first(f.Num) {
-			return false
-		}
-		rest = next
+	scope, ok := levelHeader(b)
+	if !ok {
+		return false
 	}
-	var ok bool
 	if prefix.scope, ok = r.hashScope(scope); !ok {
 		return false
 	}
 	r.scopes = append(r.scopes, encodedParent{raw: b, parent: resource})
 	index := int32(len(r.scopes) - 1)
-	for rest := b; len(rest) > 0; {
-		f, next, _ := otlpwire.Next(rest)
-		if f.Num == fieldSMMetrics && !r.readMetric(f.Data, index, prefix) {
-			return false
-		}
-		rest = next
-	}
-	return true
+	return eachChild(b, func(m []byte) bool { return r.readMetric(m, index, prefix) })
 }
 
 func (r *EncodedRequest) hashScope(b []byte) (hash128, bool) {
@@ -480,14 +470,7 @@ func (r *EncodedRequest) readMetric(b []byte, scope int32, prefix streamPrefix) 
 		f, next, _ := otlpwire.Next(rest)
 		if f.Num == fieldDataPoints {
 			r.points = append(r.points, encodedPoint{raw: f.Data, metric: index, kind: kind})
-			p := &r.points[len(r.points)-1]
-			ok := false
-			if kind == kindSum {
-				ok = r.readNumberPoint(p, prefix, shape.monotonic)
-			} else {
-				ok = r.readHistogramPoint(p, prefix)
-			}
-			if !ok {
+			if !r.readPoint(&r.points[len(r.points)-1], prefix, shape.monotonic) {
 				return false
 			}
 		}
@@ -502,10 +485,20 @@ func hashMetricShape(buf []byte, m metricShape) hash128 {
 	return e.hashMetric(m)
 }
 
-func (r *EncodedRequest) readNumberPoint(p *encodedPoint, prefix streamPrefix, monotonic bool) bool {
+// pointFields are the field numbers of what every kind of data point has.
+type pointFields struct{ attributes, exemplars, start, time, flags int }
+
+var pointFieldsOf = [...]pointFields{
+	kindSum:       {attributes: fieldNumberAttributes, exemplars: fieldNumberExemplars, start: fieldNumberStart, time: fieldNumberTime, flags: fieldNumberFlags},
+	kindHistogram: {attributes: fieldHistAttributes, exemplars: fieldHistExemplars, start: fieldHistStart, time: fieldHistTime, flags: fieldHistFlags},
+}
+
+// readPoint reads one data point: its identity, its interval and its
+// values; a point the pdata path is to handle is marked slow.
+func (r *EncodedRequest) readPoint(p *encodedPoint, prefix streamPrefix, monotonic bool) bool {
+	fields := &pointFieldsOf[p.kind]
 	var seen once
-	var start, end, flags uint64
-	hasValue := false
+	var flags uint64
 	attrs := len(r.kvs)
 	for b := p.raw; len(b) > 0; {
 		f, next, ok := otlpwire.Next(b)
@@ -513,30 +506,25 @@ func (r *EncodedRequest) readNumberPoint(p *encodedPoint, prefix streamPrefix, m
 			return false
 		}
 		switch {
-		case f.Num == fieldNumberAttributes && f.Type == otlpwire.Bytes:
+		case f.Num == fields.attributes && f.Type == otlpwire.Bytes:
 			if !r.collectKeyValue(f.Data) {
 				return false
 			}
 			b = next
 			continue
-		case f.Num == fieldNumberExemplars && f.Type == otlpwire.Bytes:
+		case f.Num == fields.exemplars && f.Type == otlpwire.Bytes:
 			if !r.validExemplar(f.Data) {
 				return false
 			}
 			b = next
 			continue
-		case f.Num == fieldNumberStart && f.Type == otlpwire.Fixed64:
-			start = f.Value
-		case f.Num == fieldNumberTime && f.Type == otlpwire.Fixed64:
-			end = f.Value
-		case (f.Num == fieldNumberDouble || f.Num == fieldNumberInt) && f.Type == otlpwire.Fixed64:
-			if hasValue {
-				return false
-			}
-			hasValue, p.isInt, p.value = true, f.Num == fieldNumberInt, f.Value
-		case f.Num == fieldNumberFlags && f.Type == otlpwire.Varint && f.Value <= math.MaxUint32:
+		case f.Num == fields.start && f.Type == otlpwire.Fixed64:
+			p.iv.start = f.Value
+		case f.Num == fields.time && f.Type == otlpwire.Fixed64:
+			p.iv.end = f.Value
+		case f.Num == fields.flags && f.Type == otlpwire.Varint && f.Value <= math.MaxUint32:
 			flags = f.Value
-		default:
+		case !p.readValueField(f):
 			return false
 		}
 		if !seen.first(f.Num) {
@@ -548,83 +536,63 @@ func (r *EncodedRequest) readNumberPoint(p *encodedPoint, prefix streamPrefix, m
 	if p.key, ok = r.hashPoint(prefix, attrs); !ok {
 		return false
 	}
-	p.iv, p.slow = interval{start: start, end: end}, start == 0 || end < start || flags&flagNoRecordedValue != 0 || !hasValue
+	p.slow = p.iv.start == 0 || p.iv.end < p.iv.start || flags&flagNoRecordedValue != 0 || !p.validValue(monotonic)
+	return true
+}
+
+// readValueField reads a field of the point's value, or reports that the
+// field is not one.
+func (p *encodedPoint) readValueField(f otlpwire.Field) bool {
+	if p.kind == kindSum {
+		if (f.Num != fieldNumberDouble && f.Num != fieldNumberInt) || f.Type != otlpwire.Fixed64 || p.hasValue {
+			// pdata keeps the last of both; neither is read here.
+			return false
+		}
+		p.hasValue, p.isInt, p.value = true, f.Num == fieldNumberInt, f.Value
+		return true
+	}
 	switch {
-	case p.slow:
+	case f.Num == fieldHistCount && f.Type == otlpwire.Fixed64:
+		p.count = f.Value
+	case f.Num == fieldHistSum && f.Type == otlpwire.Fixed64:
+		p.sum, p.hasSum = math.Float64frombits(f.Value), true
+	case f.Num == fieldHistMin && f.Type == otlpwire.Fixed64:
+		p.min, p.hasMin = math.Float64frombits(f.Value), true
+	case f.Num == fieldHistMax && f.Type == otlpwire.Fixed64:
+		p.max, p.hasMax = math.Float64frombits(f.Value), true
+	case f.Num == fieldHistCounts && f.Type == otlpwire.Bytes:
+		if _, ok := otlpwire.PackedFixed64(f.Data); !ok {
+			return false
+		}
+		p.counts = f.Data
+	case f.Num == fieldHistBounds && f.Type == otlpwire.Bytes:
+		if _, ok := otlpwire.PackedFixed64(f.Data); !ok {
+			return false
+		}
+		p.bounds = f.Data
+	default:
+		return false
+	}
+	return true
+}
+
+// validValue is numberDelta's and validateHistogram's verdict on the wire:
+// a value it refuses goes to the pdata path, which refuses it with the
+// reason.
+func (p *encodedPoint) validValue(monotonic bool) bool {
+	switch {
+	case p.kind == kindHistogram:
+		return p.validHistogram()
+	case !p.hasValue:
+		return false
 	case p.isInt:
-		p.slow = monotonic && int64(p.value) < 0
+		return !monotonic || int64(p.value) >= 0
 	default:
 		v := math.Float64frombits(p.value)
-		p.slow = !isFinite(v) || monotonic && v < 0
+		return isFinite(v) && !(monotonic && v < 0)
 	}
-	return true
 }
 
-func (r *EncodedRequest) readHistogramPoint(p *encodedPoint, prefix streamPrefix) bool {
-	var seen once
-	var start, end, flags uint64
-	attrs := len(r.kvs)
-	for b := p.raw; len(b) > 0; {
-		f, next, ok := otlpwire.Next(b)
-		if !ok {
-			return false
-		}
-		switch {
-		case f.Num == fieldHistAttributes && f.Type == otlpwire.Bytes:
-			if !r.collectKeyValue(f.Data) {
-				return false
-			}
-			b = next
-			continue
-		case f.Num == fieldHistExemplars && f.Type == otlpwire.Bytes:
-			if !r.validExemplar(f.Data) {
-				return false
-			}
-			b = next
-			continue
-		case f.Num == fieldHistStart && f.Type == otlpwire.Fixed64:
-			start = f.Value
-		case f.Num == fieldHistTime && f.Type == otlpwire.Fixed64:
-			end = f.Value
-		case f.Num == fieldHistCount && f.Type == otlpwire.Fixed64:
-			p.count = f.Value
-		case f.Num == fieldHistSum && f.Type == otlpwire.Fixed64:
-			p.sum, p.hasSum = math.Float64frombits(f.Value), true
-		case f.Num == fieldHistMin && f.Type == otlpwire.Fixed64:
-			p.min, p.hasMin = math.Float64frombits(f.Value), true
-		case f.Num == fieldHistMax && f.Type == otlpwire.Fixed64:
-			p.max, p.hasMax = math.Float64frombits(f.Value), true
-		case f.Num == fieldHistCounts && f.Type == otlpwire.Bytes:
-			if _, ok := otlpwire.PackedFixed64(f.Data); !ok {
-				return false
-			}
-			p.counts = f.Data
-		case f.Num == fieldHistBounds && f.Type == otlpwire.Bytes:
-			if _, ok := otlpwire.PackedFixed64(f.Data); !ok {
-				return false
-			}
-			p.bounds = f.Data
-		case f.Num == fieldHistFlags && f.Type == otlpwire.Varint && f.Value <= math.MaxUint32:
-			flags = f.Value
-		default:
-			return false
-		}
-		if !seen.first(f.Num) {
-			return false
-		}
-		b = next
-	}
-	var ok bool
-	if p.key, ok = r.hashPoint(prefix, attrs); !ok {
-		return false
-	}
-	p.iv = interval{start: start, end: end}
-	p.slow = start == 0 || end < start || flags&flagNoRecordedValue != 0 || !p.validHistogram()
-	return true
-}
-
-// validHistogram is validateHistogram on the wire: a point it refuses goes
-// to the pdata path, which refuses it with the reason.
 func (p *encodedPoint) validHistogram() bool {
 	counts, _ := otlpwire.PackedFixed64(p.counts)
 	bounds, _ := otlpwire.PackedFixed64(p.bounds)
@@ -669,464 +637,4 @@ func (r *EncodedRequest) validExemplar(b []byte) bool {
 		b = next
 	}
 	return true
-}
-
-// validKeyValue checks an attribute that is not part of an identity.
-func (r *EncodedRequest) validKeyValue(b []byte) bool {
-	base := len(r.kvs)
-	if !r.collectKeyValue(b) {
-		r.kvs = r.kvs[:base]
-		return false
-	}
-	var ok bool
-	r.buf, ok = r.appendMap(r.buf[:0], base)
-	return ok
-}
-
-// hashPoint is encoder.hashStream from the wire, for the attributes
-// collected in r.kvs from attrs on.
-func (r *EncodedRequest) hashPoint(prefix streamPrefix, attrs int) (hash128, bool) {
-	b := prefix.resource.appendTo(r.buf[:0])
-	b = prefix.scope.appendTo(b)
-	b = prefix.metric.appendTo(b)
-	b, ok := r.appendMap(b, attrs)
-	r.buf = b
-	return hashBytes(b), ok
-}
-
-// collectKeyValue appends one encoded KeyValue to r.kvs. r.kvs is a stack:
-// a map's entries are those from where its reader started collecting, and
-// appendMap pops them.
-func (r *EncodedRequest) collectKeyValue(b []byte) bool {
-	// The usual encoding: the key and the value, each shorter than 128
-	// bytes, in field order (protobuf's encoders) or in reverse (pdata's).
-	if len(b) >= 4 && b[1] < 0x80 {
-		second := 2 + int(b[1])
-		if second+2 <= len(b) && b[second+1] < 0x80 && second+2+int(b[second+1]) == len(b) {
-			first, last := b[2:second:second], b[second+2:]
-			switch {
-			case b[0] == tagKeyValueKey && b[second] == tagKeyValueValue:
-				r.kvs = append(r.kvs, wireKeyValue{key: first, value: last})
-				return true
-			case b[0] == tagKeyValueValue && b[second] == tagKeyValueKey:
-				r.kvs = append(r.kvs, wireKeyValue{key: last, value: first})
-				return true
-			}
-		}
-	}
-	var seen once
-	var kv wireKeyValue
-	for len(b) > 0 {
-		f, next, ok := otlpwire.Next(b)
-		if !ok || f.Type != otlpwire.Bytes {
-			return false
-		}
-		switch f.Num {
-		case fieldKeyValueKey:
-			kv.key = f.Data
-		case fieldKeyValueValue:
-			kv.value = f.Data
-		default:
-			return false
-		}
-		if !seen.first(f.Num) {
-			return false
-		}
-		b = next
-	}
-	r.kvs = append(r.kvs, kv)
-	return true
-}
-
-// appendMap is encoder.appendMap for the entries collected in r.kvs from
-// base on: sorted by key, the first of a repeated key kept. It pops them.
-func (r *EncodedRequest) appendMap(b []byte, base int) ([]byte, bool) {
-	defer func() { r.kvs = r.kvs[:base] }()
-	unique := r.kvs[base:]
-	if !strictlySorted(unique) && !r.order.reorder(unique, &r.sortScratch) {
-		sortWireKeys(unique)
-		unique = firstOfEachWireKey(unique)
-	}
-	end := base + len(unique)
-	r.kvs = r.kvs[:end]
-	b = binary.AppendUvarint(b, uint64(len(unique)))
-	for i := base; i < end; i++ {
-		// Indexed afresh: a nested map's entries may grow r.kvs.
-		kv := r.kvs[i]
-		b = appendBytesString(b, kv.key)
-		var ok bool
-		if b, ok = r.appendValue(b, kv.value); !ok {
-			return b, false
-		}
-	}
-	return b, true
-}
-
-// strictlySorted reports whether keys increase, as they do when a sender
-// writes every point's attributes in the same sorted order: then there is
-// nothing to sort and no repeated key.
-func strictlySorted(kvs []wireKeyValue) bool {
-	for i := 1; i < len(kvs); i++ {
-		if bytes.Compare(kvs[i-1].key, kvs[i].key) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// keyOrder remembers how the last attributes that came unsorted sort: the
-// points of a metric usually list the same keys in the same order, so the
-// next point's attributes sort the same way without a comparison.
-type keyOrder struct {
-	keys [][]byte
-	// perm[i] is the position, as received, of the i-th key in order.
-	perm []uint8
-}
-
-// reorder sorts kvs as the last attributes were sorted if they have the
-// same keys in the same order, and otherwise learns how kvs sorts (unless
-// it repeats a key or is long) and sorts it. It reports whether kvs is now
-// sorted without repeated keys.
-func (o *keyOrder) reorder(kvs []wireKeyValue, scratch *[]wireKeyValue) bool {
-	same := len(kvs) == len(o.keys)
-	for i := 0; same && i < len(kvs); i++ {
-		same = bytes.Equal(kvs[i].key, o.keys[i])
-	}
-	if !same {
-		if len(kvs) > math.MaxUint8 || !o.learn(kvs) {
-			o.keys = o.keys[:0]
-			return false
-		}
-	}
-	*scratch = append((*scratch)[:0], kvs...)
-	for i, from := range o.perm {
-		kvs[i] = (*scratch)[from]
-	}
-	return true
-}
-
-// learn records the order of kvs's keys, or reports that a key repeats.
-func (o *keyOrder) learn(kvs []wireKeyValue) bool {
-	o.keys = o.keys[:0]
-	o.perm = o.perm[:0]
-	for i, kv := range kvs {
-		o.keys = append(o.keys, kv.key)
-		o.perm = append(o.perm, uint8(i))
-	}
-	for i := 1; i < len(o.perm); i++ {
-		for j := i; j > 0 && bytes.Compare(o.keys[o.perm[j]], o.keys[o.perm[j-1]]) < 0; j-- {
-			o.perm[j], o.perm[j-1] = o.perm[j-1], o.perm[j]
-		}
-	}
-	for i := 1; i < len(o.perm); i++ {
-		if bytes.Equal(o.keys[o.perm[i]], o.keys[o.perm[i-1]]) {
-			return false
-		}
-	}
-	return true
-}
-
-// sortWireKeys sorts attributes by key, repeated keys in input order (as
-// sortByKey does): an insertion sort, the fastest for the few attributes a
-// point has.
-func sortWireKeys(kvs []wireKeyValue) {
-	if len(kvs) > 12 {
-		slices.SortStableFunc(kvs, func(x, y wireKeyValue) int { return bytes.Compare(x.key, y.key) })
-		return
-	}
-	for i := 1; i < len(kvs); i++ {
-		for j := i; j > 0 && bytes.Compare(kvs[j].key, kvs[j-1].key) < 0; j-- {
-			kvs[j], kvs[j-1] = kvs[j-1], kvs[j]
-		}
-	}
-}
-
-// firstOfEachWireKey is firstOfEachKey for sorted wire attributes.
-func firstOfEachWireKey(kvs []wireKeyValue) []wireKeyValue {
-	out := kvs[:0]
-	for _, kv := range kvs {
-		if len(out) > 0 && bytes.Equal(out[len(out)-1].key, kv.key) {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-// appendValue is encoder.appendValue from an encoded AnyValue. Nested maps
-// collect their entries behind the caller's, in r.kvs's spare capacity.
-func (r *EncodedRequest) appendValue(b []byte, value []byte) ([]byte, bool) {
-	if len(value) == 0 {
-		return append(b, tagEmpty), true
-	}
-	if len(value) >= 2 && value[0] == tagAnyString && value[1] < 0x80 && 2+int(value[1]) == len(value) {
-		return appendBytesString(append(b, tagStr), value[2:]), true
-	}
-	f, rest, ok := otlpwire.Next(value)
-	if !ok || len(rest) != 0 {
-		// pdata keeps the last of several values; none is read here.
-		return b, false
-	}
-	switch {
-	case f.Num == fieldAnyString && f.Type == otlpwire.Bytes:
-		return appendBytesString(append(b, tagStr), f.Data), true
-	case f.Num == fieldAnyBool && f.Type == otlpwire.Varint:
-		v := byte(0)
-		if f.Value != 0 {
-			v = 1
-		}
-		return append(b, tagBool, v), true
-	case f.Num == fieldAnyInt && f.Type == otlpwire.Varint:
-		return binary.LittleEndian.AppendUint64(append(b, tagInt), f.Value), true
-	case f.Num == fieldAnyDouble && f.Type == otlpwire.Fixed64:
-		return binary.LittleEndian.AppendUint64(append(b, tagDouble), f.Value), true
-	case f.Num == fieldAnyBytes && f.Type == otlpwire.Bytes:
-		return appendBytesString(append(b, tagBytes), f.Data), true
-	case (f.Num == fieldAnyArray || f.Num == fieldAnyKVList) && r.depth >= maxEncodedDepth:
-		return b, false
-	case f.Num == fieldAnyArray && f.Type == otlpwire.Bytes:
-		r.depth++
-		defer func() { r.depth-- }()
-		n := 0
-		for list := f.Data; len(list) > 0; n++ {
-			e, next, ok := otlpwire.Next(list)
-			if !ok || e.Num != fieldListValues || e.Type != otlpwire.Bytes {
-				return b, false
-			}
-			list = next
-		}
-		b = binary.AppendUvarint(append(b, tagSlice), uint64(n))
-		for list := f.Data; len(list) > 0; {
-			e, next, _ := otlpwire.Next(list)
-			if b, ok = r.appendValue(b, e.Data); !ok {
-				return b, false
-			}
-			list = next
-		}
-		return b, true
-	case f.Num == fieldAnyKVList && f.Type == otlpwire.Bytes:
-		r.depth++
-		defer func() { r.depth-- }()
-		base := len(r.kvs)
-		for list := f.Data; len(list) > 0; {
-			e, next, ok := otlpwire.Next(list)
-			if !ok || e.Num != fieldListValues || e.Type != otlpwire.Bytes || !r.collectKeyValue(e.Data) {
-				r.kvs = r.kvs[:base]
-				return b, false
-			}
-			list = next
-		}
-		return r.appendMap(append(b, tagMap), base)
-	}
-	return b, false
-}
-
-func appendBytesString(b []byte, s []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// unsafeString views b as a string for hashing, which does not keep it.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-// ApplyHeld folds every point of r that belongs to a stream the engine
-// holds (and is not handing over) into its state, as Apply would, and
-// returns the other points as the encoding of a request for the caller to
-// decode and apply: points that start a stream, that belong to a stream on
-// its way elsewhere, that change a histogram's buckets, that are invalid or
-// carry no recorded value, and every later point of their streams, in order.
-// rest is nil when every point was applied here, r's own encoding when none
-// was, and otherwise valid until r is released.
-func (e *Engine) ApplyHeld(r *EncodedRequest) (res Result, rest []byte) {
-	now := e.clock().UnixNano()
-	applied := 0
-	for i := range r.points {
-		p := &r.points[i]
-		if p.slow || r.isDeferred(p.key) {
-			r.deferPoint(p)
-			continue
-		}
-		sh := e.shardFor(p.key)
-		sh.mu.Lock()
-		s := sh.lookup(p.key)
-		if s == nil || s.has(flagMoving) || s.kind != p.kind ||
-			p.kind == kindHistogram && !s.ext.histogram.sameEncodedLayout(p) {
-			sh.mu.Unlock()
-			r.deferPoint(p)
-			continue
-		}
-		applied++
-		if e.admit(s, p.iv, now, &res) {
-			switch {
-			case p.kind == kindHistogram:
-				s.ext.histogram.addEncoded(p)
-			case p.isInt:
-				s.addInt(int64(p.value))
-			default:
-				s.addDouble(math.Float64frombits(p.value))
-			}
-			s.noteApplied(p.iv, now)
-			res.Applied++
-		}
-		sh.mu.Unlock()
-	}
-	switch {
-	case applied == len(r.points):
-		return res, nil
-	case applied == 0:
-		return res, r.encoded
-	}
-	return res, r.encodeRest()
-}
-
-func (r *EncodedRequest) isDeferred(key hash128) bool {
-	if len(r.deferred) == 0 {
-		return false
-	}
-	_, ok := r.deferred[key]
-	return ok
-}
-
-func (r *EncodedRequest) deferPoint(p *encodedPoint) {
-	if r.deferred == nil {
-		r.deferred = make(map[hash128]struct{})
-	}
-	r.deferred[p.key] = struct{}{}
-	p.inRest = true
-	m := &r.metrics[p.metric]
-	m.inRest = true
-	sc := &r.scopes[m.parent]
-	sc.inRest = true
-	r.resources[sc.parent].inRest = true
-}
-
-// sameEncodedLayout is sameLayout for a point read from the wire.
-func (h *histogramState) sameEncodedLayout(p *encodedPoint) bool {
-	counts, _ := otlpwire.PackedFixed64(p.counts)
-	bounds, _ := otlpwire.PackedFixed64(p.bounds)
-	if bounds != len(h.bounds) || counts != len(h.counts) {
-		return false
-	}
-	for i, b := range h.bounds {
-		if otlpwire.DoubleAt(p.bounds, i) != b {
-			return false
-		}
-	}
-	return true
-}
-
-// addEncoded is add for a point read from the wire.
-func (h *histogramState) addEncoded(p *encodedPoint) {
-	for i := range h.counts {
-		h.counts[i] += otlpwire.Fixed64At(p.counts, i)
-	}
-	h.count += p.count
-	h.sum += p.sum // 0 when the point has none, as pdata's Sum() gives
-	h.hasSum = h.hasSum && p.hasSum
-	h.min, h.hasMin = mergeMin(h.min, h.hasMin, p.min, p.hasMin)
-	h.max, h.hasMax = mergeMax(h.max, h.hasMax, p.max, p.hasMax)
-}
-
-// encodeRest writes the request of the points in the rest: each resource,
-// scope and metric above one of them with all its other fields as received,
-// and below it only those points.
-func (r *EncodedRequest) encodeRest() []byte {
-	b := r.rest[:0]
-	point := 0
-	metric, scope := 0, 0
-	for ri := range r.resources {
-		res := &r.resources[ri]
-		if !res.inRest {
-			continue
-		}
-		var rmStart int
-		b, rmStart = beginLen(b, fieldRequestResourceMetrics)
-		b = appendFieldsExcept(b, res.raw, fieldRMScopeMetrics)
-		for ; scope < len(r.scopes) && r.scopes[scope].parent <= int32(ri); scope++ {
-			sc := &r.scopes[scope]
-			if int(sc.parent) != ri || !sc.inRest {
-				continue
-			}
-			var smStart int
-			b, smStart = beginLen(b, fieldRMScopeMetrics)
-			b = appendFieldsExcept(b, sc.raw, fieldSMMetrics)
-			for ; metric < len(r.metrics) && r.metrics[metric].parent <= int32(scope); metric++ {
-				m := &r.metrics[metric]
-				if int(m.parent) != scope || !m.inRest {
-					continue
-				}
-				var mStart, dataStart int
-				b, mStart = beginLen(b, fieldSMMetrics)
-				b = appendFieldsExcept(b, m.raw, m.dataField)
-				b, dataStart = beginLen(b, m.dataField)
-				b = appendFieldsExcept(b, metricData(m), fieldDataPoints)
-				for ; point < len(r.points) && r.points[point].metric <= int32(metric); point++ {
-					p := &r.points[point]
-					if int(p.metric) == metric && p.inRest {
-						b = appendLenPrefixed(b, fieldDataPoints, p.raw)
-					}
-				}
-				b = endLen(b, dataStart)
-				b = endLen(b, mStart)
-			}
-			b = endLen(b, smStart)
-		}
-		b = endLen(b, rmStart)
-	}
-	r.rest = b
-	return b
-}
-
-// metricData is the body of a metric's data field.
-func metricData(m *encodedParent) []byte {
-	for b := m.raw; len(b) > 0; {
-		f, next, _ := otlpwire.Next(b)
-		if f.Num == m.dataField {
-			return f.Data
-		}
-		b = next
-	}
-	return nil
-}
-
-// appendFieldsExcept copies every field of the message body msg but those
-// numbered skip, as encoded.
-func appendFieldsExcept(b, msg []byte, skip int) []byte {
-	for len(msg) > 0 {
-		f, next, _ := otlpwire.Next(msg)
-		if f.Num != skip {
-			b = append(b, msg[:len(msg)-len(next)]...)
-		}
-		msg = next
-	}
-	return b
-}
-
-func appendLenPrefixed(b []byte, field int, data []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(field)<<3|uint64(otlpwire.Bytes))
-	b = binary.AppendUvarint(b, uint64(len(data)))
-	return append(b, data...)
-}
-
-// lenReserve is room for the length of any message shorter than 4 GiB.
-const lenReserve = 5
-
-// beginLen starts a length-delimited field whose length endLen fills in,
-// and returns where its body starts.
-func beginLen(b []byte, field int) ([]byte, int) {
-	b = binary.AppendUvarint(b, uint64(field)<<3|uint64(otlpwire.Bytes))
-	b = append(b, make([]byte, lenReserve)...)
-	return b, len(b)
-}
-
-// endLen writes the length of the body that starts at start and moves the
-// body back over the unused part of the reserved room.
-func endLen(b []byte, start int) []byte {
-	n := len(b) - start
-	var length [binary.MaxVarintLen64]byte
-	k := binary.PutUvarint(length[:], uint64(n))
-	at := start - lenReserve
-	copy(b[at:], length[:k])
-	copy(b[at+k:], b[start:])
-	return b[:at+k+n]
 }

@@ -338,8 +338,7 @@ func (w *Worker) consumeEncoded(ctx context.Context, encoded []byte) (int, recei
 	if w.store != nil && r.Metrics() > 0 {
 		var err error
 		if done, err = w.store.RecordConverted(ctx, encoded); err != nil {
-			return points, receive.Outcome{}, receive.Unavailable("journal", receive.DefaultRetryAfter,
-				fmt.Errorf("recording the request durably: %w", err))
+			return points, receive.Outcome{}, journalRefusal(err)
 		}
 	}
 	res, err := w.applyEncoded(ctx, r)
@@ -350,7 +349,18 @@ func (w *Worker) consumeEncoded(ctx context.Context, encoded []byte) (int, recei
 	if err != nil {
 		return points, receive.Outcome{}, err
 	}
-	return points, receive.Outcome{RejectedPoints: int64(res.RejectedTotal()), Message: res.Message()}, nil
+	return points, outcomeOf(res), nil
+}
+
+// journalRefusal asks the sender to retry a request the journal could not
+// make durable: nothing of it was applied.
+func journalRefusal(err error) error {
+	return receive.Unavailable("journal", receive.DefaultRetryAfter, fmt.Errorf("recording the request durably: %w", err))
+}
+
+// outcomeOf is the partial success of what the engine refused.
+func outcomeOf(res convert.Result) receive.Outcome {
+	return receive.Outcome{RejectedPoints: int64(res.RejectedTotal()), Message: res.Message()}
 }
 
 // applyEncoded applies the points of held streams in place and the rest
@@ -389,8 +399,7 @@ func (w *Worker) consume(ctx context.Context, md pmetric.Metrics, encoded []byte
 	if w.store != nil {
 		var err error
 		if done, err = w.store.RecordEncoded(ctx, md, encoded); err != nil {
-			return receive.Outcome{}, receive.Unavailable("journal", receive.DefaultRetryAfter,
-				fmt.Errorf("recording the request durably: %w", err))
+			return receive.Outcome{}, journalRefusal(err)
 		}
 	}
 	res, err := w.apply(ctx, md)
@@ -404,7 +413,7 @@ func (w *Worker) consume(ctx context.Context, md pmetric.Metrics, encoded []byte
 	if res.Passthrough > 0 {
 		w.exportAll(ctx, md)
 	}
-	return receive.Outcome{RejectedPoints: int64(res.RejectedTotal()), Message: res.Message()}, nil
+	return outcomeOf(res), nil
 }
 
 // exportAll hands md to every exporter. md is never modified afterwards
