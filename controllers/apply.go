@@ -158,6 +158,29 @@ func upToDate(k ownedKind, existing, desired client.Object) bool {
 	return equality.Semantic.DeepDerivative(k.managed(desired), k.managed(existing))
 }
 
+// restartedAtAnnotation is what `kubectl rollout restart` sets on a pod
+// template to roll its pods.
+const restartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
+
+// preserveRolloutRestart keeps the stamp of a `kubectl rollout restart` on
+// a pod template the operator rewrites. Dropping it changes the template,
+// so the next unrelated update (a scale, a new setting) would roll every
+// pod once more: a scale-up would restart the workers that hand streams to
+// the new ones.
+func preserveRolloutRestart(existing, desired *corev1.PodTemplateSpec) {
+	at, ok := existing.Annotations[restartedAtAnnotation]
+	if !ok {
+		return
+	}
+	if _, set := desired.Annotations[restartedAtAnnotation]; set {
+		return
+	}
+	if desired.Annotations == nil {
+		desired.Annotations = map[string]string{}
+	}
+	desired.Annotations[restartedAtAnnotation] = at
+}
+
 // preserveServiceAllocations keeps the IPs and node ports the cluster chose.
 func preserveServiceAllocations(existing, desired *corev1.Service) {
 	if desired.Spec.ClusterIP == "" {

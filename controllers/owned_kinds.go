@@ -83,11 +83,15 @@ var ownedKinds = []ownedKind{
 			if desired.Spec.Replicas == nil {
 				desired.Spec.Replicas = existing.Spec.Replicas
 			}
+			preserveRolloutRestart(&existing.Spec.Template, &desired.Spec.Template)
 		},
 	}),
 	kindEntry(&appsv1.StatefulSet{}, &appsv1.StatefulSetList{}, ownedParts[*appsv1.StatefulSet]{
-		managed:             func(o *appsv1.StatefulSet) any { return o.Spec },
-		copy:                func(dst, src *appsv1.StatefulSet) { dst.Spec = src.Spec },
+		managed: func(o *appsv1.StatefulSet) any { return o.Spec },
+		copy:    func(dst, src *appsv1.StatefulSet) { dst.Spec = src.Spec },
+		preserveAllocated: func(existing, desired *appsv1.StatefulSet) {
+			preserveRolloutRestart(&existing.Spec.Template, &desired.Spec.Template)
+		},
 		requiresReplacement: statefulSetRequiresReplacement,
 	}),
 	kindEntry(&autoscalingv2.HorizontalPodAutoscaler{}, &autoscalingv2.HorizontalPodAutoscalerList{}, ownedParts[*autoscalingv2.HorizontalPodAutoscaler]{
@@ -120,7 +124,8 @@ type ownedKind struct {
 	uncached bool
 	managed  func(client.Object) any
 	copy     func(dst, src client.Object)
-	// preserveAllocated copies into desired the values the cluster chose.
+	// preserveAllocated copies into desired the values the cluster chose,
+	// or a user chose through the cluster's own tools (a rollout restart).
 	preserveAllocated func(existing, desired client.Object)
 	// requiresReplacement reports a change the API server refuses to update.
 	requiresReplacement func(existing, desired client.Object) bool

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -66,6 +67,46 @@ var _ = Describe("Scaling the workers", func() {
 	BeforeEach(func() {
 		ctx = context.Background()
 		ns = createNamespace(ctx)
+	})
+
+	It("keeps a kubectl rollout restart's stamp on the pod templates it rewrites, so a later scale rolls no pod", func() {
+		p := createPipeline(ctx, pipelinetest.New("claude", ns))
+		Eventually(statefulSetReplicas(ctx, p)).Should(HaveValue(Equal(int32(3))))
+		waitForObject(ctx, p, &appsv1.Deployment{}, naming.GatewayDeployment(p))
+		const stamp = "2026-12-01T18:00:00Z"
+		// What kubectl rollout restart writes.
+		restart := func(obj client.Object, template func() *corev1.PodTemplateSpec) {
+			GinkgoHelper()
+			Eventually(func() error {
+				if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+					return err
+				}
+				t := template()
+				if t.Annotations == nil {
+					t.Annotations = map[string]string{}
+				}
+				t.Annotations[restartedAtAnnotation] = stamp
+				return k8sClient.Update(ctx, obj)
+			}).Should(Succeed())
+		}
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: naming.WorkerStatefulSet(p)}}
+		restart(sts, func() *corev1.PodTemplateSpec { return &sts.Spec.Template })
+		gw := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: naming.GatewayDeployment(p)}}
+		restart(gw, func() *corev1.PodTemplateSpec { return &gw.Spec.Template })
+
+		writeScale(ctx, p, 4)
+		updatePipeline(ctx, p, func(p *v1alpha1.DeltaPipeline) { p.Spec.Gateway.Replicas = ptr.To[int32](3) })
+		Eventually(statefulSetReplicas(ctx, p)).Should(HaveValue(Equal(int32(4))))
+		Eventually(func() (*int32, error) {
+			d, err := fetch(ctx, p, &appsv1.Deployment{}, naming.GatewayDeployment(p))
+			return d.Spec.Replicas, err
+		}).Should(HaveValue(Equal(int32(3))))
+		got, err := fetch(ctx, p, &appsv1.StatefulSet{}, naming.WorkerStatefulSet(p))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.Spec.Template.Annotations).To(HaveKeyWithValue(restartedAtAnnotation, stamp), "the workers' template after the scale")
+		gwGot, err := fetch(ctx, p, &appsv1.Deployment{}, naming.GatewayDeployment(p))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(gwGot.Spec.Template.Annotations).To(HaveKeyWithValue(restartedAtAnnotation, stamp), "the gateways' template after the change")
 	})
 
 	It("serves spec.worker.replicas, the StatefulSet's replicas and the worker pods' selector through the scale subresource", func() {
