@@ -1,7 +1,6 @@
 package convert
 
 import (
-	"encoding/binary"
 	"math"
 
 	"github.com/deltapipeline/deltapipeline/internal/otlpwire"
@@ -118,7 +117,7 @@ func (r *EncodedRequest) encodeRest() []byte {
 			continue
 		}
 		var rmStart int
-		b, rmStart = beginLen(b, fieldRequestResourceMetrics)
+		b, rmStart = otlpwire.BeginMessage(b, fieldRequestResourceMetrics, restLenReserve)
 		b = appendFieldsExcept(b, res.raw, fieldRMScopeMetrics)
 		for ; scope < len(r.scopes) && r.scopes[scope].parent <= int32(ri); scope++ {
 			sc := &r.scopes[scope]
@@ -126,7 +125,7 @@ func (r *EncodedRequest) encodeRest() []byte {
 				continue
 			}
 			var smStart int
-			b, smStart = beginLen(b, fieldRMScopeMetrics)
+			b, smStart = otlpwire.BeginMessage(b, fieldRMScopeMetrics, restLenReserve)
 			b = appendFieldsExcept(b, sc.raw, fieldSMMetrics)
 			for ; metric < len(r.metrics) && r.metrics[metric].parent <= int32(scope); metric++ {
 				m := &r.metrics[metric]
@@ -134,22 +133,22 @@ func (r *EncodedRequest) encodeRest() []byte {
 					continue
 				}
 				var mStart, dataStart int
-				b, mStart = beginLen(b, fieldSMMetrics)
+				b, mStart = otlpwire.BeginMessage(b, fieldSMMetrics, restLenReserve)
 				b = appendFieldsExcept(b, m.raw, m.dataField)
-				b, dataStart = beginLen(b, m.dataField)
+				b, dataStart = otlpwire.BeginMessage(b, m.dataField, restLenReserve)
 				b = appendFieldsExcept(b, metricData(m), fieldDataPoints)
 				for ; point < len(r.points) && r.points[point].metric <= int32(metric); point++ {
 					p := &r.points[point]
 					if int(p.metric) == metric && p.inRest {
-						b = appendLenPrefixed(b, fieldDataPoints, p.raw)
+						b = append(otlpwire.AppendLenField(b, fieldDataPoints, len(p.raw)), p.raw...)
 					}
 				}
-				b = endLen(b, dataStart)
-				b = endLen(b, mStart)
+				b = otlpwire.EndMessage(b, dataStart, restLenReserve)
+				b = otlpwire.EndMessage(b, mStart, restLenReserve)
 			}
-			b = endLen(b, smStart)
+			b = otlpwire.EndMessage(b, smStart, restLenReserve)
 		}
-		b = endLen(b, rmStart)
+		b = otlpwire.EndMessage(b, rmStart, restLenReserve)
 	}
 	r.rest = b
 	return b
@@ -180,31 +179,7 @@ func appendFieldsExcept(b, msg []byte, skip int) []byte {
 	return b
 }
 
-func appendLenPrefixed(b []byte, field int, data []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(field)<<3|uint64(otlpwire.Bytes))
-	b = binary.AppendUvarint(b, uint64(len(data)))
-	return append(b, data...)
-}
-
-// lenReserve is room for the length of any message shorter than 4 GiB.
-const lenReserve = 5
-
-// beginLen starts a length-delimited field whose length endLen fills in,
-// and returns where its body starts.
-func beginLen(b []byte, field int) ([]byte, int) {
-	b = binary.AppendUvarint(b, uint64(field)<<3|uint64(otlpwire.Bytes))
-	b = append(b, make([]byte, lenReserve)...)
-	return b, len(b)
-}
-
-// endLen writes the length of the body that starts at start and moves the
-// body back over the unused part of the reserved room.
-func endLen(b []byte, start int) []byte {
-	n := len(b) - start
-	var length [binary.MaxVarintLen64]byte
-	k := binary.PutUvarint(length[:], uint64(n))
-	at := start - lenReserve
-	copy(b[at:], length[:k])
-	copy(b[at+k:], b[start:])
-	return b[:at+k+n]
-}
+// restLenReserve is the room reserved for the length of each message of the
+// rest: three bytes hold any length below 2 MiB, which a metric's points
+// left over from one request usually are.
+const restLenReserve = 3

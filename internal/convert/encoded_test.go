@@ -228,9 +228,10 @@ func appendToMetric(t *testing.T, encoded, field []byte) []byte {
 	one := pmetric.NewMetrics()
 	m.CopyTo(one.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty())
 	metric := append(metricBody(t, encode(t, one)), field...)
-	b := appendLenPrefixed(nil, fieldSMMetrics, metric)
-	b = appendLenPrefixed(nil, fieldRMScopeMetrics, b)
-	return appendLenPrefixed(nil, fieldRequestResourceMetrics, b)
+	lenPrefixed := func(field int, body []byte) []byte {
+		return append(otlpwire.AppendLenField(nil, field, len(body)), body...)
+	}
+	return lenPrefixed(fieldRequestResourceMetrics, lenPrefixed(fieldRMScopeMetrics, lenPrefixed(fieldSMMetrics, metric)))
 }
 
 func metricBody(t *testing.T, encoded []byte) []byte {

@@ -1,9 +1,10 @@
-// Package otlpwire reads the protobuf encoding of OTLP messages in place,
-// one field at a time, without decoding them into pdata. The worker reads
-// the points of the streams it already holds this way (internal/convert),
-// so that a request of known streams costs no allocation per point.
+// Package otlpwire reads and writes the protobuf encoding of OTLP messages
+// one field at a time, without pdata. The worker reads the points of the
+// streams it already holds this way (internal/convert), so that a request
+// of known streams costs no allocation per point, and the gateway's router
+// writes each worker's share of a request with it.
 //
-// It only reads fields; what a field means is the caller's. The readers
+// It only reads and writes fields; what a field means is the caller's. The readers
 // report a malformed encoding by returning ok false rather than an error:
 // their callers then hand the bytes to the pdata decoder, whose error is
 // the one a sender sees.

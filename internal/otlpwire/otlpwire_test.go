@@ -88,3 +88,22 @@ func FuzzNext(f *testing.F) {
 		}
 	})
 }
+
+// A length that needs more or fewer bytes than reserved moves the body, and
+// what is written reads back.
+func TestEndMessageFitsAnyLength(t *testing.T) {
+	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 1<<21 - 1, 1 << 21} {
+		for _, reserve := range []int{0, 2, 3, 5} {
+			b, start := BeginMessage([]byte{0xff}, 2, reserve)
+			body := bytes.Repeat([]byte{7}, n)
+			b = EndMessage(append(b, body...), start, reserve)
+			want := append(AppendLenField([]byte{0xff}, 2, n), body...)
+			if !bytes.Equal(b, want) {
+				t.Fatalf("length %d with %d bytes reserved: encoded wrongly", n, reserve)
+			}
+			if f, rest, ok := Next(b[1:]); !ok || f.Num != 2 || !bytes.Equal(f.Data, body) || len(rest) != 0 {
+				t.Fatalf("length %d with %d bytes reserved: does not read back", n, reserve)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/deltapipeline/deltapipeline/internal/otlpwire"
 	"github.com/deltapipeline/deltapipeline/internal/ring"
 )
 
@@ -88,7 +89,7 @@ func (s *splitter) split(md pmetric.Metrics, m ring.Membership) []wirePart {
 			for _, o := range s.openSM {
 				p := &s.parts[o]
 				p.buf.b = appendStringField(p.buf.b, 3, sm.SchemaUrl())
-				p.buf.b = endMessage(p.buf.b, p.sm, reserveLarge)
+				p.buf.b = otlpwire.EndMessage(p.buf.b, p.sm, reserveLarge)
 				p.sm = 0
 			}
 			s.openSM = s.openSM[:0]
@@ -96,7 +97,7 @@ func (s *splitter) split(md pmetric.Metrics, m ring.Membership) []wirePart {
 		for _, o := range s.openRM {
 			p := &s.parts[o]
 			p.buf.b = appendStringField(p.buf.b, 3, rm.SchemaUrl())
-			p.buf.b = endMessage(p.buf.b, p.rm, reserveLarge)
+			p.buf.b = otlpwire.EndMessage(p.buf.b, p.rm, reserveLarge)
 			p.rm = 0
 		}
 		s.openRM = s.openRM[:0]
@@ -116,36 +117,36 @@ func (s *splitter) buffer(o int) *wirePart {
 // resource or service sends a resource's points to one worker.
 func (s *splitter) appendWholeResource(o int, rm pmetric.ResourceMetrics) {
 	p := s.buffer(o)
-	b, rmStart := beginMessage(p.buf.b, 1, reserveLarge)
+	b, rmStart := otlpwire.BeginMessage(p.buf.b, 1, reserveLarge)
 	b = appendResource(b, rm.Resource())
 	sms := rm.ScopeMetrics()
 	for j := range sms.Len() {
 		sm := sms.At(j)
 		var smStart int
-		b, smStart = beginMessage(b, 2, reserveLarge)
+		b, smStart = otlpwire.BeginMessage(b, 2, reserveLarge)
 		b = appendScope(b, sm.Scope())
 		metrics := sm.Metrics()
 		for k := range metrics.Len() {
 			metric := metrics.At(k)
 			var mStart int
-			b, mStart = beginMessage(b, 2, reserveLarge)
+			b, mStart = otlpwire.BeginMessage(b, 2, reserveLarge)
 			b = appendMetricHeader(b, metric)
 			if field := metricDataField(metric.Type()); field != 0 {
 				var dStart int
-				b, dStart = beginMessage(b, field, reserveLarge)
+				b, dStart = otlpwire.BeginMessage(b, field, reserveLarge)
 				var n int
 				b, n = appendAllPoints(b, metric)
 				p.points += n
 				b = appendMetricDataTrailer(b, metric)
-				b = endMessage(b, dStart, reserveLarge)
+				b = otlpwire.EndMessage(b, dStart, reserveLarge)
 			}
-			b = endMessage(b, mStart, reserveLarge)
+			b = otlpwire.EndMessage(b, mStart, reserveLarge)
 		}
 		b = appendStringField(b, 3, sm.SchemaUrl())
-		b = endMessage(b, smStart, reserveLarge)
+		b = otlpwire.EndMessage(b, smStart, reserveLarge)
 	}
 	b = appendStringField(b, 3, rm.SchemaUrl())
-	p.buf.b = endMessage(b, rmStart, reserveLarge)
+	p.buf.b = otlpwire.EndMessage(b, rmStart, reserveLarge)
 }
 
 func appendAllPoints(b []byte, metric pmetric.Metric) ([]byte, int) {
@@ -198,8 +199,8 @@ func (s *splitter) splitMetric(rm pmetric.ResourceMetrics, sm pmetric.ScopeMetri
 	for _, o := range s.openMetric {
 		p := &s.parts[o]
 		p.buf.b = appendMetricDataTrailer(p.buf.b, metric)
-		p.buf.b = endMessage(p.buf.b, p.data, reserveLarge)
-		p.buf.b = endMessage(p.buf.b, p.metric, reserveLarge)
+		p.buf.b = otlpwire.EndMessage(p.buf.b, p.data, reserveLarge)
+		p.buf.b = otlpwire.EndMessage(p.buf.b, p.metric, reserveLarge)
 		p.metric, p.data = 0, 0
 	}
 	s.openMetric = s.openMetric[:0]
@@ -225,18 +226,18 @@ func (s *splitter) metricFor(o int, rm pmetric.ResourceMetrics, sm pmetric.Scope
 	}
 	p = s.buffer(o)
 	if p.rm == 0 {
-		p.buf.b, p.rm = beginMessage(p.buf.b, 1, reserveLarge)
+		p.buf.b, p.rm = otlpwire.BeginMessage(p.buf.b, 1, reserveLarge)
 		p.buf.b = appendResource(p.buf.b, rm.Resource())
 		s.openRM = append(s.openRM, o)
 	}
 	if p.sm == 0 {
-		p.buf.b, p.sm = beginMessage(p.buf.b, 2, reserveLarge)
+		p.buf.b, p.sm = otlpwire.BeginMessage(p.buf.b, 2, reserveLarge)
 		p.buf.b = appendScope(p.buf.b, sm.Scope())
 		s.openSM = append(s.openSM, o)
 	}
-	p.buf.b, p.metric = beginMessage(p.buf.b, 2, reserveLarge)
+	p.buf.b, p.metric = otlpwire.BeginMessage(p.buf.b, 2, reserveLarge)
 	p.buf.b = appendMetricHeader(p.buf.b, metric)
-	p.buf.b, p.data = beginMessage(p.buf.b, metricDataField(metric.Type()), reserveLarge)
+	p.buf.b, p.data = otlpwire.BeginMessage(p.buf.b, metricDataField(metric.Type()), reserveLarge)
 	s.openMetric = append(s.openMetric, o)
 	return p
 }

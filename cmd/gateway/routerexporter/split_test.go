@@ -151,22 +151,6 @@ func FuzzEncodedSplit(f *testing.F) {
 	})
 }
 
-// A length that needs more or fewer bytes than reserved moves the body.
-func TestEndMessageFitsAnyLength(t *testing.T) {
-	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 1<<21 - 1, 1 << 21} {
-		for _, reserve := range []int{reserveSmall, reserveLarge} {
-			b, start := beginMessage([]byte{0xff}, 2, reserve)
-			body := bytes.Repeat([]byte{7}, n)
-			b = endMessage(append(b, body...), start, reserve)
-			want := appendVarint([]byte{0xff, tag(2, wireBytes)}, uint64(n))
-			want = append(want, body...)
-			if !bytes.Equal(b, want) {
-				t.Fatalf("length %d with %d bytes reserved: encoded wrongly", n, reserve)
-			}
-		}
-	}
-}
-
 // richMetrics is a request using every field of the metrics data model.
 func richMetrics(rng *rand.Rand, points int) pmetric.Metrics {
 	md := pmetric.NewMetrics()

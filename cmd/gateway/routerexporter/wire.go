@@ -3,11 +3,12 @@ package routerexporter
 import (
 	"encoding/binary"
 	"math"
-	"math/bits"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/xpdata/entity"
+
+	"github.com/deltapipeline/deltapipeline/internal/otlpwire"
 )
 
 // The OTLP metrics protobuf encoding, written straight from pdata into a
@@ -19,47 +20,25 @@ import (
 // at their zero value are left out, as any encoder does; oneof members and
 // optional fields are written whenever they are set.
 
-const (
-	wireVarint  = 0
-	wireFixed64 = 1
-	wireBytes   = 2
-)
-
-func tag(field, wireType int) byte { return byte(field<<3 | wireType) }
-
-func varintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
-
-func appendVarint(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
-}
-
-func appendLenField(b []byte, field int, n int) []byte {
-	return appendVarint(append(b, tag(field, wireBytes)), uint64(n))
-}
-
 func appendStringField(b []byte, field int, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return append(appendLenField(b, field, len(s)), s...)
+	return append(otlpwire.AppendLenField(b, field, len(s)), s...)
 }
 
 func appendVarintField(b []byte, field int, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	return appendVarint(append(b, tag(field, wireVarint)), v)
+	return otlpwire.AppendVarint(append(b, otlpwire.Tag(field, otlpwire.Varint)), v)
 }
 
 func appendFixed64Field(b []byte, field int, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	return binary.LittleEndian.AppendUint64(append(b, tag(field, wireFixed64)), v)
+	return binary.LittleEndian.AppendUint64(append(b, otlpwire.Tag(field, otlpwire.Fixed64)), v)
 }
 
 // appendDoubleField writes v unless it is +0, the proto3 default.
@@ -70,50 +49,10 @@ func appendDoubleField(b []byte, field int, v float64) []byte {
 // appendPresentDouble writes v even when it is zero: a oneof member or an
 // optional field, whose presence is information.
 func appendPresentDouble(b []byte, field int, v float64) []byte {
-	return binary.LittleEndian.AppendUint64(append(b, tag(field, wireFixed64)), math.Float64bits(v))
+	return binary.LittleEndian.AppendUint64(append(b, otlpwire.Tag(field, otlpwire.Fixed64)), math.Float64bits(v))
 }
 
 func zigzag32(v int32) uint64 { return uint64(uint32(v<<1) ^ uint32(v>>31)) }
-
-// beginMessage starts a nested message of the given field with room for a
-// length of reserve bytes, and returns where its body starts. Reserving
-// the length's likely size lets endMessage fill it in place instead of
-// moving the body.
-func beginMessage(b []byte, field, reserve int) ([]byte, int) {
-	b = append(b, tag(field, wireBytes))
-	for range reserve {
-		b = append(b, 0)
-	}
-	return b, len(b)
-}
-
-// endMessage writes the length of the body that starts at start (as
-// returned by beginMessage with the same reserve), moving the body when
-// the length needs more or fewer bytes than reserved.
-func endMessage(b []byte, start, reserve int) []byte {
-	n := len(b) - start
-	k := varintLen(uint64(n))
-	if k > reserve {
-		grow := k - reserve
-		for range grow {
-			b = append(b, 0)
-		}
-		copy(b[start+grow:], b[start:start+n])
-	} else if k < reserve {
-		shrink := reserve - k
-		copy(b[start-shrink:], b[start:start+n])
-		b = b[:len(b)-shrink]
-	}
-	at := start - reserve
-	v := uint64(n)
-	for v >= 0x80 {
-		b[at] = byte(v) | 0x80
-		v >>= 7
-		at++
-	}
-	b[at] = byte(v)
-	return b
-}
 
 // Reserved length sizes: a point, an attribute or a value is usually
 // shorter than 16 KiB, a resource, scope or metric shorter than 2 MiB.
@@ -135,22 +74,22 @@ func appendAttributes(b []byte, field int, m pcommon.Map) []byte {
 func appendKeyValue(b []byte, field int, k string, v pcommon.Value) []byte {
 	if v.Type() == pcommon.ValueTypeStr {
 		s := v.Str()
-		anyLen := 1 + varintLen(uint64(len(s))) + len(s)
-		kvLen := 1 + varintLen(uint64(anyLen)) + anyLen
+		anyLen := 1 + otlpwire.VarintLen(uint64(len(s))) + len(s)
+		kvLen := 1 + otlpwire.VarintLen(uint64(anyLen)) + anyLen
 		if k != "" {
-			kvLen += 1 + varintLen(uint64(len(k))) + len(k)
+			kvLen += 1 + otlpwire.VarintLen(uint64(len(k))) + len(k)
 		}
-		b = appendLenField(b, field, kvLen)
+		b = otlpwire.AppendLenField(b, field, kvLen)
 		b = appendStringField(b, 1, k)
-		b = appendLenField(b, 2, anyLen)
-		return append(appendLenField(b, 1, len(s)), s...)
+		b = otlpwire.AppendLenField(b, 2, anyLen)
+		return append(otlpwire.AppendLenField(b, 1, len(s)), s...)
 	}
-	b, kv := beginMessage(b, field, reserveSmall)
+	b, kv := otlpwire.BeginMessage(b, field, reserveSmall)
 	b = appendStringField(b, 1, k)
-	b, av := beginMessage(b, 2, reserveSmall)
+	b, av := otlpwire.BeginMessage(b, 2, reserveSmall)
 	b = appendAnyValue(b, v)
-	b = endMessage(b, av, reserveSmall)
-	return endMessage(b, kv, reserveSmall)
+	b = otlpwire.EndMessage(b, av, reserveSmall)
+	return otlpwire.EndMessage(b, kv, reserveSmall)
 }
 
 // appendAnyValue writes the body of an AnyValue: string_value = 1,
@@ -160,33 +99,33 @@ func appendAnyValue(b []byte, v pcommon.Value) []byte {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
 		s := v.Str()
-		return append(appendLenField(b, 1, len(s)), s...)
+		return append(otlpwire.AppendLenField(b, 1, len(s)), s...)
 	case pcommon.ValueTypeBool:
 		x := uint64(0)
 		if v.Bool() {
 			x = 1
 		}
-		return appendVarint(append(b, tag(2, wireVarint)), x)
+		return otlpwire.AppendVarint(append(b, otlpwire.Tag(2, otlpwire.Varint)), x)
 	case pcommon.ValueTypeInt:
-		return appendVarint(append(b, tag(3, wireVarint)), uint64(v.Int()))
+		return otlpwire.AppendVarint(append(b, otlpwire.Tag(3, otlpwire.Varint)), uint64(v.Int()))
 	case pcommon.ValueTypeDouble:
 		return appendPresentDouble(b, 4, v.Double())
 	case pcommon.ValueTypeSlice:
-		b, arr := beginMessage(b, 5, reserveSmall)
+		b, arr := otlpwire.BeginMessage(b, 5, reserveSmall)
 		for _, e := range v.Slice().All() {
 			var el int
-			b, el = beginMessage(b, 1, reserveSmall)
+			b, el = otlpwire.BeginMessage(b, 1, reserveSmall)
 			b = appendAnyValue(b, e)
-			b = endMessage(b, el, reserveSmall)
+			b = otlpwire.EndMessage(b, el, reserveSmall)
 		}
-		return endMessage(b, arr, reserveSmall)
+		return otlpwire.EndMessage(b, arr, reserveSmall)
 	case pcommon.ValueTypeMap:
-		b, kvl := beginMessage(b, 6, reserveSmall)
+		b, kvl := otlpwire.BeginMessage(b, 6, reserveSmall)
 		b = appendAttributes(b, 1, v.Map())
-		return endMessage(b, kvl, reserveSmall)
+		return otlpwire.EndMessage(b, kvl, reserveSmall)
 	case pcommon.ValueTypeBytes:
 		raw := v.Bytes().AsRaw()
-		return append(appendLenField(b, 7, len(raw)), raw...)
+		return append(otlpwire.AppendLenField(b, 7, len(raw)), raw...)
 	default:
 		return b
 	}
@@ -195,34 +134,34 @@ func appendAnyValue(b []byte, v pcommon.Value) []byte {
 // appendResource writes ResourceMetrics.resource (field 1): attributes = 1,
 // dropped_attributes_count = 2, entity_refs = 3.
 func appendResource(b []byte, r pcommon.Resource) []byte {
-	b, start := beginMessage(b, 1, reserveSmall)
+	b, start := otlpwire.BeginMessage(b, 1, reserveSmall)
 	b = appendAttributes(b, 1, r.Attributes())
 	b = appendVarintField(b, 2, uint64(r.DroppedAttributesCount()))
 	for _, ref := range entity.ResourceEntityRefs(r).All() {
 		var er int
-		b, er = beginMessage(b, 3, reserveSmall)
+		b, er = otlpwire.BeginMessage(b, 3, reserveSmall)
 		b = appendStringField(b, 1, ref.SchemaUrl())
 		b = appendStringField(b, 2, ref.Type())
 		for _, k := range ref.IdKeys().All() {
-			b = append(appendLenField(b, 3, len(k)), k...)
+			b = append(otlpwire.AppendLenField(b, 3, len(k)), k...)
 		}
 		for _, k := range ref.DescriptionKeys().All() {
-			b = append(appendLenField(b, 4, len(k)), k...)
+			b = append(otlpwire.AppendLenField(b, 4, len(k)), k...)
 		}
-		b = endMessage(b, er, reserveSmall)
+		b = otlpwire.EndMessage(b, er, reserveSmall)
 	}
-	return endMessage(b, start, reserveSmall)
+	return otlpwire.EndMessage(b, start, reserveSmall)
 }
 
 // appendScope writes ScopeMetrics.scope (field 1): name = 1, version = 2,
 // attributes = 3, dropped_attributes_count = 4.
 func appendScope(b []byte, s pcommon.InstrumentationScope) []byte {
-	b, start := beginMessage(b, 1, reserveSmall)
+	b, start := otlpwire.BeginMessage(b, 1, reserveSmall)
 	b = appendStringField(b, 1, s.Name())
 	b = appendStringField(b, 2, s.Version())
 	b = appendAttributes(b, 3, s.Attributes())
 	b = appendVarintField(b, 4, uint64(s.DroppedAttributesCount()))
-	return endMessage(b, start, reserveSmall)
+	return otlpwire.EndMessage(b, start, reserveSmall)
 }
 
 // Metric fields: name = 1, description = 2, unit = 3, gauge = 5, sum = 7,
@@ -277,22 +216,22 @@ func appendExemplars(b []byte, field int, es pmetric.ExemplarSlice) []byte {
 	for i := range es.Len() {
 		e := es.At(i)
 		var start int
-		b, start = beginMessage(b, field, reserveSmall)
+		b, start = otlpwire.BeginMessage(b, field, reserveSmall)
 		b = appendAttributes(b, 7, e.FilteredAttributes())
 		b = appendFixed64Field(b, 2, uint64(e.Timestamp()))
 		switch e.ValueType() {
 		case pmetric.ExemplarValueTypeDouble:
 			b = appendPresentDouble(b, 3, e.DoubleValue())
 		case pmetric.ExemplarValueTypeInt:
-			b = binary.LittleEndian.AppendUint64(append(b, tag(6, wireFixed64)), uint64(e.IntValue()))
+			b = binary.LittleEndian.AppendUint64(append(b, otlpwire.Tag(6, otlpwire.Fixed64)), uint64(e.IntValue()))
 		}
 		if id := e.SpanID(); !id.IsEmpty() {
-			b = append(appendLenField(b, 4, len(id)), id[:]...)
+			b = append(otlpwire.AppendLenField(b, 4, len(id)), id[:]...)
 		}
 		if id := e.TraceID(); !id.IsEmpty() {
-			b = append(appendLenField(b, 5, len(id)), id[:]...)
+			b = append(otlpwire.AppendLenField(b, 5, len(id)), id[:]...)
 		}
-		b = endMessage(b, start, reserveSmall)
+		b = otlpwire.EndMessage(b, start, reserveSmall)
 	}
 	return b
 }
@@ -301,7 +240,7 @@ func appendExemplars(b []byte, field int, es pmetric.ExemplarSlice) []byte {
 // attributes = 7, start_time_unix_nano = 2, time_unix_nano = 3, as_double
 // = 4, as_int = 6, exemplars = 5, flags = 8.
 func appendNumberPoint(b []byte, p pmetric.NumberDataPoint) []byte {
-	b, start := beginMessage(b, 1, reserveSmall)
+	b, start := otlpwire.BeginMessage(b, 1, reserveSmall)
 	b = appendAttributes(b, 7, p.Attributes())
 	b = appendFixed64Field(b, 2, uint64(p.StartTimestamp()))
 	b = appendFixed64Field(b, 3, uint64(p.Timestamp()))
@@ -309,11 +248,11 @@ func appendNumberPoint(b []byte, p pmetric.NumberDataPoint) []byte {
 	case pmetric.NumberDataPointValueTypeDouble:
 		b = appendPresentDouble(b, 4, p.DoubleValue())
 	case pmetric.NumberDataPointValueTypeInt:
-		b = binary.LittleEndian.AppendUint64(append(b, tag(6, wireFixed64)), uint64(p.IntValue()))
+		b = binary.LittleEndian.AppendUint64(append(b, otlpwire.Tag(6, otlpwire.Fixed64)), uint64(p.IntValue()))
 	}
 	b = appendExemplars(b, 5, p.Exemplars())
 	b = appendVarintField(b, 8, uint64(p.Flags()))
-	return endMessage(b, start, reserveSmall)
+	return otlpwire.EndMessage(b, start, reserveSmall)
 }
 
 // appendHistogramPoint: attributes = 9, start_time_unix_nano = 2,
@@ -321,7 +260,7 @@ func appendNumberPoint(b []byte, p pmetric.NumberDataPoint) []byte {
 // fixed64), explicit_bounds = 7 (packed double), exemplars = 8, flags =
 // 10, min = 11, max = 12.
 func appendHistogramPoint(b []byte, p pmetric.HistogramDataPoint) []byte {
-	b, start := beginMessage(b, 1, reserveSmall)
+	b, start := otlpwire.BeginMessage(b, 1, reserveSmall)
 	b = appendAttributes(b, 9, p.Attributes())
 	b = appendFixed64Field(b, 2, uint64(p.StartTimestamp()))
 	b = appendFixed64Field(b, 3, uint64(p.Timestamp()))
@@ -330,13 +269,13 @@ func appendHistogramPoint(b []byte, p pmetric.HistogramDataPoint) []byte {
 		b = appendPresentDouble(b, 5, p.Sum())
 	}
 	if n := p.BucketCounts().Len(); n > 0 {
-		b = appendLenField(b, 6, 8*n)
+		b = otlpwire.AppendLenField(b, 6, 8*n)
 		for _, c := range p.BucketCounts().All() {
 			b = binary.LittleEndian.AppendUint64(b, c)
 		}
 	}
 	if n := p.ExplicitBounds().Len(); n > 0 {
-		b = appendLenField(b, 7, 8*n)
+		b = otlpwire.AppendLenField(b, 7, 8*n)
 		for _, x := range p.ExplicitBounds().All() {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
 		}
@@ -349,7 +288,7 @@ func appendHistogramPoint(b []byte, p pmetric.HistogramDataPoint) []byte {
 	if p.HasMax() {
 		b = appendPresentDouble(b, 12, p.Max())
 	}
-	return endMessage(b, start, reserveSmall)
+	return otlpwire.EndMessage(b, start, reserveSmall)
 }
 
 // appendBuckets writes an exponential histogram's positive (8) or negative
@@ -359,19 +298,19 @@ func appendBuckets(b []byte, field int, bk pmetric.ExponentialHistogramDataPoint
 	if bk.Offset() == 0 && counts.Len() == 0 {
 		return b
 	}
-	b, start := beginMessage(b, field, reserveSmall)
+	b, start := otlpwire.BeginMessage(b, field, reserveSmall)
 	b = appendVarintField(b, 1, zigzag32(bk.Offset()))
 	if counts.Len() > 0 {
 		n := 0
 		for _, c := range counts.All() {
-			n += varintLen(c)
+			n += otlpwire.VarintLen(c)
 		}
-		b = appendLenField(b, 2, n)
+		b = otlpwire.AppendLenField(b, 2, n)
 		for _, c := range counts.All() {
-			b = appendVarint(b, c)
+			b = otlpwire.AppendVarint(b, c)
 		}
 	}
-	return endMessage(b, start, reserveSmall)
+	return otlpwire.EndMessage(b, start, reserveSmall)
 }
 
 // appendExponentialHistogramPoint: attributes = 1, start_time_unix_nano =
@@ -379,7 +318,7 @@ func appendBuckets(b []byte, field int, bk pmetric.ExponentialHistogramDataPoint
 // zero_count = 7, positive = 8, negative = 9, flags = 10, exemplars = 11,
 // min = 12, max = 13, zero_threshold = 14.
 func appendExponentialHistogramPoint(b []byte, p pmetric.ExponentialHistogramDataPoint) []byte {
-	b, start := beginMessage(b, 1, reserveSmall)
+	b, start := otlpwire.BeginMessage(b, 1, reserveSmall)
 	b = appendAttributes(b, 1, p.Attributes())
 	b = appendFixed64Field(b, 2, uint64(p.StartTimestamp()))
 	b = appendFixed64Field(b, 3, uint64(p.Timestamp()))
@@ -400,14 +339,14 @@ func appendExponentialHistogramPoint(b []byte, p pmetric.ExponentialHistogramDat
 		b = appendPresentDouble(b, 13, p.Max())
 	}
 	b = appendDoubleField(b, 14, p.ZeroThreshold())
-	return endMessage(b, start, reserveSmall)
+	return otlpwire.EndMessage(b, start, reserveSmall)
 }
 
 // appendSummaryPoint: start_time_unix_nano = 2, time_unix_nano = 3, count
 // = 4, sum = 5, quantile_values = 6 {quantile = 1, value = 2}, attributes
 // = 7, flags = 8.
 func appendSummaryPoint(b []byte, p pmetric.SummaryDataPoint) []byte {
-	b, start := beginMessage(b, 1, reserveSmall)
+	b, start := otlpwire.BeginMessage(b, 1, reserveSmall)
 	b = appendAttributes(b, 7, p.Attributes())
 	b = appendFixed64Field(b, 2, uint64(p.StartTimestamp()))
 	b = appendFixed64Field(b, 3, uint64(p.Timestamp()))
@@ -423,10 +362,10 @@ func appendSummaryPoint(b []byte, p pmetric.SummaryDataPoint) []byte {
 		if math.Float64bits(q.Value()) != 0 {
 			n += 9
 		}
-		b = appendLenField(b, 6, n)
+		b = otlpwire.AppendLenField(b, 6, n)
 		b = appendDoubleField(b, 1, q.Quantile())
 		b = appendDoubleField(b, 2, q.Value())
 	}
 	b = appendVarintField(b, 8, uint64(p.Flags()))
-	return endMessage(b, start, reserveSmall)
+	return otlpwire.EndMessage(b, start, reserveSmall)
 }
